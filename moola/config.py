@@ -1,0 +1,341 @@
+"""One validated configuration for a moola run.
+
+A configuration is built in layers, later layers winning:
+
+    defaults (below)  <  profile (smoke / standard / full)  <  --gates-config FILE  <  CLI / ini
+
+Every layer is checked against the schema: an unknown section or key, or a value of the wrong
+type, is a :class:`ConfigError` that names where the value came from and lists what is allowed.
+Thresholds are configuration: nothing in a gate is tuned by editing source.
+
+The resolved configuration is echoed into every verdict (``Config.to_dict()``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+PROFILES = ("smoke", "standard", "full")
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type or out of range."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections. Each field has a default and a short "why".
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Execution knobs (named as PyTorch Lightning users know them)."""
+
+    profile: str = "standard"  # smoke | standard | full (auto is resolved before this point)
+    accelerator: str = "auto"  # auto | cpu | cuda | mps
+    deterministic: bool = False  # torch.use_deterministic_algorithms; slower, bit-reproducible
+    seed: int = 17  # one seed for splits of work, init and batching
+    num_workers: int = 0  # DataLoader workers; 0 is fastest for in-memory arrays on 2 cores
+    torch_threads: int = 0  # 0 = leave torch's default; set to the core count on small CPUs
+    logger: str = "csv"  # csv | none : metrics.csv in Lightning's CSVLogger layout
+    log_every_n_steps: int = 10  # fast tier: status.json (loss, lr, throughput, ETA)
+    eval_every_n_steps: int = 0  # full tier: validation metrics; 0 = once per epoch
+    eval_timeout: float = 120.0  # seconds before a full-tier evaluation is abandoned
+    data: str = "fixtures/smoke"  # dataset directory (see DESIGN.md, Data)
+    fold: int = 0  # splits/fold_<fold>.json
+    reports: str = "reports"  # every output goes under this directory
+    cache: str = ".moola-cache"  # content-keyed artifact cache
+    sync_cmd: str = ""  # run in the background after checkpoints / evals (e.g. an rsync)
+    rebuild: bool = False  # ignore cached artifacts and rebuild them
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """How windows are prepared before any model sees them."""
+
+    normalization: str = "window_zscore"  # window_zscore | none ; raw prices (~20,000) break nets
+    expected_timesteps: int = 0  # 0 = take T from the data; >0 rejects other lengths
+    max_unlabeled: int = 0  # 0 = use the whole unlabeled pool
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Network sizes. The downstream classifier is built from the encoder's saved config."""
+
+    hidden: int = 64  # BiLSTM hidden size per direction
+    layers: int = 1  # BiLSTM layers (the encoder and the classifier share this)
+    dropout: float = 0.1
+    attention_heads: int = 2  # EnhancedSimpleLSTM attention over encoder states
+    head_hidden: int = 32  # classifier MLP width
+    simple_hidden: int = 32  # SimpleLSTM (gate 6) hidden size
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The one supervised recipe shared by gates 1, 4, 5 and 6 (only the factor under test differs)."""
+
+    max_epochs: int = 40
+    min_epochs: int = 5  # early stopping never fires before this
+    batch_size: int = 16  # 78 train windows -> 5 optimizer steps per epoch
+    lr: float = 3e-3  # AdamW
+    weight_decay: float = 1e-2
+    grad_clip: float = 1.0
+    early_stop_patience: int = 8  # epochs without val improvement
+    checkpoint_save_top_k: int = 1  # best-k checkpoints kept, plus last.pt
+    class_weighting: bool = True  # inverse-frequency class weights in the loss
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Masked-autoencoder pretraining of the BiLSTM encoder on unlabeled windows (gate 3)."""
+
+    mask_strategy: str = "patch"  # random | block | patch
+    mask_ratio: float = 0.15
+    patch_size: int = 7
+    max_epochs: int = 8
+    batch_size: int = 128
+    lr: float = 2e-3
+    val_fraction: float = 0.1  # held-out unlabeled windows for reconstruction validation
+    early_stop_patience: int = 3
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Transfer of the pretrained encoder into EnhancedSimpleLSTM (gate 4)."""
+
+    freeze_epochs: int = 3  # encoder frozen, head trains
+    unfreeze_every: int = 2  # then one more encoder layer (top first) every N epochs
+    encoder_lr_mult: float = 0.3  # discriminative LR: encoder layers get lr * mult**depth
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """Pseudo-samples and augmentations (gate 5)."""
+
+    ratio: float = 2.0  # pseudo-samples per real training window
+    max_samples: int = 210
+    quality_min: float = 0.85
+    ks_p_min: float = 0.1
+    dedup_threshold: float = 0.02  # normalised distance below which two windows are duplicates
+    jitter_sigma: float = 0.03
+    scaling_sigma: float = 0.1
+    time_warp_sigma: float = 0.2
+    mixup_alpha: float = 0.0  # 0 = off
+    cutmix_prob: float = 0.0  # 0 = off
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    """Every pass/fail criterion. Edit these in --gates-config, never in source."""
+
+    ci_level: float = 0.95
+    n_bootstrap: int = 1000
+    # a classifier is degenerate when one class takes more than this share of its predictions
+    max_predicted_share: float = 0.95
+    # gate 1: the training loss must fall by at least this fraction from the first epoch
+    min_loss_drop: float = 0.05
+    # gate 2: the MiniRocket control must itself beat chance (balanced-accuracy CI low > 1/K)
+    control_policy: str = "fail"  # fail | warn : what happens when MiniRocket beats the baseline
+    control_margin: float = 0.0  # baseline macro-F1 may trail the control by at most this
+    # gate 3
+    recon_margin: float = 0.05  # masked MSE must be <= (1 - margin) x interpolation MSE
+    probe_min_macro_f1: float = 0.55
+    # gate 4
+    min_delta: float = 0.0  # finetuned macro-F1 minus gate-1 macro-F1 must exceed this
+    # gate 5
+    max_drop_pp: float = 2.0
+    # gate 7
+    max_ensemble_drop_pp: float = 1.0
+    ece_bins: int = 10
+
+
+SECTIONS: dict[str, type] = {
+    "run": RunSettings,
+    "data": DataSettings,
+    "model": ModelSettings,
+    "train": TrainSettings,
+    "pretrain": PretrainSettings,
+    "finetune": FinetuneSettings,
+    "augment": AugmentSettings,
+    "gates": GateThresholds,
+}
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "run.profile": PROFILES,
+    "run.accelerator": ("auto", "cpu", "cuda", "mps"),
+    "run.logger": ("csv", "none"),
+    "data.normalization": ("window_zscore", "none"),
+    "pretrain.mask_strategy": ("random", "block", "patch"),
+    "gates.control_policy": ("fail", "warn"),
+}
+
+# Profile overrides: smoke = tiny and fast (CI), standard = seed-scale on a CPU, full = GPU recipe.
+PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": {
+        "run": {"data": "fixtures/smoke", "log_every_n_steps": 2},
+        "model": {"hidden": 16, "layers": 1, "head_hidden": 16, "simple_hidden": 16},
+        "train": {"max_epochs": 25, "min_epochs": 5, "batch_size": 16, "early_stop_patience": 8},
+        "pretrain": {"max_epochs": 3, "batch_size": 64, "early_stop_patience": 2},
+        "finetune": {"freeze_epochs": 2, "unfreeze_every": 1},
+        "gates": {"n_bootstrap": 300},
+    },
+    "standard": {
+        "run": {"data": "data/synthetic"},
+    },
+    "full": {
+        "run": {"data": "data/synthetic", "log_every_n_steps": 50},
+        "model": {"hidden": 128, "layers": 2, "head_hidden": 64},
+        "train": {"max_epochs": 60, "early_stop_patience": 15},
+        "pretrain": {"max_epochs": 50, "batch_size": 512, "early_stop_patience": 8},
+        "gates": {"n_bootstrap": 2000},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved configuration of one run. Immutable; echoed into every result."""
+
+    run: RunSettings = field(default_factory=RunSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    pretrain: PretrainSettings = field(default_factory=PretrainSettings)
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+    gates: GateThresholds = field(default_factory=GateThresholds)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    def digest(self, *sections: str) -> str:
+        """Stable short hash of the named sections (all when none given), for cache keys."""
+        d = self.to_dict()
+        picked = {s: d[s] for s in (sections or SECTIONS)}
+        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+    def replace(self, section: str, **changes: Any) -> "Config":
+        """A copy with some keys of one section changed (validated like any other layer)."""
+        return _apply(self, {section: changes}, source="Config.replace")
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    """Convert `value` to the field type `typ`; strings from the CLI/ini are parsed."""
+    typ = {"int": int, "float": float, "bool": bool, "str": str}.get(typ, typ)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if typ is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if typ is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    raise ConfigError(f"{where}: unsupported type {typ!r}")  # schema bug, not user error
+
+
+def _apply(cfg: Config, layer: Mapping[str, Any], source: str) -> Config:
+    """Apply one layer of overrides ({section: {key: value}}) with validation."""
+    new_sections = {}
+    for section, values in layer.items():
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"{source}: unknown section [{section}]; allowed sections: {', '.join(SECTIONS)}"
+            )
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: [{section}] must be a table of key = value")
+        cls = SECTIONS[section]
+        known = {f.name: f for f in fields(cls)}
+        current = new_sections.get(section, getattr(cfg, section))
+        changes = {}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(
+                    f"{source}: unknown key '{section}.{key}'; allowed keys in [{section}]: "
+                    f"{', '.join(known)}"
+                )
+            where = f"{source}: '{section}.{key}'"
+            v = _coerce(value, known[key].type, where)
+            allowed = CHOICES.get(f"{section}.{key}")
+            if allowed and v not in allowed:
+                raise ConfigError(f"{where} = {v!r}; allowed values: {', '.join(allowed)}")
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+                raise ConfigError(f"{where} = {v!r}; must not be negative")
+            changes[key] = v
+        new_sections[section] = dataclasses.replace(current, **changes)
+    return dataclasses.replace(cfg, **new_sections)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML or JSON gates-config file into {section: {key: value}}."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: gates-config file not found; pass an existing TOML or JSON file")
+    text = p.read_text()
+    try:
+        data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {exc}")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a table of sections")
+    return data
+
+
+def parse_dotted(overrides: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """{'train.max_epochs': 3} -> {'train': {'max_epochs': 3}}; bad names raise ConfigError."""
+    layer: dict[str, dict[str, Any]] = {}
+    for dotted, value in overrides.items():
+        if "." not in dotted:
+            raise ConfigError(f"override '{dotted}': expected 'section.key'")
+        section, key = dotted.split(".", 1)
+        layer.setdefault(section, {})[key] = value
+    return layer
+
+
+def load_config(
+    profile: str = "standard",
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    override_source: str = "command line",
+) -> Config:
+    """Build and validate the run's configuration (see module docstring for the layering)."""
+    if profile not in PROFILES:
+        raise ConfigError(f"profile {profile!r} is unknown; allowed: {', '.join(PROFILES)}, auto")
+    cfg = _apply(Config(), {"run": {"profile": profile}}, source="profile")
+    cfg = _apply(cfg, PROFILE_OVERRIDES[profile], source=f"profile '{profile}'")
+    if config_file:
+        cfg = _apply(cfg, read_config_file(config_file), source=str(config_file))
+    if overrides:
+        cfg = _apply(cfg, parse_dotted(overrides), source=override_source)
+    return cfg

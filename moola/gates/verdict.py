@@ -1,0 +1,63 @@
+"""The verdict a gate returns: passed or not, why, and the evidence."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+STATUSES = ("passed", "failed", "warning", "skipped")
+
+
+@dataclass
+class Verdict:
+    """Outcome of one gate.
+
+    `status` is passed | failed | warning | skipped. A warning passes (the chain continues) but
+    is shown as such in the summary and results log. `reason` is one line a person can act on:
+    what was expected, what was observed, what to do.
+    """
+
+    gate: str
+    status: str
+    reason: str
+    model: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    comparison: dict[str, Any] | None = None
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+    key_metric: dict[str, Any] | None = None  # {"name", "value", "threshold", "op"} for the table
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"Verdict.status {self.status!r}; allowed: {', '.join(STATUSES)}")
+
+    @property
+    def passed(self) -> bool:
+        """True for passed and warning: the chain may continue."""
+        return self.status in ("passed", "warning")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (NaN/inf become None, numpy scalars become Python numbers)."""
+        return jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Verdict":
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**known)
+
+
+def jsonable(obj: Any) -> Any:
+    """Recursively convert numpy / torch scalars and arrays into plain JSON values."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return jsonable(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    return str(obj)
