@@ -131,6 +131,13 @@ class AugmentSettings:
 
 
 @dataclass(frozen=True)
+class EnsembleSettings:
+    """Calibrated ensemble of the approved models (gate 7)."""
+
+    oof_folds: int = 5  # stratified folds over the training split for out-of-fold probabilities
+
+
+@dataclass(frozen=True)
 class GateThresholds:
     """Every pass/fail criterion. Edit these in --gates-config, never in source."""
 
@@ -163,6 +170,7 @@ SECTIONS: dict[str, type] = {
     "pretrain": PretrainSettings,
     "finetune": FinetuneSettings,
     "augment": AugmentSettings,
+    "ensemble": EnsembleSettings,
     "gates": GateThresholds,
 }
 
@@ -183,6 +191,7 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"max_epochs": 25, "min_epochs": 5, "batch_size": 16, "early_stop_patience": 8},
         "pretrain": {"max_epochs": 3, "batch_size": 64, "early_stop_patience": 2},
         "finetune": {"freeze_epochs": 2, "unfreeze_every": 1},
+        "ensemble": {"oof_folds": 3},
         "gates": {"n_bootstrap": 300},
     },
     "standard": {
@@ -209,6 +218,7 @@ class Config:
     pretrain: PretrainSettings = field(default_factory=PretrainSettings)
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
     augment: AugmentSettings = field(default_factory=AugmentSettings)
+    ensemble: EnsembleSettings = field(default_factory=EnsembleSettings)
     gates: GateThresholds = field(default_factory=GateThresholds)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
@@ -295,6 +305,11 @@ def _apply(cfg: Config, layer: Mapping[str, Any], source: str) -> Config:
             changes[key] = v
         new_sections[section] = dataclasses.replace(current, **changes)
     return dataclasses.replace(cfg, **new_sections)
+
+
+def apply_overrides(cfg: Config, layer: Mapping[str, Any], source: str) -> Config:
+    """Apply {section: {key: value}} on top of `cfg`, validated; errors name `source`."""
+    return _apply(cfg, layer, source)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

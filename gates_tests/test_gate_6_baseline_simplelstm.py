@@ -1,0 +1,9 @@
+"""gate_6_baseline_simplelstm: a simple SimpleLSTM trains on the selected device (warns if it matches)."""
+
+import pytest
+
+
+@pytest.mark.gate("gate_6_baseline_simplelstm")
+@pytest.mark.dependency(name="gate_6_baseline_simplelstm", depends=["gate_5_augment"], scope="session")
+def test_gate_6_baseline_simplelstm(gate):
+    assert gate.passed, gate.reason

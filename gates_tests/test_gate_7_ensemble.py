@@ -1,0 +1,9 @@
+"""gate_7_ensemble: the calibrated ensemble is not worse than its best member."""
+
+import pytest
+
+
+@pytest.mark.gate("gate_7_ensemble")
+@pytest.mark.dependency(name="gate_7_ensemble", depends=["gate_6_baseline_simplelstm"], scope="session")
+def test_gate_7_ensemble(gate):
+    assert gate.passed, gate.reason

@@ -1,0 +1,249 @@
+"""The pytest plugin that turns ``gates_tests/`` into moola's gated workflow.
+
+Registered by the project's ``conftest.py``. It
+
+* adds the ``moola`` option group (execution knobs named as in PyTorch Lightning) with ini
+  equivalents ``moola_<name>``; precedence is command line > ini > --gates-config > profile;
+* builds one validated :class:`~moola.config.Config` and shows it in the report header;
+* provides the ``gate`` fixture that runs a gate through :mod:`moola.gates.runner` (upstream
+  verdicts from the cache; a failed upstream skips the gate with its reason);
+* attaches every verdict to the pytest-json-report entry of its test (``metadata.verdict``),
+  and, once, in the controller process, appends one results-log record per gate and prints
+  the summary table.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from moola.config import ConfigError, apply_overrides, load_config, parse_dotted
+
+# (option name, config key, type, help)
+KNOBS = [
+    ("accelerator", "run.accelerator", str, "auto|cpu|cuda|mps"),
+    ("deterministic", "run.deterministic", bool, "deterministic algorithms (slower)"),
+    ("seed", "run.seed", int, "global seed (default 17)"),
+    ("max-epochs", "train.max_epochs", int, "epochs of the shared supervised recipe"),
+    ("batch-size", "train.batch_size", int, "batch size of the shared supervised recipe"),
+    ("num-workers", "run.num_workers", int, "DataLoader workers"),
+    ("early-stop-patience", "train.early_stop_patience", int, "epochs without improvement"),
+    ("checkpoint-save-top-k", "train.checkpoint_save_top_k", int, "best checkpoints kept"),
+    ("logger", "run.logger", str, "csv|none (metrics.csv in Lightning's layout)"),
+    ("log-every-n-steps", "run.log_every_n_steps", int, "fast tier: status.json every N steps"),
+    ("eval-every-n-steps", "run.eval_every_n_steps", int, "full tier: validation every N steps "
+                                                          "(0 = each epoch)"),
+    ("eval-timeout", "run.eval_timeout", float, "seconds before an evaluation is abandoned"),
+    ("data", "run.data", str, "dataset directory"),
+    ("reports", "run.reports", str, "output directory (default reports)"),
+    ("sync-cmd", "run.sync_cmd", str, "command run in the background after checkpoints/evals"),
+    ("rebuild", "run.rebuild", bool, "ignore cached artifacts and rebuild them"),
+]
+
+CTX_KEY = pytest.StashKey["Any"]()
+RECORDS_KEY = pytest.StashKey["list"]()
+GATE_TIMEOUTS = {"smoke": 600, "standard": 3600, "full": 6 * 3600}  # seconds per gate test
+
+
+class MoolaGateWarning(UserWarning):
+    """A gate passed with a warning (the chain continues)."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("moola", "moola gated workflow")
+    group.addoption("--profile", dest="moola_profile", default=None,
+                    help="smoke|standard|full|auto (auto: full on CUDA, standard otherwise)")
+    group.addoption("--gates-config", dest="moola_gates_config", default=None,
+                    help="TOML or JSON file of thresholds and settings ([gates], [train], ...)")
+    parser.addini("moola_profile", "default profile", default="standard")
+    parser.addini("moola_gates_config", "default gates-config file", default="")
+    for name, key, typ, help_ in KNOBS:
+        dest = "moola_" + name.replace("-", "_")
+        if typ is bool:
+            group.addoption(f"--{name}", dest=dest, action="store_const", const="true",
+                            default=None, help=help_)
+        else:
+            group.addoption(f"--{name}", dest=dest, default=None, help=help_)
+        parser.addini(dest, help_, default=None)
+
+
+def resolve_config(config: pytest.Config):
+    """Config from profile, --gates-config, ini and command line (later wins)."""
+    profile = config.getoption("moola_profile") or config.getini("moola_profile") or "standard"
+    if profile == "auto":
+        import torch
+
+        profile = "full" if torch.cuda.is_available() else "standard"
+    cfg_file = config.getoption("moola_gates_config") or config.getini("moola_gates_config")
+    cfg = load_config(profile, cfg_file or None)
+    ini, cli = {}, {}
+    for name, key, _typ, _help in KNOBS:
+        dest = "moola_" + name.replace("-", "_")
+        if config.getini(dest) not in (None, ""):
+            ini[key] = config.getini(dest)
+        if config.getoption(dest) is not None:
+            cli[key] = config.getoption(dest)
+    cfg = apply_overrides(cfg, parse_dotted(ini), source="ini (moola_*)")
+    return apply_overrides(cfg, parse_dotted(cli), source="command line")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    from moola.gates.context import GateContext, new_run_id
+
+    try:
+        cfg = resolve_config(config)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"moola configuration: {exc}") from None
+    workerinput = getattr(config, "workerinput", None)
+    run_id = workerinput["moola_run_id"] if workerinput else new_run_id()
+    ctx = GateContext(cfg=cfg, run_id=run_id, root=Path(config.rootpath))
+    config.stash[CTX_KEY] = ctx
+    config.stash[RECORDS_KEY] = []
+    if cfg.run.torch_threads:
+        import torch
+
+        torch.set_num_threads(cfg.run.torch_threads)
+    # pytest-json-report on by default, into the reports directory
+    if hasattr(config.option, "json_report"):
+        try:
+            reports = ctx.reports
+        except ConfigError as exc:
+            raise pytest.UsageError(f"moola configuration: {exc}") from None
+        config.option.json_report = True
+        if config.option.json_report_file in (None, ".report.json"):
+            config.option.json_report_file = str(reports / "report.json")
+        config.option.json_report_indent = 1
+        config.pluginmanager.register(_JsonReportHooks(config), "moola-json-report-hooks")
+    config.addinivalue_line("markers", "gate(name): this test runs the named moola gate")
+
+
+def pytest_configure_node(node) -> None:
+    """xdist controller -> worker: every worker shares the controller's run id."""
+    node.workerinput["moola_run_id"] = node.config.stash[CTX_KEY].run_id
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    ctx = config.stash.get(CTX_KEY, None)
+    if ctx is None:
+        return []
+    c = ctx.cfg
+    return [
+        f"moola: run {ctx.run_id} profile={c.run.profile} data={c.run.data} "
+        f"accelerator={c.run.accelerator} seed={c.run.seed} deterministic={c.run.deterministic}",
+        f"moola: train max_epochs={c.train.max_epochs} batch_size={c.train.batch_size} "
+        f"lr={c.train.lr} patience={c.train.early_stop_patience} top_k="
+        f"{c.train.checkpoint_save_top_k}; model hidden={c.model.hidden} layers={c.model.layers}",
+        f"moola: logger={c.run.logger} log_every_n_steps={c.run.log_every_n_steps} "
+        f"eval_every_n_steps={c.run.eval_every_n_steps} eval_timeout={c.run.eval_timeout}s "
+        f"reports={c.run.reports} cache={c.run.cache} rebuild={c.run.rebuild}",
+    ]
+
+
+def _gate_name(item: pytest.Item) -> str | None:
+    m = item.get_closest_marker("gate")
+    return m.args[0] if m and m.args else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    ctx = config.stash[CTX_KEY]
+    limit = GATE_TIMEOUTS[ctx.cfg.run.profile]
+    for item in items:
+        if _gate_name(item) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(limit))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The selected gates (after -k / deselection) run their own work afresh."""
+    ctx = session.config.stash[CTX_KEY]
+    ctx.selected = {g for g in map(_gate_name, session.items) if g}
+
+
+@pytest.fixture(scope="session")
+def moola_ctx(pytestconfig: pytest.Config):
+    """The session's GateContext (config, data, cache, run id)."""
+    return pytestconfig.stash[CTX_KEY]
+
+
+@pytest.fixture
+def gate(request: pytest.FixtureRequest, moola_ctx):
+    """Run this test's gate (named by its ``@pytest.mark.gate(NAME)`` marker) -> Verdict.
+
+    Skips with the upstream verdict's reason when an upstream gate did not pass.
+    """
+    from moola.gates.runner import run_gate
+
+    name = _gate_name(request.node)
+    if name is None:
+        raise pytest.UsageError(f"{request.node.nodeid}: the 'gate' fixture needs "
+                                f"@pytest.mark.gate('<gate name>')")
+    verdict = run_gate(moola_ctx, name)
+    request.node.stash[VERDICT_KEY] = verdict
+    _write_plots(moola_ctx, verdict)
+    if verdict.status == "skipped":
+        pytest.skip(verdict.reason)
+    if verdict.status == "warning":
+        warnings.warn(MoolaGateWarning(f"{name}: {verdict.reason}"))
+    return verdict
+
+
+VERDICT_KEY = pytest.StashKey["Any"]()
+
+
+def _write_plots(ctx, verdict) -> None:
+    """Learning curve and confusion matrix PNGs (optional: needs matplotlib)."""
+    try:
+        from moola.report.plots import plot_confusion_matrix, plot_learning_curves
+    except ImportError:
+        return
+    d = ctx.gate_dir(verdict.gate)
+    if (d / "metrics.csv").exists():
+        plot_learning_curves(d / "metrics.csv", d / "learning_curves.png")
+    cm = verdict.metrics.get("confusion_matrix") if verdict.metrics else None
+    if cm:
+        plot_confusion_matrix(cm, ctx.dataset.classes, d / "confusion_matrix.png",
+                              title=f"{verdict.gate}: {verdict.model}")
+
+
+class _JsonReportHooks:
+    """pytest-json-report hooks bound to one session's config (pytester runs several)."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+
+    def pytest_json_runtest_metadata(self, item: pytest.Item, call: pytest.CallInfo):
+        """Attach the verdict (when the test produced one) to the JSON report entry."""
+        gate = _gate_name(item)
+        if gate is None:
+            return None
+        v = item.stash.get(VERDICT_KEY, None)
+        return {"gate": gate, "verdict": v.to_dict()} if v is not None else {"gate": gate}
+
+    def pytest_json_modifyreport(self, json_report: dict) -> None:
+        """Controller only: derive results-log records from the JSON report, append once."""
+        from moola.report.records import records_from_json_report
+        from moola.report.results import append_records
+
+        ctx = self.config.stash[CTX_KEY]
+        records = records_from_json_report(json_report, ctx)
+        self.config.stash[RECORDS_KEY] = records
+        if records:
+            append_records(ctx.reports / "gated_workflow_results.jsonl", records)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    records = config.stash.get(RECORDS_KEY, [])
+    if not records:
+        return
+    from moola.report.summary import format_summary
+
+    terminalreporter.write_sep("=", "moola gates")
+    for line in format_summary(records):
+        terminalreporter.write_line(line)
+    ctx = config.stash[CTX_KEY]
+    terminalreporter.write_line(
+        f"results: {ctx.reports / 'gated_workflow_results.jsonl'} (run_id {ctx.run_id}); "
+        f"details: {ctx.reports / 'report.json'}; watch: moola status {ctx.reports}")

@@ -1,0 +1,82 @@
+"""Run gates in chain order with memoised verdicts; no pytest here.
+
+``run_gate(ctx, gate)`` is what a gate test calls: it first judges every upstream gate (their
+work comes from the cache, built if missing) and returns a ``skipped`` verdict naming the
+first upstream failure; otherwise it runs the gate. This is what makes ``pytest -k gate_6``
+and ``pytest -n 2`` correct without relying on pytest-dependency, which keeps its results per
+process and cannot see a gate that was deselected or ran on another xdist worker.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+
+from moola.gates.chain import CHAIN, GATES
+from moola.gates.context import GateContext
+from moola.gates.verdict import Verdict
+
+
+def upstream_of(gate: str) -> tuple[str, ...]:
+    """The gates before `gate` in the chain."""
+    if gate not in CHAIN:
+        raise KeyError(f"unknown gate {gate!r}; the chain is: {', '.join(CHAIN)}")
+    return CHAIN[: CHAIN.index(gate)]
+
+
+def judge(ctx: GateContext, gate: str) -> Verdict:
+    """The verdict of `gate`, computed once per process (upstream gates must have passed)."""
+    if gate not in ctx.verdicts:
+        blocked = first_upstream_failure(ctx, gate)
+        if blocked is not None:
+            ctx.verdicts[gate] = _skipped(ctx, gate, blocked)
+        else:
+            ctx.verdicts[gate] = _run(ctx, gate)
+    return ctx.verdicts[gate]
+
+
+def first_upstream_failure(ctx: GateContext, gate: str) -> Verdict | None:
+    """The first upstream verdict that did not pass (failed or skipped), else None."""
+    for up in upstream_of(gate):
+        v = judge(ctx, up)
+        if not v.passed:
+            return v
+    return None
+
+
+def run_gate(ctx: GateContext, gate: str) -> Verdict:
+    """Judge `gate` for a test: same as :func:`judge`, named for the call site's intent."""
+    return judge(ctx, gate)
+
+
+def _run(ctx: GateContext, gate: str) -> Verdict:
+    t0 = time.time()
+    st = ctx.status
+    st.gate = gate
+    st.update(gate=gate, phase="train", step=None, total_steps=None, epoch=None, loss=None,
+              eta_s=None, last_eval=None)
+    fn = GATES[gate]
+    try:
+        if gate == "gate_7_ensemble":
+            v = fn(ctx, {g: ctx.verdicts[g] for g in upstream_of(gate) if g in ctx.verdicts})
+        else:
+            v = fn(ctx)
+    except Exception as exc:  # a crash is a failed verdict with the cause, not a lost run
+        st.update(phase="failed")
+        tb = traceback.format_exc()
+        v = Verdict(gate=gate, status="failed", config=ctx.cfg.to_dict(),
+                    reason=f"crashed: {type(exc).__name__}: {exc}",
+                    artifacts={"traceback": tb})
+    v.duration_s = round(time.time() - t0, 3)
+    finished = dict(st.state.get("gates") or {}) if hasattr(st, "state") else {}
+    finished[gate] = {"status": v.status, "reason": v.reason, "duration_s": v.duration_s}
+    st.update(phase="done", gates=finished)
+    return v
+
+
+def _skipped(ctx: GateContext, gate: str, blocked: Verdict) -> Verdict:
+    reason = f"skipped: upstream {blocked.gate} {blocked.status}: {blocked.reason}"
+    if blocked.status == "skipped":  # already names the root cause
+        reason = f"skipped: {blocked.reason.removeprefix('skipped: ')}"
+    return Verdict(gate=gate, status="skipped", reason=reason, config=ctx.cfg.to_dict(),
+                   comparison={"blocked_by": blocked.gate})
