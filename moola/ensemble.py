@@ -1,0 +1,275 @@
+"""Gate 7 building blocks: out-of-fold predictions, isotonic calibration, averaging, report.
+
+Calibration is fitted on *training* out-of-fold probabilities only; validation windows are
+used to score, never to fit. :func:`calibrate_and_report` is the whole gate-7 computation for
+members that already have (train OOF proba, val proba).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+from sklearn.isotonic import IsotonicRegression
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold
+
+FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def _check_proba(proba: Any, name: str, n_classes: int | None = None) -> np.ndarray:
+    """Return proba as float64 (n, K) after checking shape and finiteness."""
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"{name}: expected probabilities of shape (n, K), got shape {p.shape}")
+    if n_classes is not None and p.shape[1] != n_classes:
+        raise ValueError(f"{name}: expected K={n_classes} columns, got {p.shape[1]}")
+    if not np.all(np.isfinite(p)):
+        raise ValueError(f"{name}: contains non-finite values")
+    return p
+
+
+def _normalise_rows(p: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Rows scaled to sum 1; a row summing to 0 takes the matching (normalised) fallback row."""
+    s = p.sum(axis=1, keepdims=True)
+    fb = fallback / np.maximum(fallback.sum(axis=1, keepdims=True), 1e-300)
+    fb = np.where(fb.sum(axis=1, keepdims=True) > 0, fb, 1.0 / p.shape[1])
+    out = np.where(s > 1e-12, p / np.maximum(s, 1e-300), fb)
+    return np.clip(out, 0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Out-of-fold predictions
+# ---------------------------------------------------------------------------------------------
+
+
+def out_of_fold_proba(
+    fit_predict: FitPredict,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    n_splits: int = 5,
+    seed: int = 0,
+    n_classes: int | None = None,
+) -> np.ndarray:
+    """Out-of-fold class probabilities (n, K) for every training window.
+
+    Stratified K-fold (shuffled with `seed`); n_splits is reduced to the smallest class count
+    when a class has fewer members (at least 2 are needed). For each fold
+    ``fit_predict(X_tr, y_tr, X_te) -> proba (n_te, K)`` trains a fresh model on the other
+    folds; each window is predicted exactly once, by a model that never saw it.
+    """
+    X = np.asarray(X_train)
+    y = np.asarray(y_train).astype(np.int64)
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"y_train: expected shape ({X.shape[0]},), got {y.shape}")
+    k = int(n_classes) if n_classes is not None else int(y.max()) + 1
+    smallest = int(np.bincount(y, minlength=k)[np.unique(y)].min())
+    splits = min(n_splits, smallest)
+    if splits < 2:
+        raise ValueError(
+            f"out_of_fold_proba: the smallest class has {smallest} window(s); at least 2 are "
+            "needed for out-of-fold predictions"
+        )
+    oof = np.full((y.size, k), np.nan)
+    skf = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
+    for fold, (tr, te) in enumerate(skf.split(np.zeros(y.size), y)):
+        p = _check_proba(fit_predict(X[tr], y[tr], X[te]), f"fit_predict (fold {fold})", k)
+        if p.shape[0] != te.size:
+            raise ValueError(f"fit_predict (fold {fold}): returned {p.shape[0]} rows for {te.size} windows")
+        oof[te] = p
+    return oof
+
+
+# ---------------------------------------------------------------------------------------------
+# Isotonic calibration
+# ---------------------------------------------------------------------------------------------
+
+
+class IsotonicCalibrator:
+    """One-vs-rest isotonic calibration of class probabilities, fitted on training OOF only.
+
+    For class k an increasing map proba[:, k] -> P(y == k) is fitted (sklearn
+    IsotonicRegression, clipped outside the fitted range, values in [0, 1]); calibrated rows
+    are renormalised to sum 1 (a row mapped to all zeros keeps its uncalibrated probabilities).
+    The fitted maps are stored as breakpoint lists, so :meth:`state_dict` is plain JSON.
+    """
+
+    def __init__(self) -> None:
+        self.x_thresholds: list[np.ndarray] = []
+        self.y_thresholds: list[np.ndarray] = []
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.x_thresholds)
+
+    @property
+    def fitted(self) -> bool:
+        return self.n_classes > 0
+
+    def fit(self, oof_proba: np.ndarray, y_train: np.ndarray, *, split: str = "train") -> "IsotonicCalibrator":
+        """Fit on out-of-fold probabilities (n, K) of the *training* windows and their labels.
+
+        `split` names where the arrays come from; anything but "train" is refused, because a
+        calibrator fitted on validation windows makes the validation ECE meaningless.
+        """
+        if split != "train":
+            raise ValueError(
+                f"IsotonicCalibrator.fit: refusing to fit on split={split!r}; calibration must be "
+                "fitted on out-of-fold predictions of the training windows (split='train') and "
+                "only applied to validation windows"
+            )
+        p = _check_proba(oof_proba, "oof_proba")
+        y = np.asarray(y_train).astype(np.int64)
+        if y.shape != (p.shape[0],):
+            raise ValueError(f"y_train: expected shape ({p.shape[0]},), got {y.shape}")
+        if y.size and (y.min() < 0 or y.max() >= p.shape[1]):
+            raise ValueError(f"y_train: labels must lie in [0, {p.shape[1]}), got max {y.max()}")
+        self.x_thresholds, self.y_thresholds = [], []
+        for k in range(p.shape[1]):
+            iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
+            iso.fit(p[:, k], (y == k).astype(np.float64))
+            self.x_thresholds.append(np.asarray(iso.X_thresholds_, dtype=np.float64))
+            self.y_thresholds.append(np.asarray(iso.y_thresholds_, dtype=np.float64))
+        return self
+
+    def transform(self, proba: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (n, K), rows summing to 1."""
+        if not self.fitted:
+            raise RuntimeError("IsotonicCalibrator.transform: call fit(oof_proba, y_train) first")
+        p = _check_proba(proba, "proba", self.n_classes)
+        cal = np.stack(
+            [np.interp(p[:, k], self.x_thresholds[k], self.y_thresholds[k]) for k in range(self.n_classes)],
+            axis=1,
+        ) if p.shape[0] else p.copy()
+        return _normalise_rows(cal, fallback=np.clip(p, 0.0, None))
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-safe state (lists of floats)."""
+        return {
+            "kind": "isotonic_ovr",
+            "x_thresholds": [x.tolist() for x in self.x_thresholds],
+            "y_thresholds": [y.tolist() for y in self.y_thresholds],
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> "IsotonicCalibrator":
+        """Rebuild a calibrator saved with :meth:`state_dict`."""
+        if state.get("kind") != "isotonic_ovr":
+            raise ValueError(f"not an isotonic calibrator state: kind={state.get('kind')!r}")
+        xs, ys = state["x_thresholds"], state["y_thresholds"]
+        if len(xs) != len(ys) or any(len(a) != len(b) or len(a) == 0 for a, b in zip(xs, ys)):
+            raise ValueError("isotonic calibrator state: x/y threshold lists do not match")
+        cal = cls()
+        cal.x_thresholds = [np.asarray(a, dtype=np.float64) for a in xs]
+        cal.y_thresholds = [np.asarray(b, dtype=np.float64) for b in ys]
+        return cal
+
+
+# ---------------------------------------------------------------------------------------------
+# Averaging and the gate-7 report
+# ---------------------------------------------------------------------------------------------
+
+
+def average_proba(probas: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+    """Weighted mean of members' probabilities (each (n, K)); weights default to equal and are
+    normalised; rows of the result sum to 1."""
+    if len(probas) == 0:
+        raise ValueError("average_proba: no members to average")
+    ps = [_check_proba(p, f"member {i}") for i, p in enumerate(probas)]
+    if any(p.shape != ps[0].shape for p in ps):
+        raise ValueError(f"average_proba: members have different shapes {[p.shape for p in ps]}")
+    w = np.ones(len(ps)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(ps),) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"average_proba: need {len(ps)} non-negative weights with a positive sum, got {weights}")
+    avg = np.tensordot(w / w.sum(), np.stack(ps), axes=1)
+    return _normalise_rows(avg, fallback=np.ones_like(avg))
+
+
+def _macro_f1(y: np.ndarray, proba: np.ndarray) -> float:
+    k = proba.shape[1]
+    return float(f1_score(y, proba.argmax(axis=1), labels=list(range(k)), average="macro", zero_division=0))
+
+
+def ensemble_report(
+    members: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    y_val: np.ndarray,
+    weights: Mapping[str, float] | None = None,
+    n_bins: int = 10,
+    max_drop_pp: float | None = None,
+    ece_fn: Callable[..., float] | None = None,
+) -> dict[str, Any]:
+    """Score members and their calibrated average on validation windows.
+
+    members: name -> (val_proba_raw (n, K), val_proba_calibrated (n, K)). The ensemble is the
+    (weighted) average of the calibrated probabilities. Macro-F1 is sklearn's over all K
+    classes; ECE is moola.metrics.expected_calibration_error (or `ece_fn`) with `n_bins`.
+    The best member is the one with the highest raw macro-F1 (as the upstream gates scored it);
+    drop_pp = 100 x (best member's macro-F1 - ensemble macro-F1), positive when the ensemble is
+    worse. With max_drop_pp, `warn` is True when drop_pp exceeds it. Returns a JSON-safe dict.
+    """
+    if not members:
+        raise ValueError("ensemble_report: no members")
+    if ece_fn is None:
+        from moola.metrics import expected_calibration_error as ece_fn
+    y = np.asarray(y_val).astype(np.int64)
+    names = list(members)
+    per: dict[str, dict[str, float]] = {}
+    raws, cals = [], []
+    for name in names:
+        raw = _check_proba(members[name][0], f"{name} (raw)")
+        cal = _check_proba(members[name][1], f"{name} (calibrated)", raw.shape[1])
+        if raw.shape != cal.shape or raw.shape[0] != y.size:
+            raise ValueError(
+                f"member {name}: raw {raw.shape} and calibrated {cal.shape} must both be ({y.size}, K)"
+            )
+        raws.append(raw)
+        cals.append(cal)
+        per[name] = {
+            "macro_f1_raw": _macro_f1(y, raw),
+            "macro_f1_calibrated": _macro_f1(y, cal),
+            "ece_raw": float(ece_fn(y, raw, n_bins=n_bins)),
+            "ece_calibrated": float(ece_fn(y, cal, n_bins=n_bins)),
+        }
+    w = None if weights is None else [float(weights[n]) for n in names]
+    ens_raw, ens_cal = average_proba(raws, w), average_proba(cals, w)
+    best = max(names, key=lambda n: per[n]["macro_f1_raw"])
+    ens_f1 = _macro_f1(y, ens_cal)
+    drop_pp = 100.0 * (per[best]["macro_f1_raw"] - ens_f1)
+    return {
+        "members": per,
+        "ensemble": {
+            "macro_f1": ens_f1,
+            "ece": float(ece_fn(y, ens_cal, n_bins=n_bins)),
+            "macro_f1_uncalibrated": _macro_f1(y, ens_raw),
+            "ece_uncalibrated": float(ece_fn(y, ens_raw, n_bins=n_bins)),
+            "predicted_distribution": np.bincount(ens_cal.argmax(axis=1), minlength=ens_cal.shape[1]).tolist(),
+        },
+        "best_member": best,
+        "best_member_macro_f1": per[best]["macro_f1_raw"],
+        "drop_pp": drop_pp,
+        "warn": (drop_pp > max_drop_pp) if max_drop_pp is not None else None,
+        "weights": dict(zip(names, w)) if w is not None else None,
+        "n_val": int(y.size),
+        "n_bins": n_bins,
+    }
+
+
+def calibrate_and_report(
+    members: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    y_train: np.ndarray,
+    y_val: np.ndarray,
+    **report_kwargs: Any,
+) -> tuple[dict[str, Any], dict[str, IsotonicCalibrator]]:
+    """Gate 7 in one call: members name -> (train_oof_proba, val_proba_raw).
+
+    Each member's calibrator is fitted on its training OOF probabilities and y_train only, then
+    applied to its validation probabilities; y_val is used for scoring alone. Returns
+    (ensemble_report(...), {name: calibrator}).
+    """
+    calibrators: dict[str, IsotonicCalibrator] = {}
+    scored: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, (oof, val_raw) in members.items():
+        cal = IsotonicCalibrator().fit(oof, y_train, split="train")
+        calibrators[name] = cal
+        scored[name] = (np.asarray(val_raw, dtype=np.float64), cal.transform(val_raw))
+    return ensemble_report(scored, y_val, **report_kwargs), calibrators
