@@ -1,0 +1,213 @@
+"""`moola status`: live, finished, stale, crashed, all-null and missing status files."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from moola.report import watch
+from moola.report.results import append_records, results_path
+from moola.report.watch import assess, human_duration, progress_bar, status_main
+
+HOST = socket.gethostname()
+
+
+def write_status(reports, **fields):
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "status.json").write_text(json.dumps(fields))
+
+
+def live_fields(**over):
+    now = time.time()
+    d = {
+        "run_id": "run-42", "gate": "gate_3_pretrain_bilstm", "phase": "train",
+        "step": 450, "total_steps": 1000, "epoch": 3, "max_epochs": 8,
+        "loss": 0.4321, "lr": 0.001, "throughput": 1234.5, "eta_s": 725,
+        "last_eval": {"step": 400, "epoch": 3, "metrics": {"val_loss": 0.45, "val_macro_f1": 0.61},
+                      "train_val_gap": 0.05, "timed_out": False, "at": "2026-01-25T19:50:00+00:00"},
+        "updated_at": "2026-01-25T19:51:00+00:00", "updated_unix": now, "pid": os.getpid(),
+        "host": HOST,
+    }
+    d.update(over)
+    return d
+
+
+def dead_pid():
+    p = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                       capture_output=True, text=True, check=True)
+    return int(p.stdout)
+
+
+def test_live_run_shows_progress_eval_and_finished_gates(tmp_path, capsys):
+    reports = tmp_path / "reports"
+    write_status(reports, **live_fields())
+    append_records(results_path(reports), [
+        {"run_id": "run-42", "gate": "gate_0_env", "status": "passed", "reason": "data valid",
+         "duration_s": 1.2, "timestamp": "2026-01-25T19:40:00+00:00"},
+        {"run_id": "run-42", "gate": "gate_2_control_minirocket", "status": "warning",
+         "reason": "MiniRocket beats the baseline by 0.04", "duration_s": 65,
+         "timestamp": "2026-01-25T19:45:00+00:00"},
+        {"run_id": "run-41", "gate": "gate_1_smoke_enhanced", "status": "failed",
+         "reason": "from an older run", "timestamp": "2026-01-24T10:00:00+00:00"},
+    ])
+    assert status_main([str(reports)]) == 0
+    out = capsys.readouterr().out
+    assert "run run-42" in out and "gate gate_3_pretrain_bilstm" in out and "phase train" in out
+    assert "state live" in out
+    assert "45.0%" in out and "step 450/1,000" in out and "epoch 3/8" in out
+    assert "loss 0.4321" in out and "lr 0.001" in out and "1,234 samples/s" in out
+    assert "ETA 12 min 5 s" in out
+    assert "val_macro_f1 0.61" in out and "train/val gap +0.05" in out
+    assert "gate_0_env" in out and "data valid" in out and "1.2 s" in out
+    assert "warning" in out and "1 min 5 s" in out
+    assert "from an older run" not in out  # only this run's gates
+
+
+def test_finished_run_exits_zero(tmp_path, capsys):
+    write_status(tmp_path, **live_fields(phase="done", updated_unix=time.time() - 86400,
+                                         pid=dead_pid()))
+    assert status_main([str(tmp_path)]) == 0
+    assert "state done: finished" in capsys.readouterr().out
+
+
+def test_failed_run_is_finished_and_says_so(tmp_path, capsys):
+    write_status(tmp_path, **live_fields(phase="failed", updated_unix=time.time() - 3600))
+    assert status_main([str(tmp_path)]) == 0
+    assert "finished with a failure" in capsys.readouterr().out
+
+
+def test_stale_run_whose_process_is_gone_is_reported_as_crashed(tmp_path, capsys):
+    pid = dead_pid()
+    write_status(tmp_path, **live_fields(updated_unix=time.time() - 600, pid=pid))
+    assert status_main([str(tmp_path)]) == 1
+    assert f"process {pid} is gone: the run crashed or was killed" in capsys.readouterr().out
+
+
+def test_stale_run_on_another_host_looks_stalled(tmp_path, capsys):
+    write_status(tmp_path, **live_fields(updated_unix=time.time() - 600, host="elsewhere-xyz"))
+    assert status_main([str(tmp_path), "--stale-after", "300"]) == 1
+    assert "no update for 10 min 0 s: the run looks stalled" in capsys.readouterr().out
+
+
+def test_stale_after_is_respected(tmp_path):
+    write_status(tmp_path, **live_fields(updated_unix=time.time() - 200, host="elsewhere-xyz"))
+    assert status_main([str(tmp_path), "--stale-after", "300"]) == 0
+    assert status_main([str(tmp_path)]) == 1  # default 120 s
+
+
+def test_all_fields_null_never_crashes(tmp_path, capsys):
+    fields = dict.fromkeys(live_fields(), None)
+    write_status(tmp_path, **fields)
+    code = status_main([str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1  # cannot tell whether it is alive
+    assert "cannot tell whether the run is alive" in out
+    assert "run —" in out and "loss —" in out and "ETA —" in out and "last eval  —" in out
+
+
+def test_null_and_junk_inside_nested_fields(tmp_path, capsys):
+    write_status(tmp_path, **live_fields(
+        step="abc", total_steps=0, loss=None, lr="n/a", eta_s=-5,
+        throughput=True, last_eval={"step": None, "metrics": None, "train_val_gap": None,
+                                     "timed_out": None, "at": None}))
+    (tmp_path / "gated_workflow_results.jsonl").write_text('{"run_id": "run-42", "gate": "gate_0_env"}\n')
+    assert status_main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "last eval  step —, epoch —: —   train/val gap —" in out
+    assert "gate_0_env" in out
+
+
+def test_timed_out_evaluation_is_named(tmp_path, capsys):
+    write_status(tmp_path, **live_fields(last_eval={"step": 200, "epoch": 1, "timed_out": True}))
+    status_main([str(tmp_path)])
+    assert "timed out" in capsys.readouterr().out
+
+
+def test_no_status_file_exits_two_and_says_where_it_looked(tmp_path, capsys):
+    assert status_main([str(tmp_path / "reports")]) == 2
+    out = capsys.readouterr().out
+    assert str(tmp_path / "reports" / "status.json") in out and "make gates" in out
+
+
+def test_unreadable_status_file_exits_one(tmp_path, capsys):
+    (tmp_path / "status.json").write_text("{not json")
+    assert status_main([str(tmp_path)]) == 1
+    assert "not a readable JSON object" in capsys.readouterr().out
+
+
+def test_watch_refreshes_until_the_run_is_done(tmp_path, capsys):
+    write_status(tmp_path, **live_fields())
+
+    def finish():
+        time.sleep(0.3)
+        write_status(tmp_path, **live_fields(phase="done"))
+
+    t = threading.Thread(target=finish)
+    t.start()
+    try:
+        assert status_main([str(tmp_path), "--watch", "--interval", "0.05"]) == 0
+    finally:
+        t.join()
+    out = capsys.readouterr().out
+    assert out.count("state live") >= 2 and "state done" in out
+    assert "\x1b[2J" not in out  # not a TTY: no screen clearing
+
+
+def test_watch_exits_zero_on_ctrl_c(tmp_path, monkeypatch):
+    write_status(tmp_path, **live_fields())
+
+    def interrupt(_s):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(watch.time, "sleep", interrupt)
+    assert status_main([str(tmp_path), "--watch"]) == 0
+
+
+def test_watch_stops_on_a_stale_run(tmp_path):
+    write_status(tmp_path, **live_fields(updated_unix=time.time() - 600, pid=dead_pid()))
+    assert status_main([str(tmp_path), "--watch", "--interval", "0.05"]) == 1
+
+
+@pytest.mark.parametrize("argv", [["--interval", "0"], ["--stale-after", "-1"], ["--interval", "x"]])
+def test_bad_arguments_are_usage_errors(argv):
+    with pytest.raises(SystemExit) as e:
+        status_main(argv)
+    assert e.value.code == 2
+
+
+def test_assess_uses_updated_at_when_unix_time_is_missing():
+    live = assess({"phase": "train", "updated_at": "2026-01-25T19:00:00+00:00", "host": "x"},
+                  now=1769367600.0 + 30)  # 19:00:30 UTC
+    assert live.state == "live" and live.age_s == pytest.approx(30)
+
+
+def test_human_duration_and_progress_bar():
+    assert human_duration(None) == "—"
+    assert human_duration(3.25) == "3.2 s"
+    assert human_duration(42) == "42 s"
+    assert human_duration(725) == "12 min 5 s"
+    assert human_duration(3 * 3600 + 20 * 60) == "3 h 20 min"
+    assert human_duration(2 * 86400 + 4 * 3600) == "2 d 4 h"
+    assert progress_bar(5, 10, width=10) == "[#####.....]  50.0%"
+    assert progress_bar(50, 10, width=4) == "[####] 100.0%"  # clamped
+    assert progress_bar(None, 10, width=4).endswith("—")
+
+
+def test_reads_what_the_real_status_writer_writes(tmp_path, capsys):
+    status = pytest.importorskip("moola.report.status")
+    w = status.StatusWriter(tmp_path / "status.json", "run-x", "gate_1_smoke_enhanced")
+    w.update(phase="train", step=3, total_steps=10, epoch=0, max_epochs=2, loss=0.7, lr=3e-3,
+             throughput=80.0, eta_s=4.2)
+    assert status_main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "state live" in out and "30.0%" in out and "ETA 4.2 s" in out
+    w.update(phase="done")
+    assert status_main([str(tmp_path)]) == 0
+    assert "state done" in capsys.readouterr().out
