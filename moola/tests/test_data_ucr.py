@@ -1,0 +1,40 @@
+"""UCR adapter: bundled sktime datasets converted offline into the moola layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from moola.cli import main
+from moola.data import DataError, convert_ucr, load_dataset, validate_dataset
+
+
+def test_gunpoint_layout(tmp_path):
+    out = convert_ucr("GunPoint", tmp_path / "gp")
+    report = validate_dataset(out)
+    assert report.ok, report.problems  # test rows reused as the pool are not leakage
+    ds = load_dataset(out)
+    assert ds.X.shape == (200, 150, 1) and ds.classes == ["1", "2"]
+    assert (len(ds.train_idx), len(ds.val_idx), len(ds.test_idx)) == (40, 10, 150)
+    assert ds.window_ids[0] == "train-00000" and ds.window_ids[50] == "test-00000"
+    assert ds.unlabeled_ids[0] == "u-test-00000" and len(ds.X_unlabeled) == 150
+    np.testing.assert_array_equal(ds.X_raw[ds.test_idx], load_dataset(out, normalization="none").X_unlabeled)
+
+
+def test_multivariate_channels_are_features(tmp_path):
+    ds = load_dataset(convert_ucr("BasicMotions", tmp_path / "bm"))
+    assert ds.X.shape[1:] == (100, 6) and len(ds.classes) == 4
+
+
+def test_unequal_length_and_unknown_names_are_clear(tmp_path, capsys):
+    with pytest.raises(DataError, match="equal-length"):
+        convert_ucr("JapaneseVowels", tmp_path / "jv")
+    assert not (tmp_path / "jv").exists()
+    assert main(["data", "ucr", "NoSuchSet", "--out", str(tmp_path / "n")]) == 1
+    err = capsys.readouterr().err
+    assert "not bundled" in err and "GunPoint" in err
+
+
+def test_cli_ucr(tmp_path, capsys):
+    assert main(["data", "ucr", "ItalyPowerDemand", "--out", str(tmp_path / "ipd")]) == 0
+    assert "OK" in capsys.readouterr().out
