@@ -83,7 +83,7 @@ class TrainSettings:
     max_epochs: int = 40
     min_epochs: int = 5  # early stopping never fires before this
     batch_size: int = 16  # 78 train windows -> 5 optimizer steps per epoch
-    lr: float = 3e-3  # AdamW
+    lr: float = 5e-3  # AdamW; small nets on ~100 windows need a brisk rate to leave the plateau
     weight_decay: float = 1e-2
     grad_clip: float = 1.0
     early_stop_patience: int = 8  # epochs without val improvement
@@ -188,7 +188,8 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
         "run": {"data": "fixtures/smoke", "log_every_n_steps": 2},
         "model": {"hidden": 16, "layers": 1, "head_hidden": 16, "simple_hidden": 16},
-        "train": {"max_epochs": 25, "min_epochs": 5, "batch_size": 16, "early_stop_patience": 8},
+        "train": {"max_epochs": 25, "min_epochs": 5, "batch_size": 16, "lr": 1e-2,
+                  "early_stop_patience": 8},
         "pretrain": {"max_epochs": 3, "batch_size": 64, "early_stop_patience": 2},
         "finetune": {"freeze_epochs": 2, "unfreeze_every": 1},
         "ensemble": {"oof_folds": 3},

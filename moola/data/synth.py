@@ -5,7 +5,7 @@ Each window has 105 bars = 30 context + 45 inner + 30 future, at an NQ-like pric
 45 bars (`expansion_start` .. `expansion_end`):
 
 * consolidation - price ranges sideways: a mean-reverting path with volatility compressed to
-  30-80% of the window's regime;
+  20-55% of the window's regime;
 * retracement - a directional impulse over the first ~45-65% of the span, then a pullback of
   38-62% of it.
 
@@ -37,7 +37,7 @@ CONSOLIDATION_SHARE = 56 / 98  # the original dataset's class balance
 PRICE_CENTER = 18_000.0
 TICK = 0.25  # NQ tick size: prices are multiples of it (also keeps parquet small)
 STRIDE = 10  # unlabeled windows: one every 10 bars of the long series
-GENERATOR_VERSION = 1  # bump when the output of a given seed changes
+GENERATOR_VERSION = 2  # bump when the output of a given seed changes
 
 
 def _layout(T: int) -> tuple[int, int]:
@@ -74,14 +74,14 @@ def _window_returns(rng: np.random.Generator, is_ret: np.ndarray, T: int):
     in_span = (t >= start[:, None]) & (t <= end[:, None])
 
     # consolidation: sideways, mean-reverting path with compressed volatility
-    comp = rng.uniform(0.3, 0.8, (n, 1))
+    comp = rng.uniform(0.2, 0.55, (n, 1))
     dev = lfilter([1.0], [1.0, -0.75], comp * sigma * _student_t(rng, (n, T)), axis=1)
     r_cons = np.diff(dev, axis=1, prepend=0.0)
 
     # retracement: impulse then a 38-62% pullback, with noise on top
     k1 = np.round(length * rng.uniform(0.45, 0.65, n)).astype(np.int64)
     direction = rng.choice([-1.0, 1.0], n)
-    move = direction * rng.uniform(1.3, 3.5, n) * sigma[:, 0] * np.sqrt(length)
+    move = direction * rng.uniform(2.5, 5.0, n) * sigma[:, 0] * np.sqrt(length)
     back = rng.uniform(0.38, 0.62, n)
     impulse = (t < (start + k1)[:, None])
     drift = np.where(impulse, (move / k1)[:, None], (-back * move / (length - k1))[:, None])

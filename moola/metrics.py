@@ -1,0 +1,377 @@
+"""Classifier metrics that cannot be fooled by a constant predictor.
+
+Every verdict in moola is judged with these. The earlier tool scored a model that answered the
+majority class for every window with *weighted* F1 (0.7 x 0.8235 = 0.576) and let it pass. So:
+
+- the headline score is **macro-F1** (weighted-F1 is reported, never judged on);
+- every score comes with the **majority-class baseline** on the same windows;
+- the **predicted-class distribution** is reported and a model that (almost) always predicts one
+  class is **degenerate**;
+- skill is judged against **chance** (balanced accuracy 1/K) *with its uncertainty*: a bootstrap
+  confidence interval. With 20 validation windows a few points of F1 are noise.
+
+Bootstrap: indices of the evaluation windows are resampled with ``scipy.stats.bootstrap``
+(percentile method) and every statistic is computed for all resamples at once from confusion
+counts with numpy. A Python statistic called 1000 times through sklearn takes seconds; the
+vectorised one takes milliseconds (n = 200, 1000 resamples: ~10 ms). Percentile rather than BCa
+because the statistics are discrete and bounded: with a few dozen windows BCa's bias correction
+is often infinite (every resample >= the observed value) and the interval is undefined.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from scipy import stats
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+
+CI_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+DELTA_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1")
+
+
+# ---------------------------------------------------------------------------------------------
+# Input checks
+# ---------------------------------------------------------------------------------------------
+
+
+def _labels(name: str, y: Any, n_classes: int | None = None) -> np.ndarray:
+    """y as a 1-D int64 array; labels must lie in [0, n_classes)."""
+    a = np.asarray(y)
+    if a.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array of class indices, got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name}: is empty; metrics need at least one window")
+    if not np.issubdtype(a.dtype, np.integer):
+        if np.issubdtype(a.dtype, np.floating) and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
+            a = a.astype(np.int64)
+        else:
+            raise ValueError(
+                f"{name}: expected integer class indices (dtype {a.dtype}); map labels to 0..K-1"
+            )
+    a = a.astype(np.int64, copy=False)
+    if n_classes is not None and (a.min() < 0 or a.max() >= n_classes):
+        raise ValueError(
+            f"{name}: class indices must lie in [0, {n_classes}), found "
+            f"[{a.min()}, {a.max()}]; pass the right n_classes"
+        )
+    return a
+
+
+def _pair(y_true: Any, y_pred: Any, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    if n_classes < 1:
+        raise ValueError(f"n_classes must be >= 1, got {n_classes}")
+    t = _labels("y_true", y_true, n_classes)
+    p = _labels("y_pred", y_pred, n_classes)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true has {t.size} windows but y_pred has {p.size}; they must match")
+    return t, p
+
+
+def _names(class_names: Sequence[str] | None, n_classes: int) -> list[str]:
+    if class_names is None:
+        return [str(k) for k in range(n_classes)]
+    names = [str(c) for c in class_names]
+    if len(names) != n_classes:
+        raise ValueError(f"class_names has {len(names)} names for n_classes={n_classes}")
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# Vectorised statistics: (B, n) index resamples -> (B,) values
+# ---------------------------------------------------------------------------------------------
+
+
+def _batch_confusion(y_true: np.ndarray, y_pred: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
+    """Confusion counts (B, K, K) [true, pred] for each row of resampled indices idx (B, n)."""
+    idx = np.atleast_2d(idx)
+    b = idx.shape[0]
+    codes = y_true[idx] * k + y_pred[idx]  # (B, n)
+    flat = codes + (np.arange(b, dtype=np.int64) * k * k)[:, None]
+    return np.bincount(flat.ravel(), minlength=b * k * k).reshape(b, k, k)
+
+
+def _stat_from_confusion(cm: np.ndarray, metric: str) -> np.ndarray:
+    """accuracy / balanced_accuracy / macro_f1 / weighted_f1 from confusion counts (B, K, K).
+
+    Matches sklearn's defaults: balanced accuracy averages recall over classes present in y_true;
+    macro-F1 averages over classes present in y_true or y_pred.
+    """
+    cm = cm.astype(np.float64)
+    tp = np.diagonal(cm, axis1=1, axis2=2)  # (B, K)
+    support = cm.sum(axis=2)  # true counts
+    predicted = cm.sum(axis=1)
+    n = support.sum(axis=1)
+    if metric == "accuracy":
+        return tp.sum(axis=1) / n
+    if metric == "balanced_accuracy":
+        present = support > 0
+        recall = np.divide(tp, support, out=np.zeros_like(tp), where=present)
+        return recall.sum(axis=1) / present.sum(axis=1)
+    denom = support + predicted  # 2TP + FP + FN
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    if metric == "macro_f1":
+        return f1.sum(axis=1) / (denom > 0).sum(axis=1)
+    if metric == "weighted_f1":
+        return (f1 * support).sum(axis=1) / n
+    raise ValueError(
+        f"unknown metric {metric!r}; allowed: accuracy, balanced_accuracy, macro_f1, weighted_f1"
+    )
+
+
+def _bootstrap_ci(
+    statistic: Callable[[np.ndarray], np.ndarray],
+    n: int,
+    *,
+    n_bootstrap: int,
+    ci_level: float,
+    seed: int,
+) -> list[float]:
+    """Percentile CI of statistic(idx (B, n)) -> (B,) over resampled window indices.
+
+    A degenerate bootstrap distribution (all values equal, e.g. a perfect predictor) has no
+    spread; scipy warns and may return NaN. Then the interval is [v, v].
+    """
+    if n_bootstrap < 1:
+        raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
+    if not 0.0 < ci_level < 1.0:
+        raise ValueError(f"ci_level must lie in (0, 1), got {ci_level}")
+    idx = np.arange(n, dtype=np.int64)
+
+    def stat(sample: np.ndarray, axis: int = -1) -> np.ndarray:
+        return statistic(np.moveaxis(np.asarray(sample, dtype=np.int64), axis, -1))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        res = stats.bootstrap(
+            (idx,),
+            stat,
+            n_resamples=n_bootstrap,
+            vectorized=True,
+            confidence_level=ci_level,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+    dist = np.asarray(res.bootstrap_distribution)
+    if np.ptp(dist) == 0.0:
+        v = float(dist[0])
+        return [v, v]
+    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not (np.isfinite(lo) and np.isfinite(hi)):  # never hand NaN to a verdict
+        lo, hi = (float(q) for q in np.quantile(dist, [(1 - ci_level) / 2, (1 + ci_level) / 2]))
+    return [lo, hi]
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------
+
+
+def majority_baseline(
+    y_true: Any,
+    n_classes: int,
+    majority_class: int | None = None,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Scores of the constant predictor of one class on these windows.
+
+    `majority_class=None` takes the most frequent class of `y_true` (ties: lowest index); pass the
+    training split's majority class to score the predictor a lazy model would actually learn.
+    Returns {class, share, accuracy, macro_f1, weighted_f1, balanced_accuracy}; `share` is that
+    class's share of `y_true`.
+    """
+    t = _labels("y_true", y_true, n_classes)
+    names = _names(class_names, n_classes)
+    counts = np.bincount(t, minlength=n_classes)
+    c = int(np.argmax(counts)) if majority_class is None else int(majority_class)
+    if not 0 <= c < n_classes:
+        raise ValueError(f"majority_class {c} is outside [0, {n_classes})")
+    pred = np.full_like(t, c)
+    return {
+        "class": names[c],
+        "share": float(counts[c] / t.size),
+        "accuracy": float(accuracy_score(t, pred)),
+        "macro_f1": float(f1_score(t, pred, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(t, pred, average="weighted", zero_division=0)),
+        "balanced_accuracy": float(_balanced_accuracy(t, pred)),
+    }
+
+
+def _balanced_accuracy(t: np.ndarray, p: np.ndarray) -> float:
+    """sklearn's balanced accuracy without its 'y_pred contains classes not in y_true' warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return float(balanced_accuracy_score(t, p))
+
+
+def classification_metrics(
+    y_true: Any,
+    y_pred: Any,
+    n_classes: int,
+    *,
+    n_bootstrap: int = 1000,
+    ci_level: float = 0.95,
+    seed: int = 0,
+    max_predicted_share: float = 0.95,
+    class_names: Sequence[str] | None = None,
+    majority_class: int | None = None,
+) -> dict[str, Any]:
+    """Everything a classifier verdict needs, JSON-ready.
+
+    Keys: accuracy, balanced_accuracy, macro_f1, weighted_f1, per_class (name -> precision,
+    recall, f1, support), confusion_matrix (K x K, rows = true, absent classes included),
+    majority_baseline, predicted_distribution ({name: count}), predicted_max_share, degenerate,
+    chance_balanced_accuracy (1/K), ci ({metric: [low, high]} for accuracy, balanced_accuracy,
+    macro_f1), n, n_classes, ci_level, n_bootstrap.
+
+    `degenerate` is True when the most frequent predicted class takes more than
+    `max_predicted_share` of predictions, and always when only one class is predicted (K > 1).
+    """
+    t, p = _pair(y_true, y_pred, n_classes)
+    names = _names(class_names, n_classes)
+    k, n = n_classes, t.size
+    labels = list(range(k))
+
+    prec, rec, f1, sup = precision_recall_fscore_support(
+        t, p, labels=labels, zero_division=0
+    )
+    per_class = {
+        names[i]: {
+            "precision": float(prec[i]),
+            "recall": float(rec[i]),
+            "f1": float(f1[i]),
+            "support": int(sup[i]),
+        }
+        for i in range(k)
+    }
+    pred_counts = np.bincount(p, minlength=k)
+    max_share = float(pred_counts.max() / n)
+    one_class = k > 1 and int((pred_counts > 0).sum()) == 1
+
+    def ci_of(metric: str) -> list[float]:
+        return _bootstrap_ci(
+            lambda idx: _stat_from_confusion(_batch_confusion(t, p, idx, k), metric),
+            n,
+            n_bootstrap=n_bootstrap,
+            ci_level=ci_level,
+            seed=seed,
+        )
+
+    return {
+        "n": int(n),
+        "n_classes": int(k),
+        "accuracy": float(accuracy_score(t, p)),
+        "balanced_accuracy": _balanced_accuracy(t, p),
+        "macro_f1": float(f1_score(t, p, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(t, p, average="weighted", zero_division=0)),
+        "per_class": per_class,
+        "confusion_matrix": confusion_matrix(t, p, labels=labels).tolist(),
+        "majority_baseline": majority_baseline(t, k, majority_class, names),
+        "predicted_distribution": {names[i]: int(pred_counts[i]) for i in range(k)},
+        "predicted_max_share": max_share,
+        "degenerate": bool(one_class or max_share > max_predicted_share),
+        "chance_balanced_accuracy": 1.0 / k,
+        "ci": {m: ci_of(m) for m in CI_METRICS},
+        "ci_level": float(ci_level),
+        "n_bootstrap": int(n_bootstrap),
+    }
+
+
+def skill_over_chance(metrics: dict[str, Any]) -> tuple[bool, float, float]:
+    """(significant, lower, chance): is the balanced-accuracy CI's low end above 1/K?
+
+    `metrics` is a :func:`classification_metrics` result. A majority predictor has balanced
+    accuracy exactly 1/K, so it is never significant; a random guesser on 20 windows rarely is.
+    """
+    try:
+        lower = float(metrics["ci"]["balanced_accuracy"][0])
+        chance = float(metrics["chance_balanced_accuracy"])
+    except (KeyError, TypeError, IndexError) as exc:
+        raise ValueError(
+            "skill_over_chance needs a classification_metrics() result with "
+            f"ci.balanced_accuracy and chance_balanced_accuracy; missing {exc}"
+        ) from exc
+    return bool(lower > chance), lower, chance
+
+
+def paired_delta_ci(
+    y_true: Any,
+    pred_a: Any,
+    pred_b: Any,
+    metric: str = "macro_f1",
+    n_classes: int | None = None,
+    *,
+    n_bootstrap: int = 1000,
+    ci_level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Difference metric(b) - metric(a) on the same windows, with a paired bootstrap CI.
+
+    Both models are scored on the *same* resampled windows (indices resampled jointly), so the
+    window-to-window difficulty cancels. `significant` is True when the CI excludes 0.
+    `metric` is one of accuracy, balanced_accuracy, macro_f1, weighted_f1.
+    Returns {metric, a, b, delta, ci: [lo, hi], significant, n}.
+    """
+    if n_classes is None:
+        n_classes = 1 + int(max(np.max(y_true), np.max(pred_a), np.max(pred_b)))
+    t, a = _pair(y_true, pred_a, n_classes)
+    _, b = _pair(t, pred_b, n_classes)
+    if metric not in DELTA_METRICS:
+        raise ValueError(f"unknown metric {metric!r}; allowed: {', '.join(DELTA_METRICS)}")
+    full = np.arange(t.size)[None, :]
+
+    def delta(idx: np.ndarray) -> np.ndarray:
+        sa = _stat_from_confusion(_batch_confusion(t, a, idx, n_classes), metric)
+        sb = _stat_from_confusion(_batch_confusion(t, b, idx, n_classes), metric)
+        return sb - sa
+
+    va = float(_stat_from_confusion(_batch_confusion(t, a, full, n_classes), metric)[0])
+    vb = float(_stat_from_confusion(_batch_confusion(t, b, full, n_classes), metric)[0])
+    ci = _bootstrap_ci(delta, t.size, n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed)
+    return {
+        "metric": metric,
+        "a": va,
+        "b": vb,
+        "delta": vb - va,
+        "ci": ci,
+        "significant": bool(ci[0] > 0.0 or ci[1] < 0.0),
+        "n": int(t.size),
+    }
+
+
+def expected_calibration_error(y_true: Any, proba: Any, n_bins: int = 10) -> float:
+    """Top-label expected calibration error with `n_bins` equal-width confidence bins.
+
+    proba: (n, K) class probabilities, or (n,) probabilities of class 1 for a binary problem.
+    For each window the confidence is its largest probability and it is correct when that class
+    is the true one; ECE = sum over bins of (share of windows in bin) x |accuracy - mean
+    confidence|. Bins are (lo, hi] (confidence 0 goes to the first); empty bins weigh nothing.
+    """
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    q = np.asarray(proba, dtype=np.float64)
+    if q.ndim == 1:
+        q = np.stack([1.0 - q, q], axis=1)
+    if q.ndim != 2:
+        raise ValueError(f"proba: expected shape (n, K) or (n,), got {q.shape}")
+    t = _labels("y_true", y_true, q.shape[1])
+    if q.shape[0] != t.size:
+        raise ValueError(f"proba has {q.shape[0]} rows but y_true has {t.size} windows")
+    if not np.all(np.isfinite(q)) or q.min() < 0.0 or q.max() > 1.0:
+        raise ValueError("proba: values must be finite probabilities in [0, 1]")
+    conf = q.max(axis=1)
+    correct = (q.argmax(axis=1) == t).astype(np.float64)
+    bins = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins).astype(np.float64)
+    acc_sum = np.bincount(bins, weights=correct, minlength=n_bins)
+    conf_sum = np.bincount(bins, weights=conf, minlength=n_bins)
+    filled = count > 0
+    gap = np.abs(acc_sum[filled] - conf_sum[filled]) / count[filled]
+    return float(np.sum(count[filled] / t.size * gap))
