@@ -19,6 +19,7 @@ dicts (loaded with ``weights_only=True``): the cache never unpickles anything.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -39,10 +40,17 @@ PACKAGE_ROOT = Path(moola.__file__).resolve().parent
 def code_version(modules: Iterable[str]) -> str:
     """Hash of the source files of the named moola modules or packages (e.g. "pretrain").
 
-    Part of every cache key, so a code fix in the producing code takes effect on rerun.
+    Part of every cache key, so a code fix in the producing code takes effect on rerun. Read
+    once per process: the code that runs is the code that was imported, even if files change
+    on disk during the session.
     """
+    return _code_version(tuple(sorted(set(modules))))
+
+
+@functools.lru_cache(maxsize=None)
+def _code_version(modules: tuple[str, ...]) -> str:
     h = hashlib.sha256()
-    for name in sorted(set(modules)):
+    for name in modules:
         p = PACKAGE_ROOT / name.replace(".", "/")
         files = sorted(p.rglob("*.py")) if p.is_dir() else [p.with_suffix(".py")]
         for f in files:
