@@ -44,6 +44,17 @@ class StatusWriter:
         self._state: dict[str, Any] = {"run_id": run_id, "gate": gate}
 
     @property
+    def gate(self) -> str:
+        """The gate now reported; setting it takes effect at the next :meth:`update`."""
+        with self._lock:
+            return self._state["gate"]
+
+    @gate.setter
+    def gate(self, value: str) -> None:
+        with self._lock:
+            self._state["gate"] = value
+
+    @property
     def state(self) -> dict[str, Any]:
         """A copy of what was last written (or is about to be)."""
         with self._lock:

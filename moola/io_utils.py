@@ -1,0 +1,81 @@
+"""Atomic file writes: a reader (or a crash) never sees a half-written file.
+
+Each writer puts the bytes into a temporary file in the *same directory* as the target (so the
+final rename stays on one filesystem), flushes and fsyncs it, then ``os.replace``s it over the
+target. ``os.replace`` is atomic on POSIX and Windows: a concurrent reader sees either the old
+file or the new one, and a SIGKILL mid-write leaves at most a stray ``.<name>.*.tmp`` file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json"]
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> Path:
+    """Write `data` to `path` atomically (temp file in the same dir + fsync + os.replace).
+
+    Parent directories are created. Returns the target path. `fsync=False` skips the flush to
+    disk (still atomic for readers, but not durable across a power loss); use it only for
+    files rewritten many times a second.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        # Never leave the temp file behind; the target is untouched.
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    if fsync:
+        _fsync_dir(target.parent)
+    return target
+
+
+def atomic_write_text(
+    path: str | os.PathLike, text: str, *, encoding: str = "utf-8", fsync: bool = True
+) -> Path:
+    """Write `text` to `path` atomically (see :func:`atomic_write_bytes`)."""
+    return atomic_write_bytes(path, text.encode(encoding), fsync=fsync)
+
+
+def atomic_write_json(
+    path: str | os.PathLike,
+    obj: Any,
+    *,
+    indent: int | None = 2,
+    sort_keys: bool = False,
+    fsync: bool = True,
+) -> Path:
+    """Serialise `obj` as JSON and write it atomically. Serialisation errors raise before any
+    file is touched. NaN/inf are rejected (they are not JSON); convert them to null first."""
+    text = json.dumps(obj, indent=indent, sort_keys=sort_keys, allow_nan=False)
+    return atomic_write_text(path, text + "\n", fsync=fsync)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # e.g. Windows: directories cannot be opened; the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a directory; atomicity does not depend on it
+    finally:
+        os.close(fd)

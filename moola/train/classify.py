@@ -1,0 +1,162 @@
+"""Supervised classification with the shared recipe (gates 1, 4, 5, 6): one function call.
+
+``fit_classifier`` wraps a model into a :class:`ClassifierModule` (AdamW, class-weighted
+cross-entropy, macro-F1 validation) and runs it through :class:`~moola.train.loop.Trainer`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import accuracy_score, f1_score
+from torch.utils.data import DataLoader, TensorDataset
+
+from moola.train.device import seed_everything
+from moola.train.loop import FitResult, LoopSettings, Trainer
+
+__all__ = ["ClassifierFit", "ClassifierModule", "fit_classifier", "predict_proba",
+           "inverse_frequency_weights"]
+
+log = logging.getLogger(__name__)
+EpochHook = Callable[[int, torch.optim.Optimizer, torch.nn.Module], Any]
+
+
+def inverse_frequency_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Class weights n / (K * count_c) (sklearn's "balanced"); a class absent from `y` gets 1.
+
+    With 48 / 30 samples of two classes: 78/(2*48) = 0.8125 and 78/(2*30) = 1.3.
+    """
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes).astype(np.float64)
+    weights = np.ones(n_classes, dtype=np.float64)
+    present = counts > 0
+    weights[present] = counts.sum() / (n_classes * counts[present])
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+@torch.no_grad()
+def predict_proba(model: torch.nn.Module, X: np.ndarray, device: torch.device | str,
+                  batch_size: int = 256) -> np.ndarray:
+    """Softmax probabilities, X: (n, T, F) -> (n, K) float64. Restores the model's train mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        xt = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        out = [torch.softmax(model(xt[i:i + batch_size].to(device)), dim=-1).cpu()
+               for i in range(0, len(xt), batch_size)]
+    finally:
+        model.train(was_training)
+    if not out:
+        raise ValueError("predict_proba: X is empty")
+    return torch.cat(out).double().numpy()
+
+
+class ClassifierModule:
+    """TrainModule for a classifier ``model(x: (B, T, F)) -> logits (B, K)``.
+
+    `param_groups` (AdamW groups, e.g. discriminative learning rates) replaces
+    ``model.parameters()``; `epoch_hook(epoch, optimizer, model)` runs at each epoch start
+    (freeze / progressive unfreeze).
+    """
+
+    def __init__(self, model: torch.nn.Module, X_val: np.ndarray, y_val: np.ndarray, *,
+                 lr: float, weight_decay: float, class_weights: torch.Tensor | None = None,
+                 param_groups: Iterable[dict] | None = None, epoch_hook: EpochHook | None = None,
+                 eval_batch_size: int = 256) -> None:
+        self.model = model
+        self.X_val = torch.as_tensor(np.asarray(X_val, dtype=np.float32))
+        self.y_val = torch.as_tensor(np.asarray(y_val, dtype=np.int64))
+        self.lr, self.weight_decay = lr, weight_decay
+        self.class_weights = class_weights
+        self.param_groups = list(param_groups) if param_groups is not None else None
+        self.epoch_hook, self.eval_batch_size = epoch_hook, eval_batch_size
+
+    def configure_optimizer(self) -> torch.optim.Optimizer:
+        params = self.param_groups if self.param_groups is not None else self.model.parameters()
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        w = None if self.class_weights is None else self.class_weights.to(logits.device)
+        return F.cross_entropy(logits, y, weight=w)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> torch.Tensor:
+        x, y = batch
+        return self._loss(self.model(x.to(device)), y.to(device))
+
+    def validation_metrics(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
+        """val_loss (same weighted loss as training), val_macro_f1, val_accuracy."""
+        logits = torch.cat([model(self.X_val[i:i + self.eval_batch_size].to(device)).float().cpu()
+                            for i in range(0, len(self.X_val), self.eval_batch_size)])
+        pred = logits.argmax(dim=-1).numpy()
+        y = self.y_val.numpy()
+        return {
+            "val_loss": float(self._loss(logits, self.y_val)),
+            "val_macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
+            "val_accuracy": float(accuracy_score(y, pred)),
+        }
+
+    def on_epoch_start(self, epoch: int, optimizer: torch.optim.Optimizer) -> None:
+        if self.epoch_hook is not None:
+            self.epoch_hook(epoch, optimizer, self.model)
+
+
+@dataclass
+class ClassifierFit:
+    """A trained classifier (best weights) and its validation predictions."""
+
+    model: torch.nn.Module
+    fit: FitResult
+    val_proba: np.ndarray  # (n_val, K)
+    val_pred: np.ndarray  # (n_val,) int64
+    train_loss_first: float
+    train_loss_last: float
+
+
+def _n_classes(model: torch.nn.Module, X: np.ndarray, device: torch.device) -> int:
+    """K from the model's output on one window (eval mode: consumes no random numbers)."""
+    return int(predict_proba(model, X[:1], device).shape[1])
+
+
+def fit_classifier(model: torch.nn.Module, X_train: np.ndarray, y_train: np.ndarray,
+                   X_val: np.ndarray, y_val: np.ndarray, cfg: Any, run_dir: str | os.PathLike,
+                   device: torch.device, gate: str, status: Any = None,
+                   epoch_hook: EpochHook | None = None, param_groups: Iterable[dict] | None = None,
+                   *, resume: bool = True, on_checkpoint: Callable[[], Any] | None = None,
+                   on_eval: Callable[[dict], Any] | None = None) -> ClassifierFit:
+    """Train `model` with the recipe in ``cfg.train`` and the knobs in ``cfg.run``.
+
+    X: (n, T, F) float32, y: (n,) int64 class indices. Seeds from ``cfg.run.seed`` first (the
+    shuffling generator too), so two calls with the same inputs train identically.
+    Early stopping and the best checkpoint follow ``val_loss`` (min).
+    """
+    seed_everything(cfg.run.seed, cfg.run.deterministic)
+    model.to(device)
+    k = _n_classes(model, X_train, device)
+    for name, y in (("y_train", y_train), ("y_val", y_val)):
+        if len(y) and (np.min(y) < 0 or np.max(y) >= k):
+            raise ValueError(f"fit_classifier: {name} has labels outside 0..{k - 1} (the model "
+                             f"outputs {k} classes); encode labels as class indices")
+    weights = inverse_frequency_weights(y_train, k) if cfg.train.class_weighting else None
+    module = ClassifierModule(model, X_val, y_val, lr=cfg.train.lr,
+                              weight_decay=cfg.train.weight_decay, class_weights=weights,
+                              param_groups=param_groups, epoch_hook=epoch_hook)
+    data = TensorDataset(torch.as_tensor(np.asarray(X_train, dtype=np.float32)),
+                         torch.as_tensor(np.asarray(y_train, dtype=np.int64)))
+    loader = DataLoader(data, batch_size=cfg.train.batch_size, shuffle=True, drop_last=False,
+                        generator=torch.Generator().manual_seed(cfg.run.seed),
+                        num_workers=cfg.run.num_workers)
+    trainer = Trainer(LoopSettings.from_config(cfg, "train", monitor="val_loss", mode="min"),
+                      run_dir, device, gate, status=status, on_checkpoint=on_checkpoint,
+                      on_eval=on_eval)
+    result = trainer.fit(module, loader, resume=resume)
+    proba = predict_proba(module.model, X_val, device)
+    history = result.history
+    return ClassifierFit(
+        model=module.model, fit=result, val_proba=proba, val_pred=proba.argmax(axis=1),
+        train_loss_first=history[0]["train_loss"] if history else float("nan"),
+        train_loss_last=history[-1]["train_loss"] if history else float("nan"))

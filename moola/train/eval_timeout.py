@@ -1,0 +1,109 @@
+"""Full-tier evaluation with a time limit (seed 004: an evaluation that hangs must not hang
+the run).
+
+The evaluation runs on a *snapshot* of the model (``copy.deepcopy``, eval mode, gradients off)
+in a daemon worker thread; the caller waits at most `timeout` seconds for it through a
+``concurrent.futures.Future``. On timeout the evaluation is abandoned: its thread may keep
+running in the background, but it only holds the snapshot, so it cannot touch the weights being
+trained, and being a daemon it never keeps the interpreter alive. No signals are used, so this
+works off the main thread and under pytest-xdist.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import copy
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+__all__ = ["EvalOutcome", "run_with_timeout", "evaluate_snapshot", "model_snapshot",
+           "abandoned_running"]
+
+log = logging.getLogger(__name__)
+_counter = itertools.count()
+_abandoned: list[threading.Thread] = []  # timed-out workers, kept to report how many still run
+_abandoned_lock = threading.Lock()
+
+
+def abandoned_running() -> int:
+    """How many abandoned evaluation threads are still running (they compete for the CPU)."""
+    with _abandoned_lock:
+        _abandoned[:] = [t for t in _abandoned if t.is_alive()]
+        return len(_abandoned)
+
+
+@dataclass
+class EvalOutcome:
+    """Result of one time-limited evaluation: `metrics` is None when it timed out."""
+
+    metrics: dict[str, Any] | None
+    timed_out: bool
+    duration_s: float
+
+
+def run_with_timeout(fn: Callable[[], Any], timeout: float | None,
+                     name: str = "moola-eval") -> tuple[Any, bool]:
+    """Call `fn()` in a daemon thread and wait up to `timeout` seconds (None or <= 0: no limit).
+
+    Returns ``(result, False)``, or ``(None, True)`` when the limit passed first. An exception
+    raised by `fn` is re-raised here (an evaluation bug must not look like a timeout).
+    """
+    future: concurrent.futures.Future = concurrent.futures.Future()
+
+    def work() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # handed to the waiting thread, which re-raises it
+            future.set_exception(exc)
+
+    thread = threading.Thread(target=work, name=f"{name}-{next(_counter)}", daemon=True)
+    thread.start()
+    limit = timeout if timeout is not None and timeout > 0 else None
+    try:
+        return future.result(timeout=limit), False
+    except concurrent.futures.TimeoutError:
+        with _abandoned_lock:
+            _abandoned.append(thread)
+        log.warning("%s did not finish within %.3gs; abandoned (thread %s keeps running in the "
+                    "background on a model snapshot)", name, timeout, thread.name)
+        return None, True
+
+
+def model_snapshot(model: torch.nn.Module) -> torch.nn.Module:
+    """An independent copy of `model` in eval mode with gradients off."""
+    snap = copy.deepcopy(model)
+    snap.eval()
+    for p in snap.parameters():
+        p.requires_grad_(False)
+    return snap
+
+
+def evaluate_snapshot(
+    evaluate: Callable[[torch.nn.Module, torch.device], dict[str, Any]],
+    model: torch.nn.Module,
+    device: torch.device,
+    timeout: float | None,
+) -> EvalOutcome:
+    """Run ``evaluate(snapshot, device)`` under ``torch.no_grad()`` with a time limit.
+
+    The snapshot is taken here, on the calling thread, so it holds the weights as they are now.
+    """
+    snap = model_snapshot(model)
+
+    def call() -> dict[str, Any]:
+        with torch.no_grad():  # grad mode is per thread: set it inside the worker
+            return evaluate(snap, device)
+
+    t0 = time.perf_counter()
+    metrics, timed_out = run_with_timeout(call, timeout)
+    if not timed_out and not isinstance(metrics, dict):
+        raise TypeError(f"validation_metrics must return a dict of metrics, got {type(metrics).__name__}")
+    return EvalOutcome(metrics=metrics, timed_out=timed_out, duration_s=time.perf_counter() - t0)
