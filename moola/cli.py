@@ -93,7 +93,30 @@ def _add_data(subparsers: argparse._SubParsersAction) -> None:
 # ------------------------------------------------------------------------------------ parser
 
 # One function per top-level command; other modules' commands (status, report) are added here.
-REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data]
+def _add_delegated(subparsers: argparse._SubParsersAction) -> None:
+    """`moola status` and `moola report` parse their own options (see their --help)."""
+
+    def status(args: argparse.Namespace) -> int:
+        from moola.report.watch import status_main
+
+        return status_main(args.rest)
+
+    def report(args: argparse.Namespace) -> int:
+        from moola.report.html import report_main
+
+        return report_main(args.rest)
+
+    for name, func, help_ in (
+        ("status", status, "show the live run: gate, progress, loss, ETA, finished gates "
+                           "(--watch to follow)"),
+        ("report", report, "write reports/report.html: summary table, verdicts, pictures"),
+    ):
+        p = subparsers.add_parser(name, help=help_, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=func)
+
+
+REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data, _add_delegated]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -239,12 +239,12 @@ def encoder(ctx: GateContext) -> dict[str, Any]:
         seed_everything(ctx.cfg.run.seed, ctx.cfg.run.deterministic)
         res = pretrain_encoder(ds.X_unlabeled, ctx.cfg, workdir, ctx.device,
                                status=_status_for(ctx, gate))
-        mae = res.model
-        save_encoder(tmp / "encoder.pt", mae.encoder, mae.encoder.cfg,
+        mae = res.mae
+        save_encoder(tmp / "encoder.pt", mae.encoder, res.encoder_cfg,
                      normalization=ctx.cfg.data.normalization,
                      extra={"data": ds.fingerprint, "epochs_run": res.fit.epochs_run})
         X_held = ds.X_unlabeled[res.heldout_idx]
-        recon = reconstruction_report(mae, X_held, res.heldout_masks, ctx.device)
+        recon = reconstruction_report(mae, X_held, res.val_masks, ctx.device)
         probe = linear_probe(mae.encoder, ds.X[ds.train_idx], ds.y[ds.train_idx], ctx.device,
                              seed=ctx.cfg.run.seed)
         r = res.fit
@@ -252,7 +252,7 @@ def encoder(ctx: GateContext) -> dict[str, Any]:
             "reconstruction": recon, "probe": probe, "history": r.history,
             "epochs_run": r.epochs_run, "stopped_reason": r.stopped_reason,
             "duration_s": r.duration_s, "n_unlabeled": int(len(ds.X_unlabeled)),
-            "n_heldout": int(len(res.heldout_idx)), "encoder_config": mae.encoder.cfg.to_dict(),
+            "n_heldout": int(len(res.heldout_idx)), "encoder_config": res.encoder_cfg.to_dict(),
         })
         if (workdir / "metrics.csv").exists():
             shutil.copyfile(workdir / "metrics.csv", tmp / "metrics.csv")
