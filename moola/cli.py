@@ -96,24 +96,29 @@ def _add_data(subparsers: argparse._SubParsersAction) -> None:
 def _add_delegated(subparsers: argparse._SubParsersAction) -> None:
     """`moola status` and `moola report` parse their own options (see their --help)."""
 
-    def status(args: argparse.Namespace) -> int:
-        from moola.report.watch import status_main
-
-        return status_main(args.rest)
-
-    def report(args: argparse.Namespace) -> int:
-        from moola.report.html import report_main
-
-        return report_main(args.rest)
-
     for name, func, help_ in (
-        ("status", status, "show the live run: gate, progress, loss, ETA, finished gates "
+        ("status", lambda a: _status_main(a.rest), "show the live run: gate, progress, loss, ETA, finished gates "
                            "(--watch to follow)"),
-        ("report", report, "write reports/report.html: summary table, verdicts, pictures"),
+        ("report", lambda a: _report_main(a.rest), "write reports/report.html: summary table, verdicts, pictures"),
     ):
         p = subparsers.add_parser(name, help=help_, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER)
         p.set_defaults(func=func)
+
+
+def _status_main(argv: list[str]) -> int:
+    from moola.report.watch import status_main
+
+    return status_main(argv)
+
+
+def _report_main(argv: list[str]) -> int:
+    from moola.report.html import report_main
+
+    return report_main(argv)
+
+
+_DELEGATED = {"status": _status_main, "report": _report_main}
 
 
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data, _add_delegated]
@@ -130,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit code (0 ok, 1 error, 2 usage error)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("status", "report"):  # they parse their own options, --help too
+        return _DELEGATED[argv[0]](argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
