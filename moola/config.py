@@ -183,6 +183,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "gates.control_policy": ("fail", "warn"),
 }
 
+# keys that may be negative (a non-inferiority margin); every other number must be >= 0
+SIGNED = {"gates.min_delta", "gates.control_margin"}
+
 # Profile overrides: smoke = tiny and fast (CI), standard = seed-scale on a CPU, full = GPU recipe.
 PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
@@ -303,7 +306,8 @@ def _apply(cfg: Config, layer: Mapping[str, Any], source: str) -> Config:
             allowed = CHOICES.get(f"{section}.{key}")
             if allowed and v not in allowed:
                 raise ConfigError(f"{where} = {v!r}; allowed values: {', '.join(allowed)}")
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+            if (isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0
+                    and f"{section}.{key}" not in SIGNED):
                 raise ConfigError(f"{where} = {v!r}; must not be negative")
             changes[key] = v
         new_sections[section] = dataclasses.replace(current, **changes)
