@@ -151,7 +151,9 @@ class GateThresholds:
     control_policy: str = "fail"  # fail | warn : what happens when MiniRocket beats the baseline
     control_margin: float = 0.0  # baseline macro-F1 may trail the control by at most this
     # gate 3
-    recon_margin: float = 0.05  # masked MSE must be <= (1 - margin) x interpolation MSE
+    # masked MSE must be < (1 - margin) x interpolation MSE (the MAE starts *at* interpolation,
+    # so an encoder that learned nothing can never pass, whatever the margin)
+    recon_margin: float = 0.01
     probe_min_macro_f1: float = 0.55
     # gate 4
     min_delta: float = 0.0  # finetuned macro-F1 minus gate-1 macro-F1 must exceed this
@@ -197,8 +199,11 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "finetune": {"freeze_epochs": 2, "unfreeze_every": 1},
         "ensemble": {"oof_folds": 3},
         # smoke checks the machinery on tiny models trained for seconds: they are not expected
-        # to match MiniRocket or to gain from a 3-epoch encoder, so those comparisons warn
-        "gates": {"n_bootstrap": 300, "control_policy": "warn"},
+        # to match MiniRocket or to gain from a 3-epoch encoder, so those comparisons are
+        # relaxed (control warns; finetuning may trail the baseline by up to 0.15 macro-F1).
+        # The one-class and skill-over-chance checks are never relaxed.
+        "gates": {"n_bootstrap": 300, "control_policy": "warn", "recon_margin": 0.0,
+                  "min_delta": -0.15},
     },
     "standard": {
         "run": {"data": "data/synthetic"},

@@ -185,7 +185,7 @@ def gate_3_pretrain_bilstm(ctx: GateContext) -> Verdict:
     r, p = e["reconstruction"], e["probe"]
     problems = []
     limit = (1 - g.recon_margin) * r["interp_mse"]
-    if not r["mae_mse"] <= limit:
+    if not r["mae_mse"] < limit:
         problems.append(
             f"masked reconstruction MSE {r['mae_mse']:.4f} does not beat linear interpolation "
             f"{r['interp_mse']:.4f} by the required {g.recon_margin:.0%} (limit {limit:.4f}); "

@@ -75,7 +75,11 @@ def _fold_refit(ctx: GateContext, name: str, budget: int, run_root: Path):
     counter = iter(range(1000))
 
     def fit_predict(X_tr, y_tr, X_te):
-        run_dir = run_root / f"fold_{next(counter)}"
+        from moola.train import seed_everything
+
+        fold = next(counter)
+        run_dir = run_root / f"fold_{fold}"
+        seed_everything(ctx.cfg.run.seed + fold, ctx.cfg.run.deterministic)
         pretrained = recipe.startswith("pretrained")
         if recipe == "scratch":
             model = work.build_enhanced(ctx, n_classes, n_features)

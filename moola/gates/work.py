@@ -75,7 +75,15 @@ def _split(ctx: GateContext):
 
 def _build(ctx: GateContext, gate: str, kind: str, key: str,
            build: Callable[[Path, Path], dict | None]) -> CacheEntry:
-    entry = ctx.cache.get_or_build(kind, key, build, fresh_for_run=ctx.fresh(gate))
+    def seeded_build(tmp: Path, workdir: Path):
+        # seed before any model is constructed: weights must not depend on what ran earlier
+        # in this process (other gates, cache hits or misses, xdist scheduling)
+        from moola.train import seed_everything
+
+        seed_everything(ctx.cfg.run.seed, ctx.cfg.run.deterministic)
+        return build(tmp, workdir)
+
+    entry = ctx.cache.get_or_build(kind, key, seeded_build, fresh_for_run=ctx.fresh(gate))
     _publish_run_files(ctx, gate, entry.path)
     return entry
 

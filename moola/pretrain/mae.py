@@ -1,0 +1,238 @@
+"""Masked-autoencoder pretraining of the BiLSTM encoder on unlabeled windows (gate 3).
+
+Masked timesteps (all features) are replaced by a learnable mask token before the encoder; a
+linear decoder maps each encoder state to a correction added to the linear interpolation across
+each masked span; the loss is the MSE on the masked steps only.
+
+Why a residual over interpolation: price windows are close to random walks, for which linear
+interpolation between the visible neighbours is already the best guess of a masked span (the
+Brownian bridge). A decoder that starts from it (its last layer is zero-initialised) can only
+gain by learning what interpolation cannot know (mean reversion inside consolidations, impulse
+shapes, bar geometry), which is exactly what gate 3 asks the encoder to show. Training runs in the one moola training loop (:class:`moola.train.Trainer`),
+so pretraining gets the status file, metrics.csv, early stopping and resumable checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from moola.pretrain.masking import make_mask
+from moola.pretrain.quality import interpolation_baseline_mse
+
+GATE = "gate_3_pretrain_bilstm"
+
+
+class MaskedAutoencoder(nn.Module):
+    """BiLSTM encoder + learnable mask token + linear decoder.
+
+    ``forward(x: (B, T, F), mask: (B, T) bool) -> reconstruction (B, T, F)``. The encoder is
+    ``.encoder`` (a BiLSTMEncoder), the part saved for transfer.
+    """
+
+    def __init__(self, encoder_cfg: Any) -> None:
+        super().__init__()
+        from moola.models import BiLSTMEncoder
+
+        self.encoder_cfg = encoder_cfg
+        self.encoder = BiLSTMEncoder(encoder_cfg)
+        # zeros = the per-window mean of z-scored data: a neutral start for the token
+        self.mask_token = nn.Parameter(torch.zeros(encoder_cfg.input_features))
+        self.decoder = nn.Linear(self.encoder.out_dim, encoder_cfg.input_features)
+        nn.init.zeros_(self.decoder.weight)  # start exactly at the interpolation baseline
+        nn.init.zeros_(self.decoder.bias)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        hidden_in = torch.where(mask.unsqueeze(-1), self.mask_token.to(x.dtype), x)
+        return interpolate_masked_torch(x, mask) + self.decoder(self.encoder(hidden_in))
+
+
+def interpolate_masked_torch(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Torch twin of :func:`moola.pretrain.quality.interpolate_masked` (same rules, on device).
+
+    x: (B, T, F); mask: (B, T) bool. Only visible values are used, so nothing leaks from the
+    masked steps into the reconstruction.
+    """
+    B, T, F = x.shape
+    t = torch.arange(T, device=x.device).expand(B, T)
+    visible = ~mask
+    prev = torch.where(visible, t, torch.full_like(t, -1)).cummax(dim=1).values
+    nxt = torch.where(visible, t, torch.full_like(t, T)).flip(1).cummin(dim=1).values.flip(1)
+    has_prev, has_next = prev >= 0, nxt < T
+    x_prev = torch.gather(x, 1, prev.clamp(0, T - 1).unsqueeze(-1).expand(B, T, F))
+    x_next = torch.gather(x, 1, nxt.clamp(0, T - 1).unsqueeze(-1).expand(B, T, F))
+    both_sides = has_prev & has_next
+    w = torch.where(both_sides, (t - prev).to(x.dtype) / (nxt - prev).clamp_min(1), 0.0)
+    w = w.unsqueeze(-1)
+    fill = torch.where(both_sides.unsqueeze(-1), x_prev * (1 - w) + x_next * w,
+                       torch.where(has_prev.unsqueeze(-1), x_prev,
+                                   torch.where(has_next.unsqueeze(-1), x_next,
+                                               torch.zeros_like(x))))
+    return torch.where(mask.unsqueeze(-1), fill, x)
+
+
+def masked_mse(recon: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over masked steps only (every feature of a masked step counts).
+
+    recon, x: (B, T, F); mask: (B, T) bool. Returns a scalar; 0 when nothing is masked.
+    """
+    m = mask.unsqueeze(-1).to(recon.dtype)
+    n = m.sum() * recon.shape[-1]
+    return ((recon - x) ** 2 * m).sum() / n.clamp_min(1.0)
+
+
+class MAEModule:
+    """TrainModule for :class:`MaskedAutoencoder` (see docs/CONTRACTS.md, Training loop).
+
+    Training masks are drawn fresh for every batch from a generator that is re-seeded at the
+    start of each epoch from ``(seed, epoch)``: a resumed run draws the same masks as an
+    uninterrupted one. Validation uses masks drawn ONCE at construction (``val_masks``) so that
+    ``val_loss`` is comparable across epochs; ``val_ratio`` is val_loss over the interpolation
+    baseline on the same masks (gate 3's criterion, visible during training).
+    """
+
+    def __init__(self, model: MaskedAutoencoder, cfg: Any, X_val: np.ndarray, seed: int | None = None) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.seed = int(cfg.run.seed if seed is None else seed)
+        p = cfg.pretrain
+        self._mask_args = (p.mask_strategy, p.mask_ratio, p.patch_size)
+        self._gen = torch.Generator().manual_seed(self.seed)
+        self.X_val = torch.as_tensor(np.asarray(X_val, dtype=np.float32))
+        if self.X_val.ndim != 3 or len(self.X_val) == 0:
+            raise ValueError(f"MAEModule: X_val must be a non-empty (N, T, F) array, got {tuple(self.X_val.shape)}")
+        val_gen = torch.Generator().manual_seed(self.seed + 1)
+        self.val_masks = make_mask(len(self.X_val), self.X_val.shape[1], *self._mask_args, generator=val_gen)
+        self.interp_mse = interpolation_baseline_mse(self.X_val, self.val_masks)
+
+    def configure_optimizer(self) -> torch.optim.Optimizer:
+        """AdamW at cfg.pretrain.lr (torch's default weight decay 0.01)."""
+        return torch.optim.AdamW(self.model.parameters(), lr=self.cfg.pretrain.lr)
+
+    def on_epoch_start(self, epoch: int, optimizer: torch.optim.Optimizer) -> None:
+        """Re-seed the training-mask generator from (seed, epoch): resume-stable masks."""
+        self._gen.manual_seed(self.seed * 100_003 + int(epoch) + 7)
+
+    def training_step(self, batch: Any, device: torch.device) -> torch.Tensor:
+        """Masked MSE of one batch under a freshly drawn mask."""
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        mask = make_mask(x.shape[0], x.shape[1], *self._mask_args, generator=self._gen)
+        x, mask = x.to(device), mask.to(device)
+        return masked_mse(self.model(x, mask), x, mask)
+
+    @torch.no_grad()
+    def validation_metrics(self, model: nn.Module, device: torch.device, batch_size: int = 512) -> dict[str, float]:
+        """Masked MSE on the held-out windows under the fixed masks -> ``val_loss``, ``val_ratio``."""
+        model.eval()
+        total, count = 0.0, 0.0
+        for i in range(0, len(self.X_val), batch_size):
+            x = self.X_val[i : i + batch_size].to(device)
+            m = self.val_masks[i : i + batch_size].to(device)
+            sq = (model(x, m) - x) ** 2 * m.unsqueeze(-1)
+            total += float(sq.sum())
+            count += float(m.sum()) * x.shape[-1]
+        val_loss = total / max(count, 1.0)
+        ratio = val_loss / self.interp_mse if self.interp_mse > 0 else float("inf")
+        return {"val_loss": val_loss, "val_ratio": ratio}
+
+
+@dataclass
+class PretrainResult:
+    """What :func:`pretrain_encoder` returns.
+
+    ``mae`` holds the best weights (by held-out masked MSE); ``heldout_idx`` / ``train_idx`` are
+    row positions in the unlabeled pool; ``val_masks`` the fixed held-out masks (N_val, T).
+    """
+
+    mae: MaskedAutoencoder
+    fit: Any  # moola.train.FitResult
+    heldout_idx: np.ndarray
+    train_idx: np.ndarray
+    encoder_cfg: Any
+    val_masks: torch.Tensor
+    interp_mse: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def split_unlabeled(n: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic (train_idx, heldout_idx): the held-out set is the LAST share of the pool.
+
+    The unlabeled windows overlap in time, so a random held-out set would share most of its
+    bars with training windows; a tail slice keeps all but the boundary windows disjoint.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"pretrain.val_fraction = {val_fraction!r}; must lie strictly between 0 and 1")
+    if n < 2:
+        raise ValueError(f"pretraining needs at least 2 unlabeled windows, got {n}")
+    n_val = min(n - 1, max(1, int(round(val_fraction * n))))
+    idx = np.arange(n, dtype=np.int64)
+    return idx[: n - n_val], idx[n - n_val :]
+
+
+def encoder_config_for(cfg: Any, input_features: int) -> Any:
+    """The EncoderConfig a run's model settings ask for."""
+    from moola.models import EncoderConfig
+
+    return EncoderConfig(
+        input_features=int(input_features),
+        hidden=cfg.model.hidden,
+        layers=cfg.model.layers,
+        bidirectional=True,
+        dropout=cfg.model.dropout,
+    )
+
+
+def pretrain_encoder(
+    X_unlabeled: np.ndarray,
+    cfg: Any,
+    run_dir: str | Path,
+    device: torch.device | str,
+    status: Any = None,
+    resume: bool = True,
+    gate: str = GATE,
+) -> PretrainResult:
+    """Pretrain a MaskedAutoencoder on ``X_unlabeled: (m, T, F)`` (normalised windows).
+
+    The pool is split with :func:`split_unlabeled` (cfg.pretrain.val_fraction); training runs in
+    :class:`moola.train.Trainer` with ``LoopSettings.from_config(cfg, "pretrain",
+    monitor="val_loss", mode="min")``: early stopping, checkpoints under ``run_dir/checkpoints``
+    and, with ``resume=True``, continuation from ``last.pt`` after a crash. The returned MAE
+    holds the best weights.
+    """
+    from moola.train import LoopSettings, Trainer, seed_everything
+
+    X = np.ascontiguousarray(np.asarray(X_unlabeled, dtype=np.float32))
+    if X.ndim != 3:
+        raise ValueError(f"pretrain_encoder: X_unlabeled must be (m, T, F), got shape {X.shape}")
+    if not np.isfinite(X).all():
+        raise ValueError("pretrain_encoder: X_unlabeled contains NaN or inf; validate the data first")
+    device = torch.device(device)
+    train_idx, heldout_idx = split_unlabeled(len(X), cfg.pretrain.val_fraction)
+    seed_everything(cfg.run.seed, cfg.run.deterministic)
+    enc_cfg = encoder_config_for(cfg, X.shape[2])
+    mae = MaskedAutoencoder(enc_cfg).to(device)
+    module = MAEModule(mae, cfg, X[heldout_idx], seed=cfg.run.seed)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.from_numpy(X[train_idx])),
+        batch_size=cfg.pretrain.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(cfg.run.seed),
+        num_workers=cfg.run.num_workers,
+    )
+    settings = LoopSettings.from_config(cfg, "pretrain", monitor="val_loss", mode="min")
+    trainer = Trainer(settings, Path(run_dir), device, gate, status=status)
+    fit = trainer.fit(module, loader, resume=resume)
+    return PretrainResult(
+        mae=module.model,
+        fit=fit,
+        heldout_idx=heldout_idx,
+        train_idx=train_idx,
+        encoder_cfg=enc_cfg,
+        val_masks=module.val_masks,
+        interp_mse=module.interp_mse,
+    )

@@ -1,0 +1,304 @@
+"""Masked autoencoder, its training module, pretraining in the Trainer (incl. crash + resume),
+and gate 3's quality evidence (interpolation baseline, linear probe)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from moola.config import load_config
+from moola.models import EncoderConfig
+from moola.pretrain.mae import MAEModule, MaskedAutoencoder, masked_mse, pretrain_encoder, split_unlabeled
+from moola.pretrain.masking import make_mask
+from moola.pretrain.quality import (
+    interpolate_masked,
+    interpolation_baseline_mse,
+    linear_probe,
+    reconstruction_report,
+    window_mean_mse,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _sines(n: int, T: int = 32, F: int = 2, seed: int = 0) -> np.ndarray:
+    """Sine waves with random frequency / phase per window and feature: (n, T, F) float32."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T)[None, :, None]
+    freq = rng.uniform(0.15, 0.6, size=(n, 1, F))
+    phase = rng.uniform(0, 2 * np.pi, size=(n, 1, F))
+    return np.sin(freq * t + phase).astype(np.float32)
+
+
+def _tiny_cfg(**pretrain):
+    over = {"model.hidden": 8, "model.layers": 1, "model.dropout": 0.0, "run.logger": "none"}
+    over.update({f"pretrain.{k}": v for k, v in pretrain.items()})
+    return load_config("smoke", overrides=over)
+
+
+# --- interpolation and mean baselines ---------------------------------------------------------
+
+
+def _interp_loop(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Reference implementation, one window and feature at a time."""
+    out = x.astype(np.float64).copy()
+    for i in range(x.shape[0]):
+        vis = np.flatnonzero(~mask[i])
+        for f in range(x.shape[2]):
+            if len(vis) == 0:
+                out[i, :, f] = 0.0
+            else:
+                out[i, mask[i], f] = np.interp(np.flatnonzero(mask[i]), vis, x[i, vis, f])
+    return out
+
+
+def test_interpolation_matches_reference_loop():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 30, 3))
+    mask = rng.random((40, 30)) < 0.4
+    mask[0] = True  # nothing visible
+    mask[1, :5] = True  # leading span carries the first visible value
+    mask[2, -5:] = True  # trailing span
+    np.testing.assert_allclose(interpolate_masked(x, mask), _interp_loop(x, mask), atol=1e-12)
+
+
+def test_interpolation_is_exact_on_a_line_and_carries_edges():
+    x = np.tile(np.arange(10.0)[None, :, None], (1, 1, 2))
+    mask = np.zeros((1, 10), bool)
+    mask[0, 3:7] = True
+    assert interpolation_baseline_mse(x, mask) == pytest.approx(0.0)
+    mask = np.zeros((1, 10), bool)
+    mask[0, :3] = True
+    filled = interpolate_masked(x, mask)
+    assert filled[0, :3, 0].tolist() == [3.0, 3.0, 3.0]
+    assert interpolation_baseline_mse(torch.tensor(x), torch.tensor(mask)) == pytest.approx((9 + 4 + 1) / 3)
+
+
+def test_window_mean_uses_visible_steps_only():
+    x = np.zeros((1, 4, 1))
+    x[0, :, 0] = [1.0, 1.0, 1.0, 5.0]
+    mask = np.array([[False, False, False, True]])
+    assert window_mean_mse(x, mask) == pytest.approx(16.0)  # predicts 1, not the leaky mean 2
+
+
+# --- model and loss ---------------------------------------------------------------------------
+
+
+def test_mae_forward_shape_and_masked_loss_ignores_visible_steps():
+    torch.manual_seed(0)
+    mae = MaskedAutoencoder(EncoderConfig(3, 8, 2))
+    x = torch.randn(5, 20, 3)
+    mask = make_mask(5, 20, "block", 0.3, 4, torch.Generator().manual_seed(0))
+    n_params = len(list(mae.parameters()))
+    recon = mae(x, mask)
+    assert recon.shape == x.shape
+    assert len(list(mae.parameters())) == n_params, "forward creates no parameters"
+    wild = recon.detach().clone()
+    wild[~mask] = 1e6  # garbage on visible steps must not change the loss
+    assert masked_mse(wild, x, mask) == pytest.approx(float(masked_mse(recon.detach(), x, mask)))
+    assert float(masked_mse(x, x, mask)) == 0.0
+
+
+def test_mask_token_replaces_masked_inputs():
+    torch.manual_seed(0)
+    mae = MaskedAutoencoder(EncoderConfig(2, 4, 1))
+    x = torch.randn(2, 10, 2)
+    mask = torch.zeros(2, 10, dtype=torch.bool)
+    mask[:, 4:6] = True
+    x2 = x.clone()
+    x2[mask] = 123.0  # the masked values must not reach the encoder
+    assert torch.equal(mae(x, mask), mae(x2, mask))
+    # the decoder starts at zero (pure interpolation); give it weights so gradients flow back
+    torch.nn.init.normal_(mae.decoder.weight, std=0.1)
+    masked_mse(mae(x, mask), x, mask).backward()
+    assert mae.mask_token.grad is not None and mae.mask_token.grad.abs().sum() > 0
+    mae.zero_grad()
+    masked_mse(mae(x, torch.zeros_like(mask)), x, mask).backward()
+    assert mae.mask_token.grad is None or mae.mask_token.grad.abs().sum() == 0
+
+
+def test_mae_module_masks_fresh_per_batch_fixed_for_validation():
+    cfg = _tiny_cfg()
+    torch.manual_seed(0)
+    mae = MaskedAutoencoder(EncoderConfig(2, 8, 1))
+    X = _sines(40)
+    module = MAEModule(mae, cfg, X[:10], seed=3)
+    g_masks = []
+    module.on_epoch_start(0, None)
+    for _ in range(2):
+        g_masks.append(make_mask(8, 32, "patch", 0.15, 7, module._gen))
+    assert not torch.equal(g_masks[0], g_masks[1]), "a fresh mask per batch"
+    module.on_epoch_start(0, None)
+    assert torch.equal(make_mask(8, 32, "patch", 0.15, 7, module._gen), g_masks[0]), "epoch re-seed"
+    loss = module.training_step([torch.from_numpy(X[:8])], torch.device("cpu"))
+    assert loss.ndim == 0 and loss.requires_grad
+    a = module.validation_metrics(mae, torch.device("cpu"))
+    b = module.validation_metrics(mae, torch.device("cpu"))
+    assert a == b and set(a) == {"val_loss", "val_ratio"}
+    assert MAEModule(mae, cfg, X[:10], seed=3).val_masks.equal(module.val_masks)
+    assert isinstance(module.configure_optimizer(), torch.optim.AdamW)
+
+
+def test_split_unlabeled_is_a_deterministic_tail():
+    tr, ho = split_unlabeled(100, 0.1)
+    assert ho.tolist() == list(range(90, 100)) and tr.tolist() == list(range(90))
+    assert len(split_unlabeled(5, 0.01)[1]) == 1
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_unlabeled(100, 0.0)
+
+
+def test_reconstruction_report_keys_and_ratio():
+    torch.manual_seed(0)
+    mae = MaskedAutoencoder(EncoderConfig(2, 8, 1))
+    X = _sines(12)
+    masks = make_mask(12, 32, "random", 0.2, 4, torch.Generator().manual_seed(1))
+    rep = reconstruction_report(mae, X, masks, "cpu")
+    assert set(rep) >= {"mae_mse", "interp_mse", "mean_mse", "ratio"}
+    assert rep["ratio"] == pytest.approx(rep["mae_mse"] / rep["interp_mse"])
+    assert rep["interp_mse"] < rep["mean_mse"], "interpolation beats the mean on smooth sines"
+    assert mae.training, "mode restored"
+
+
+# --- linear probe -----------------------------------------------------------------------------
+
+
+def test_linear_probe_separable_classes_and_majority_baseline():
+    torch.manual_seed(0)
+    from moola.models import BiLSTMEncoder
+
+    enc = BiLSTMEncoder(EncoderConfig(2, 8, 1))
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 20, 2)).astype(np.float32)
+    y = np.array([0] * 40 + [1] * 20)
+    X[y == 1] += 2.0  # a level shift every encoder can see
+    res = linear_probe(enc, X, y, "cpu", seed=0, n_splits=5)
+    assert res["n"] == 60 and res["majority_class"] == 0 and len(res["macro_f1_folds"]) == 5
+    assert res["majority_macro_f1"] == pytest.approx(0.4)  # F1 0.8 for class 0, 0 for class 1
+    assert res["macro_f1_cv"] > 0.9 > res["majority_macro_f1"]
+    assert enc.training, "encoder mode restored"
+
+
+def test_linear_probe_rejects_tiny_or_single_class_data():
+    from moola.models import BiLSTMEncoder
+
+    enc = BiLSTMEncoder(EncoderConfig(2, 4, 1))
+    X = np.zeros((6, 10, 2), np.float32)
+    with pytest.raises(ValueError, match="single class"):
+        linear_probe(enc, X, np.zeros(6, int), "cpu", seed=0)
+    with pytest.raises(ValueError, match="at least 2 per class"):
+        linear_probe(enc, X, np.array([0, 0, 0, 0, 0, 1]), "cpu", seed=0)
+
+
+# --- pretraining in the Trainer ---------------------------------------------------------------
+
+
+def test_pretraining_learns_sines(tmp_path):
+    torch.set_num_threads(1)
+    X = _sines(192, T=32, F=2)
+    cfg = _tiny_cfg(max_epochs=6, batch_size=32, lr=1e-2, early_stop_patience=6, val_fraction=0.25,
+                    mask_strategy="random", mask_ratio=0.2)
+    res = pretrain_encoder(X, cfg, tmp_path / "run", "cpu")
+    losses = [h["val_loss"] for h in res.fit.history]
+    assert len(losses) >= 4
+    # the decoder starts at linear interpolation; learning must take it below that baseline
+    assert min(losses[1:]) < losses[0], f"masked MSE did not fall: {losses}"
+    assert min(losses) < 0.9 * res.interp_mse, f"no gain over interpolation: {losses} vs {res.interp_mse}"
+    assert res.heldout_idx.tolist() == list(range(144, 192))
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+    rep = reconstruction_report(res.mae, X[res.heldout_idx], res.val_masks, "cpu")
+    assert rep["mae_mse"] == pytest.approx(res.fit.best_score, rel=1e-4)
+
+
+_SCRIPT = """
+import sys, numpy as np, torch
+torch.set_num_threads(1)
+from moola.config import load_config
+from moola.pretrain.mae import pretrain_encoder
+X = np.random.default_rng(0).normal(size=(96, 16, 2)).astype(np.float32)
+cfg = load_config("smoke", overrides={{
+    "model.hidden": 8, "model.layers": 1, "run.logger": "none",
+    "pretrain.max_epochs": {epochs}, "pretrain.batch_size": 16, "pretrain.early_stop_patience": 1000,
+    "pretrain.val_fraction": 0.25, "pretrain.lr": 1e-3}})
+res = pretrain_encoder(X, cfg, sys.argv[1], "cpu", resume=True)
+print("EPOCHS_RUN", res.fit.epochs_run, "HISTORY", len(res.fit.history),
+      "RESUMED", res.fit.resumed_from_epoch, flush=True)
+"""
+
+
+def _last_epoch(ckpt: Path) -> int | None:
+    try:
+        state = torch.load(ckpt, weights_only=True, map_location="cpu")
+    except Exception:  # being written right now (atomic replace makes this rare)
+        return None
+    return int(state.get("epoch", -1))
+
+
+@pytest.mark.slow
+def test_pretraining_resumes_after_sigkill(tmp_path):
+    script = tmp_path / "pretrain.py"
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    epochs = 400  # far more than can run before the kill
+    script.write_text(textwrap.dedent(_SCRIPT.format(epochs=epochs)))
+    proc = subprocess.Popen([sys.executable, str(script), str(run_dir)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    last = run_dir / "checkpoints" / "last.pt"
+    killed_at = None
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if last.exists() and (_last_epoch(last) or -1) >= 1:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
+                killed_at = _last_epoch(last)
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert killed_at is not None and killed_at >= 1, (
+        f"no last.pt with epoch >= 1 before the kill; stderr: {proc.stderr.read().decode()[-2000:]}"
+    )
+    assert killed_at < epochs - 1, "the run finished before it could be killed"
+    # resume with a budget a few epochs past the checkpoint: it must continue, not restart
+    target = killed_at + 3
+    script.write_text(textwrap.dedent(_SCRIPT.format(epochs=target)))
+    out = subprocess.run([sys.executable, str(script), str(run_dir)], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = [l for l in out.stdout.splitlines() if l.startswith("EPOCHS_RUN")][-1].split()
+    epochs_run, n_history, resumed = int(line[1]), int(line[3]), line[5]
+    assert resumed == str(killed_at + 1), f"resumed at {resumed}, expected epoch {killed_at + 1}: {out.stderr[-2000:]}"
+    assert epochs_run == target, f"expected {target} epochs in total, got {epochs_run}: {out.stdout}"
+    assert n_history == target, "history restored from the checkpoint plus the new epochs"
+    assert _last_epoch(last) == target - 1  # 0-based epoch of the final checkpoint
+
+
+def test_torch_interpolation_matches_numpy_and_mae_starts_at_it():
+    from moola.models import EncoderConfig
+    from moola.pretrain.mae import MaskedAutoencoder, interpolate_masked_torch
+    from moola.pretrain.quality import interpolate_masked
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 30, 4, generator=g)
+    for strategy in ("random", "block", "patch"):
+        mask = make_mask(6, 30, strategy, 0.3, 5, generator=g)
+        mask[0, :3] = True  # a span touching the left edge
+        mask[1, -4:] = True  # and the right edge
+        ours = interpolate_masked_torch(x, mask).numpy()
+        np.testing.assert_allclose(ours, interpolate_masked(x.numpy(), mask.numpy()), atol=1e-5)
+    mae = MaskedAutoencoder(EncoderConfig(input_features=4, hidden=8, layers=1))
+    with torch.no_grad():
+        np.testing.assert_allclose(mae(x, mask).numpy(), interpolate_masked_torch(x, mask).numpy(),
+                                   atol=1e-6)
