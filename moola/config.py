@@ -191,13 +191,14 @@ SIGNED = {"gates.min_delta", "gates.control_margin"}
 # Profile overrides: smoke = tiny and fast (CI), standard = seed-scale on a CPU, full = GPU recipe.
 PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
-        "run": {"data": "fixtures/smoke", "log_every_n_steps": 2},
+        # one torch thread: tiny models gain nothing from intra-op threads on 2 cores
+        "run": {"data": "fixtures/smoke", "log_every_n_steps": 2, "torch_threads": 1},
         "model": {"hidden": 16, "layers": 1, "head_hidden": 16, "simple_hidden": 16},
         "train": {"max_epochs": 25, "min_epochs": 5, "batch_size": 16, "lr": 1e-2,
                   "early_stop_patience": 8},
         "pretrain": {"max_epochs": 3, "batch_size": 64, "early_stop_patience": 2},
         "finetune": {"freeze_epochs": 2, "unfreeze_every": 1},
-        "ensemble": {"oof_folds": 3},
+        "ensemble": {"oof_folds": 2},
         # smoke checks the machinery on tiny models trained for seconds: they are not expected
         # to match MiniRocket or to gain from a 3-epoch encoder, so those comparisons are
         # relaxed (control warns; finetuning may trail the baseline by up to 0.15 macro-F1).

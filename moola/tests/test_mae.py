@@ -40,6 +40,15 @@ def _sines(n: int, T: int = 32, F: int = 2, seed: int = 0) -> np.ndarray:
     return np.sin(freq * t + phase).astype(np.float32)
 
 
+@pytest.fixture
+def one_thread():
+    """Small LSTMs run fastest on one thread (and do not fight other jobs); restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _tiny_cfg(**pretrain):
     over = {"model.hidden": 8, "model.layers": 1, "model.dropout": 0.0, "run.logger": "none"}
     over.update({f"pretrain.{k}": v for k, v in pretrain.items()})
@@ -202,8 +211,7 @@ def test_linear_probe_rejects_tiny_or_single_class_data():
 # --- pretraining in the Trainer ---------------------------------------------------------------
 
 
-def test_pretraining_learns_sines(tmp_path):
-    torch.set_num_threads(1)
+def test_pretraining_learns_sines(tmp_path, one_thread):
     X = _sines(192, T=32, F=2)
     cfg = _tiny_cfg(max_epochs=6, batch_size=32, lr=1e-2, early_stop_patience=6, val_fraction=0.25,
                     mask_strategy="random", mask_ratio=0.2)
@@ -217,6 +225,15 @@ def test_pretraining_learns_sines(tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "last.pt").exists()
     rep = reconstruction_report(res.mae, X[res.heldout_idx], res.val_masks, "cpu")
     assert rep["mae_mse"] == pytest.approx(res.fit.best_score, rel=1e-4)
+
+
+def test_pretraining_is_reproducible(tmp_path, one_thread):
+    X = _sines(48, T=16, F=2)
+    cfg = _tiny_cfg(max_epochs=2, batch_size=16, val_fraction=0.25)
+    a = pretrain_encoder(X, cfg, tmp_path / "a", "cpu", resume=False)
+    b = pretrain_encoder(X, cfg, tmp_path / "b", "cpu", resume=False)
+    assert [h["val_loss"] for h in a.fit.history] == [h["val_loss"] for h in b.fit.history]
+    assert all(torch.equal(v, b.mae.state_dict()[k]) for k, v in a.mae.state_dict().items())
 
 
 _SCRIPT = """
