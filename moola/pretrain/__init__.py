@@ -12,6 +12,7 @@ from moola.pretrain.mae import (
 from moola.pretrain.masking import STRATEGIES, make_mask
 from moola.pretrain.quality import (
     interpolate_masked,
+    interpolate_masked_torch,
     interpolation_baseline_mse,
     linear_probe,
     reconstruction_report,
@@ -24,6 +25,7 @@ __all__ = [
     "PretrainResult",
     "STRATEGIES",
     "interpolate_masked",
+    "interpolate_masked_torch",
     "interpolation_baseline_mse",
     "linear_probe",
     "load_encoder_checkpoint",

@@ -60,6 +60,31 @@ def interpolate_masked(x: Any, mask: Any) -> np.ndarray:
     return np.where(mask[..., None], fill, x)
 
 
+def interpolate_masked_torch(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Torch twin of :func:`interpolate_masked` (same rules), on x's device and dtype.
+
+    Used inside the autoencoder, whose output is this interpolation plus a learned residual.
+    x: (B, T, F); mask: (B, T) bool. No gradient flows through the step indices.
+    """
+    B, T, _ = x.shape
+    t = torch.arange(T, device=x.device).expand(B, T)
+    visible = ~mask
+    prev = torch.cummax(torch.where(visible, t, torch.full_like(t, -1)), dim=1).values
+    nxt = torch.cummin(torch.where(visible, t, torch.full_like(t, T)).flip(1), dim=1).values.flip(1)
+    has_prev, has_next = prev >= 0, nxt < T
+    x_prev = torch.gather(x, 1, prev.clamp(0, T - 1).unsqueeze(-1).expand_as(x))
+    x_next = torch.gather(x, 1, nxt.clamp(0, T - 1).unsqueeze(-1).expand_as(x))
+    both = has_prev & has_next
+    w = torch.where(both, (t - prev).to(x.dtype) / (nxt - prev).clamp_min(1).to(x.dtype), torch.zeros((), dtype=x.dtype, device=x.device))
+    w = w.unsqueeze(-1)
+    fill = torch.where(
+        both.unsqueeze(-1), x_prev * (1 - w) + x_next * w,
+        torch.where(has_prev.unsqueeze(-1), x_prev,
+                    torch.where(has_next.unsqueeze(-1), x_next, torch.zeros_like(x))),
+    )
+    return torch.where(mask.unsqueeze(-1), fill, x)
+
+
 def _masked_mse_np(pred: np.ndarray, x: np.ndarray, mask: np.ndarray) -> float:
     """Mean squared error over masked steps (all features); NaN when nothing is masked."""
     m = mask.astype(bool)

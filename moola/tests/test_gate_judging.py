@@ -144,6 +144,7 @@ def test_gate_7_cannot_pass_one_class_ensemble(ctx, monkeypatch):
 def test_thresholds_come_from_configuration(ctx, monkeypatch):
     _patch(monkeypatch, _classifier_work(_good_pred()),
            _classifier_work(_good_pred(), load_report=LOAD_OK))
+    ctx.cfg = ctx.cfg.replace("gates", min_delta=0.0)
     assert chain.gate_4_finetune_enhanced(ctx).status == "failed"  # delta 0 is not > 0
     ctx.cfg = ctx.cfg.replace("gates", min_delta=-0.01)
     v = chain.gate_4_finetune_enhanced(ctx)

@@ -3,7 +3,6 @@ and gate 3's quality evidence (interpolation baseline, linear probe)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -22,6 +21,7 @@ from moola.pretrain.mae import MAEModule, MaskedAutoencoder, masked_mse, pretrai
 from moola.pretrain.masking import make_mask
 from moola.pretrain.quality import (
     interpolate_masked,
+    interpolate_masked_torch,
     interpolation_baseline_mse,
     linear_probe,
     reconstruction_report,
@@ -79,6 +79,8 @@ def test_interpolation_matches_reference_loop():
     mask[1, :5] = True  # leading span carries the first visible value
     mask[2, -5:] = True  # trailing span
     np.testing.assert_allclose(interpolate_masked(x, mask), _interp_loop(x, mask), atol=1e-12)
+    torch_version = interpolate_masked_torch(torch.tensor(x), torch.tensor(mask)).numpy()
+    np.testing.assert_allclose(torch_version, _interp_loop(x, mask), atol=1e-12)
 
 
 def test_interpolation_is_exact_on_a_line_and_carries_edges():
@@ -118,9 +120,20 @@ def test_mae_forward_shape_and_masked_loss_ignores_visible_steps():
     assert float(masked_mse(x, x, mask)) == 0.0
 
 
+def test_untrained_mae_reproduces_interpolation_exactly():
+    torch.manual_seed(0)
+    mae = MaskedAutoencoder(EncoderConfig(2, 8, 1))
+    X = _sines(6)
+    masks = make_mask(6, 32, "patch", 0.15, 7, torch.Generator().manual_seed(0))
+    rep = reconstruction_report(mae, X, masks, "cpu")
+    assert rep["mae_mse"] == pytest.approx(rep["interp_mse"], rel=1e-5)
+    assert rep["ratio"] == pytest.approx(1.0, rel=1e-5), "learning nothing cannot beat the baseline"
+
+
 def test_mask_token_replaces_masked_inputs():
     torch.manual_seed(0)
     mae = MaskedAutoencoder(EncoderConfig(2, 4, 1))
+    torch.nn.init.normal_(mae.decoder.weight)  # the decoder starts at 0, which blocks gradients
     x = torch.randn(2, 10, 2)
     mask = torch.zeros(2, 10, dtype=torch.bool)
     mask[:, 4:6] = True
@@ -169,6 +182,7 @@ def test_split_unlabeled_is_a_deterministic_tail():
 def test_reconstruction_report_keys_and_ratio():
     torch.manual_seed(0)
     mae = MaskedAutoencoder(EncoderConfig(2, 8, 1))
+    torch.nn.init.normal_(mae.decoder.weight, std=0.1)
     X = _sines(12)
     masks = make_mask(12, 32, "random", 0.2, 4, torch.Generator().manual_seed(1))
     rep = reconstruction_report(mae, X, masks, "cpu")
