@@ -91,10 +91,15 @@ class GateContext:
     def sync(self):
         from moola.report.sync import SyncRunner
 
-        return SyncRunner(
-            self.cfg.run.sync_cmd.replace("{reports}", str(self.reports)),
-            log_path=self.reports / "sync.log",
-        )
+        return SyncRunner(self.cfg.run.sync_cmd, log_path=self.reports / "sync.log",
+                          reports_dir=self.reports)
+
+    def training_hooks(self) -> dict[str, Any]:
+        """Trainer hooks: run --sync-cmd in the background after checkpoints and evaluations."""
+        if not self.cfg.run.sync_cmd.strip():
+            return {}
+        return {"on_checkpoint": lambda: self.sync.trigger("checkpoint"),
+                "on_eval": lambda metrics: self.sync.trigger("eval")}
 
     def fresh(self, gate: str) -> bool:
         """Whether `gate`'s own work must be rebuilt in this run (it was selected)."""

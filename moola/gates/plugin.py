@@ -234,6 +234,16 @@ class _JsonReportHooks:
             append_records(ctx.reports / "gated_workflow_results.jsonl", records)
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """One last --sync-cmd run once everything is written (controller or plain session)."""
+    ctx = config.stash.get(CTX_KEY, None)
+    if ctx is None or not ctx.cfg.run.sync_cmd.strip() or hasattr(config, "workerinput"):
+        return
+    if not ctx.sync.close(timeout=120):
+        warnings.warn(MoolaGateWarning("the final --sync-cmd run did not finish within 120 s; "
+                                       f"see {ctx.reports / 'sync.log'}"))
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     records = config.stash.get(RECORDS_KEY, [])
     if not records:

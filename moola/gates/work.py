@@ -161,7 +161,7 @@ def train_classifier(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, 
                  "encoder_lr_mult": cfg.finetune.encoder_lr_mult}
     fit = fit_classifier(model, X_tr, y_tr, X_va, y_va, cfg, run_dir, ctx.device, gate,
                          status=_status_for(ctx, gate), epoch_hook=epoch_hook,
-                         param_groups=param_groups)
+                         param_groups=param_groups, **ctx.training_hooks())
     return fit, extra
 
 
@@ -246,7 +246,7 @@ def encoder(ctx: GateContext) -> dict[str, Any]:
 
         seed_everything(ctx.cfg.run.seed, ctx.cfg.run.deterministic)
         res = pretrain_encoder(ds.X_unlabeled, ctx.cfg, workdir, ctx.device,
-                               status=_status_for(ctx, gate))
+                               status=_status_for(ctx, gate), **ctx.training_hooks())
         mae = res.mae
         save_encoder(tmp / "encoder.pt", mae.encoder, res.encoder_cfg,
                      normalization=ctx.cfg.data.normalization,

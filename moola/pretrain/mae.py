@@ -178,6 +178,8 @@ def pretrain_encoder(
     status: Any = None,
     resume: bool = True,
     gate: str = GATE,
+    on_checkpoint: Any = None,
+    on_eval: Any = None,
 ) -> PretrainResult:
     """Pretrain a MaskedAutoencoder on ``X_unlabeled: (m, T, F)`` (normalised windows).
 
@@ -208,7 +210,8 @@ def pretrain_encoder(
         num_workers=cfg.run.num_workers,
     )
     settings = LoopSettings.from_config(cfg, "pretrain", monitor="val_loss", mode="min")
-    trainer = Trainer(settings, Path(run_dir), device, gate, status=status)
+    trainer = Trainer(settings, Path(run_dir), device, gate, status=status,
+                      on_checkpoint=on_checkpoint, on_eval=on_eval)
     fit = trainer.fit(module, loader, resume=resume)
     return PretrainResult(
         mae=module.model,

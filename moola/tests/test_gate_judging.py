@@ -150,3 +150,18 @@ def test_thresholds_come_from_configuration(ctx, monkeypatch):
     v = chain.gate_4_finetune_enhanced(ctx)
     assert v.status == "passed", v.reason
     assert v.config["gates"]["min_delta"] == -0.01  # the config is echoed into the verdict
+
+
+def test_gate_5_drop_fails_only_when_significant(ctx, monkeypatch):
+    fine = _classifier_work(_good_pred(), load_report=LOAD_OK)
+    noisy = _good_pred()
+    noisy[20] = 0  # one more mistake: a drop of a few pp, within noise
+    _patch(monkeypatch, None, fine, _classifier_work(noisy, pseudo=PSEUDO_OK))
+    v = chain.gate_5_augment(ctx)
+    assert v.comparison["drop_pp"] > ctx.cfg.gates.max_drop_pp
+    assert v.status == "warning" and "within noise" in v.reason
+    bad = _good_pred()
+    bad[17:24] = 0  # seven retracements missed: a real, significant drop
+    _patch(monkeypatch, None, fine, _classifier_work(bad, pseudo=PSEUDO_OK))
+    v = chain.gate_5_augment(ctx)
+    assert v.status == "failed" and "significant" in v.reason

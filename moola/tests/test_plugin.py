@@ -23,13 +23,17 @@ pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "fixtures" / "smoke"
+# importlib mode: the outer session may already have imported gates_tests/test_gate_*.py under
+# the same basenames; the default (prepend) mode would refuse to import the copies
+INI = ("[pytest]\naddopts = -p no:cacheprovider --ignore-unknown-dependency "
+       "--import-mode=importlib\n")
 
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
     """A directory laid out like the repo: conftest registering the plugin + gates_tests."""
     pytester.makeconftest('pytest_plugins = ["moola.gates.plugin"]')
-    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider --ignore-unknown-dependency\n")
+    pytester.makeini(INI)
     for f in (REPO / "gates_tests").glob("test_gate_*.py"):
         shutil.copyfile(f, pytester.path / f.name)
     return pytester
@@ -49,8 +53,7 @@ def test_report_header_shows_resolved_settings(project):
 
 
 def test_ini_values_apply_and_command_line_wins(project):
-    project.makeini("[pytest]\naddopts = -p no:cacheprovider --ignore-unknown-dependency\n"
-                    "moola_profile = smoke\nmoola_seed = 11\nmoola_max_epochs = 4\n")
+    project.makeini(INI + "moola_profile = smoke\nmoola_seed = 11\nmoola_max_epochs = 4\n")
     r = project.runpytest("--co", "--max-epochs", "9", f"--data={SMOKE}")
     r.stdout.fnmatch_lines(["*profile=smoke*seed=11*", "moola: train max_epochs=9 *"])
 

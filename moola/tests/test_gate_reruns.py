@@ -1,0 +1,129 @@
+"""Real smoke sessions in a scratch project: reruns reuse the cache, bad data stops the chain.
+
+Each session is a real `pytest` subprocess over a copy of gates_tests/ (the same files users
+run), with its own reports/ and .moola-cache/. These tests train real models, so they are
+marked slow; they still run in CI.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "fixtures" / "smoke"
+
+pytestmark = pytest.mark.slow
+
+
+def _project(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "conftest.py").write_text('pytest_plugins = ["moola.gates.plugin"]\n')
+    (root / "pytest.ini").write_text(
+        "[pytest]\naddopts = -p no:cacheprovider --ignore-unknown-dependency\n")
+    for f in (REPO / "gates_tests").glob("test_gate_*.py"):
+        shutil.copyfile(f, root / f.name)
+    return root
+
+
+def _session(root: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "--profile", "smoke", *args]
+    return subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout)
+
+
+def _records(root: Path) -> list[dict]:
+    path = root / "reports" / "gated_workflow_results.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _events(root: Path, run_id: str) -> dict[str, str]:
+    out = {}
+    for line in (root / ".moola-cache" / "events.jsonl").read_text().splitlines():
+        e = json.loads(line)
+        if e["run_id"] == run_id:
+            out.setdefault(e["kind"], e["event"])  # the first event per kind in that run
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A scratch project after a smoke run of gates 0-6, with a sync command recording calls."""
+    root = _project(tmp_path_factory.mktemp("chain"))
+    sync = f'echo "$MOOLA_SYNC_REASON" >> {root / "sync_calls.txt"}'
+    r = _session(root, f"--data={SMOKE}", "-k", "not gate_7", f"--sync-cmd={sync}")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    return root
+
+
+def test_chain_logs_every_gate_and_syncs_at_checkpoints_evals_and_end(trained):
+    recs = _records(trained)
+    assert [r["gate"] for r in recs] == [
+        "gate_0_env", "gate_1_smoke_enhanced", "gate_2_control_minirocket",
+        "gate_3_pretrain_bilstm", "gate_4_finetune_enhanced", "gate_5_augment",
+        "gate_6_baseline_simplelstm"]
+    assert all(r["status"] in ("passed", "warning") for r in recs)
+    calls = set((trained / "sync_calls.txt").read_text().split())
+    assert {"checkpoint", "eval", "final"} <= calls
+    run = recs[0]["run_id"]
+    for gate in ("gate_1_smoke_enhanced", "gate_4_finetune_enhanced"):
+        d = trained / "reports" / "runs" / run / gate
+        assert (d / "metrics.csv").exists()
+        assert (d / "confusion_matrix.png").exists() and (d / "learning_curves.png").exists()
+
+
+def test_warm_rerun_of_gate_4_reuses_encoder_and_baseline_and_retrains_gate_4(trained):
+    r = _session(trained, f"--data={SMOKE}", "-k", "gate_4")
+    assert r.returncode == 0, r.stdout[-3000:]
+    run_id = _records(trained)[-1]["run_id"]
+    ev = _events(trained, run_id)
+    assert ev["encoder"] == "hit", ev  # asserted from the cache, not from timing
+    assert ev["baseline"] == "hit", ev
+    assert ev["finetuned"] == "build", ev
+    assert _records(trained)[-1]["gate"] == "gate_4_finetune_enhanced"
+
+
+def test_gate_6_alone_in_a_fresh_session_uses_cached_upstream(trained):
+    r = _session(trained, f"--data={SMOKE}", "-k", "gate_6")
+    assert r.returncode == 0, r.stdout[-3000:]
+    run_id = _records(trained)[-1]["run_id"]
+    ev = _events(trained, run_id)
+    assert ev["simple"] == "build"
+    assert {ev[k] for k in ("baseline", "control", "encoder", "finetuned", "augmented")} == {"hit"}
+
+
+def test_changed_threshold_rejudges_without_retraining(trained, tmp_path):
+    cfg = tmp_path / "strict.toml"
+    cfg.write_text("[gates]\nprobe_min_macro_f1 = 0.99\n")
+    r = _session(trained, f"--data={SMOKE}", "-k", "gate_5", f"--gates-config={cfg}")
+    assert r.returncode == 0  # gate 5 is skipped, not failed: its upstream gate 3 failed
+    rec = _records(trained)[-1]
+    assert rec["gate"] == "gate_5_augment" and rec["status"] == "skipped"
+    assert "gate_3_pretrain_bilstm" in rec["reason"] and "0.99" in rec["reason"]
+    assert "encoder" not in {k for k, v in _events(trained, rec["run_id"]).items()
+                             if v == "build"}
+
+
+def test_shuffled_labels_stop_the_chain_at_gate_1_naming_the_majority_baseline(tmp_path):
+    data = tmp_path / "shuffled"
+    shutil.copytree(SMOKE, data)
+    df = pd.read_parquet(data / "labeled.parquet")
+    rng = np.random.default_rng(0)
+    df["label"] = rng.permutation(df["label"].to_numpy())  # no signal, class shares kept
+    df.to_parquet(data / "labeled.parquet")
+    root = _project(tmp_path / "proj")
+    r = _session(root, f"--data={data}", "-x")
+    assert r.returncode == 1
+    recs = _records(root)
+    assert [(x["gate"], x["status"]) for x in recs][:2] == [("gate_0_env", "passed"),
+                                                           ("gate_1_smoke_enhanced", "failed")]
+    reason = recs[1]["reason"]
+    assert "majority-class baseline" in reason
+    assert "significant skill" in reason or "one class" in reason
+    assert "gate_2_control_minirocket" not in [x["gate"] for x in recs]
