@@ -274,14 +274,21 @@ def _eval_line(ev: Any) -> str:
     return f"{head}: {format_metrics(ev.get('metrics'))}   train/val gap {gap_s}"
 
 
-def _gates_table(records: list[dict[str, Any]], run_id: str | None) -> list[str]:
-    if not records:
+def _gates_table(records: list[dict[str, Any]], run_id: str | None,
+                 live_gates: Any = None) -> list[str]:
+    # gates finished so far in a live run are in status.json ("gates"); the results log is
+    # written at the end of the session, so it only knows earlier and finished runs
+    live = {g: v for g, v in live_gates.items() if isinstance(v, dict)} \
+        if isinstance(live_gates, dict) else {}
+    if not records and not live:
         return ["finished gates  " + DASH + " (no results log yet)"]
     note = ""
     if run_id is None:
         run_id = latest_run_id(records)
         note = " (status file has no run_id: showing the newest run in the log)"
-    rows = latest_by_gate(records, run_id)
+    rows = latest_by_gate(records, run_id) if records else {}
+    for gate, v in live.items():
+        rows.setdefault(gate, v)
     if not rows:
         return [f"finished gates  {DASH} (none recorded for run {run_id})"]
     out = [f"finished gates of run {run_id}{note}:"]
@@ -312,7 +319,7 @@ def render(status: dict[str, Any], records: list[dict[str, Any]], liveness: Live
     lines.append(_eval_line(status.get("last_eval")))
     lines.append("")
     rid = status.get("run_id") if isinstance(status.get("run_id"), str) else None
-    lines += _gates_table(records, rid)
+    lines += _gates_table(records, rid, status.get("gates"))
     return "\n".join(lines)
 
 

@@ -211,3 +211,17 @@ def test_reads_what_the_real_status_writer_writes(tmp_path, capsys):
     w.update(phase="done")
     assert status_main([str(tmp_path)]) == 0
     assert "state done" in capsys.readouterr().out
+
+
+def test_gates_finished_in_a_live_run_come_from_the_status_file(tmp_path):
+    from moola.report.watch import snapshot
+
+    now = time.time()
+    (tmp_path / "status.json").write_text(json.dumps({
+        "run_id": "live-run", "gate": "gate_2_control_minirocket", "phase": "train",
+        "updated_unix": now, "pid": os.getpid(),
+        "gates": {"gate_0_env": {"status": "passed", "reason": "data valid", "duration_s": 1.0},
+                  "gate_1_smoke_enhanced": {"status": "passed", "reason": None}}}))
+    text, code, state = snapshot(tmp_path, stale_after=120, now=now)
+    assert code == 0
+    assert "gate_0_env" in text and "data valid" in text and "gate_1_smoke_enhanced" in text
