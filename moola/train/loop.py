@@ -18,6 +18,7 @@ import io
 import logging
 import math
 import os
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -347,9 +348,11 @@ class Trainer:
         buf = io.BytesIO()
         torch.save(payload, buf)
         data = buf.getvalue()
+        # atomic (temp + rename) but not fsynced: a killed process never leaves a torn file,
+        # and an fsync per epoch would cost more than a small model's epoch on a busy disk
         if decision.save_path is not None:
-            atomic_write_bytes(decision.save_path, data)
-        atomic_write_bytes(self.last_path, data)
+            atomic_write_bytes(decision.save_path, data, fsync=False)
+        atomic_write_bytes(self.last_path, data, fsync=False)
         for path in decision.evict:
             path.unlink(missing_ok=True)
         self._call_hook(self.on_checkpoint)
@@ -371,6 +374,14 @@ class Trainer:
             if ckpt.get("format") != CHECKPOINT_FORMAT:
                 raise ValueError(f"checkpoint format {ckpt.get('format')!r}, "
                                  f"expected {CHECKPOINT_FORMAT}")
+        except pickle.UnpicklingError as exc:  # weights_only refused an object: never run it
+            detail = next((ln.strip() for ln in str(exc).splitlines() if "Unsupported" in ln),
+                          type(exc).__name__)
+            log.warning("[%s] not resuming from %s: refused, it holds pickled Python objects "
+                        "(%s) that weights_only loading does not execute; it was not written by "
+                        "moola - delete it if you do not know where it came from; starting fresh",
+                        self.gate, self.last_path, detail.split(" was not an allowed global")[0])
+            return None
         except Exception as exc:  # unreadable or foreign file: not resumable, say why
             log.warning("[%s] not resuming from %s (%s); starting fresh", self.gate, self.last_path, exc)
             return None

@@ -1,0 +1,125 @@
+"""Benchmark the gate chain as a user runs it (real pytest sessions), printing a table.
+
+    .venv/bin/python bench/bench_chain.py [--repeats 3] [--standard] [--skip-smoke]
+
+Measures, each as the median of --repeats runs:
+  * the smoke chain 0-7, cold (fresh moola cache, fresh numba cache) and warm (numba compiled);
+  * each gate's share of the chain (from the results log's duration_s);
+  * `pytest -k gate_6` with a warm cache vs gate 6's own training time (its artifact's build_s);
+  * with --standard: the standard chain 0-7 on the synthetic seed-scale data (98 labeled,
+    11,873 unlabeled), once per repeat.
+Timings are wall-clock seconds of whole sessions, including interpreter start and imports.
+Not a test: the machines are shared and noisy, so read ratios taken in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def project(root: Path) -> Path:
+    """A scratch directory laid out like the repo's gate suite."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "conftest.py").write_text('pytest_plugins = ["moola.gates.plugin"]\n')
+    (root / "pytest.ini").write_text(
+        "[pytest]\naddopts = -p no:cacheprovider --ignore-unknown-dependency\n")
+    for f in (REPO / "gates_tests").glob("test_gate_*.py"):
+        shutil.copyfile(f, root / f.name)
+    return root
+
+
+def session(root: Path, numba_cache: Path, *args: str) -> float:
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(numba_cache))
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *args],
+                       cwd=root, env=env, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if r.returncode != 0:
+        print(r.stdout[-2000:], r.stderr[-2000:], file=sys.stderr)
+        raise SystemExit(f"session {args} failed (exit {r.returncode})")
+    return dt
+
+
+def last_run(root: Path) -> list[dict]:
+    lines = (root / "reports" / "gated_workflow_results.jsonl").read_text().splitlines()
+    recs = [json.loads(x) for x in lines if x.strip()]
+    rid = recs[-1]["run_id"]
+    return [r for r in recs if r["run_id"] == rid]
+
+
+def build_seconds(root: Path, kind: str) -> float:
+    """build_s of the newest complete artifact of `kind` in the scratch cache."""
+    manifests = sorted((root / ".moola-cache" / kind).glob("*/manifest.json"),
+                       key=lambda p: json.loads(p.read_text())["built_at"])
+    return json.loads(manifests[-1].read_text())["build_s"]
+
+
+def med(xs: list[float]) -> str:
+    return f"{statistics.median(xs):7.1f}" if xs else "      -"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--standard", action="store_true", help="also time the standard chain")
+    ap.add_argument("--skip-smoke", action="store_true")
+    args = ap.parse_args(argv)
+    smoke = ["--profile", "smoke", f"--data={REPO / 'fixtures' / 'smoke'}"]
+    rows: list[tuple[str, list[float]]] = []
+    shares: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if not args.skip_smoke:
+            cold, warm, k6, own6 = [], [], [], []
+            for i in range(args.repeats):
+                root = project(tmp / f"smoke{i}")
+                numba = tmp / f"numba{i}"  # fresh: MiniRocket's kernels compile again
+                cold.append(session(root, numba, *smoke))
+                warm.append(session(root, numba, *smoke))
+                total = sum(r["duration_s"] for r in last_run(root))
+                for r in last_run(root):
+                    shares.setdefault(r["gate"], []).append(100 * r["duration_s"] / total)
+                k6.append(session(root, numba, *smoke, "-k", "gate_6"))
+                own6.append(build_seconds(root, "simple"))
+            rows += [("smoke chain 0-7, cold (fresh cache + numba)", cold),
+                     ("smoke chain 0-7, warm (numba compiled)", warm),
+                     ("pytest -k gate_6, warm moola cache", k6),
+                     ("  gate 6's own training (artifact build_s)", own6)]
+        if args.standard:
+            data = tmp / "synthetic"
+            subprocess.run([sys.executable, "-m", "moola.cli", "data", "synth", "--out",
+                            str(data)], check=True, capture_output=True)
+            std = []
+            for i in range(args.repeats):
+                root = project(tmp / f"std{i}")
+                std.append(session(root, tmp / "numba-std", "--profile", "standard",
+                                   f"--data={data}"))
+                for r in last_run(root):
+                    shares.setdefault("standard:" + r["gate"], []).append(r["duration_s"])
+            rows.append(("standard chain 0-7, seed-scale synthetic", std))
+    print(f"\nmachine: {os.cpu_count()} cpus, python {sys.version.split()[0]}; "
+          f"median of {args.repeats} run(s), seconds\n")
+    print(f"{'what':<48} {'median':>7}  runs")
+    for name, xs in rows:
+        print(f"{name:<48} {med(xs)}  {', '.join(f'{x:.1f}' for x in xs)}")
+    if shares:
+        print(f"\n{'gate':<48} {'median':>7}")
+        for gate, xs in shares.items():
+            unit = "s" if gate.startswith("standard:") else "% of smoke chain"
+            print(f"{gate:<48} {med(xs)}  {unit}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
