@@ -42,7 +42,7 @@ def read_split(path: Path, n_rows: int | None, problem: Problem) -> dict[str, np
     for key, value in data.items():
         role = SPLIT_KEYS.get(key)
         if role is None:
-            problem(f"{path}: unknown key {key!r}; allowed keys: {allowed}")
+            problem(f"{path}: unknown key {key!r}; allowed keys: {allowed} - remove or rename it")
             ok = False
             continue
         if role in by_role:
@@ -112,7 +112,7 @@ def _check_indices(split: dict[str, np.ndarray], n_rows: int, path: Path, proble
             if len(both):
                 problem(
                     f"{path}: row {int(both[0])} is in both '{a}' and '{b}' ({len(both)} rows "
-                    f"overlap); each row may belong to one split only"
+                    f"overlap); each row may belong to one split only - remove it from one of them"
                 )
                 ok = False
     # temporal: rows are in time order, so every earlier split must end before the next starts

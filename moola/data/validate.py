@@ -74,7 +74,8 @@ def _read_table(path: Path, required: tuple[str, ...], problems: list[str]) -> p
         problems.append(
             f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}; "
             f"columns found: {', '.join(map(repr, table.column_names))}; required: "
-            f"{', '.join(map(repr, required))}"
+            f"{', '.join(map(repr, required))}; add the column (or rename the one that holds "
+            f"it) or regenerate the dataset"
         )
     return table
 

@@ -52,6 +52,12 @@ class GateContext:
         root.mkdir(parents=True, exist_ok=True)
         return ArtifactCache(root, run_id=self.run_id, rebuild=self.cfg.run.rebuild)
 
+    def check_paths(self) -> None:
+        """Refuse output paths outside the project now (ConfigError), before anything is written;
+        `reports` and `cache` would otherwise be checked only when first used."""
+        _inside(self.root, self.cfg.run.reports, "run.reports")
+        _inside(self.root, self.cfg.run.cache, "run.cache")
+
     @property
     def data_dir(self) -> Path:
         p = Path(self.cfg.run.data)

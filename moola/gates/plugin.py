@@ -94,13 +94,14 @@ def resolve_config(config: pytest.Config):
 def pytest_configure(config: pytest.Config) -> None:
     from moola.gates.context import GateContext, new_run_id
 
-    try:
-        cfg = resolve_config(config)
-    except ConfigError as exc:
-        raise pytest.UsageError(f"moola configuration: {exc}") from None
     workerinput = getattr(config, "workerinput", None)
     run_id = workerinput["moola_run_id"] if workerinput else new_run_id()
-    ctx = GateContext(cfg=cfg, run_id=run_id, root=Path(config.rootpath))
+    try:
+        cfg = resolve_config(config)
+        ctx = GateContext(cfg=cfg, run_id=run_id, root=Path(config.rootpath))
+        ctx.check_paths()  # reports / cache outside the project: a usage error, nothing written
+    except ConfigError as exc:
+        raise pytest.UsageError(f"moola configuration: {exc}") from None
     config.stash[CTX_KEY] = ctx
     config.stash[RECORDS_KEY] = []
     if cfg.run.torch_threads:
@@ -199,12 +200,15 @@ def _write_plots(ctx, verdict) -> None:
         from moola.report.plots import plot_confusion_matrix, plot_learning_curves
     except ImportError:
         return
-    d = ctx.gate_dir(verdict.gate)
+    # not ctx.gate_dir(): that creates the folder, and a gate that wrote nothing (gate 0, a
+    # skipped gate) must leave no runs/<run_id>/<gate>/ behind
+    d = ctx.reports / "runs" / ctx.run_id / verdict.gate
     if (d / "metrics.csv").exists():
         plot_learning_curves(d / "metrics.csv", d / "learning_curves.png")
     cm = verdict.metrics.get("confusion_matrix") if verdict.metrics else None
     if cm:
-        plot_confusion_matrix(cm, ctx.dataset.classes, d / "confusion_matrix.png",
+        plot_confusion_matrix(cm, ctx.dataset.classes,
+                              ctx.gate_dir(verdict.gate) / "confusion_matrix.png",
                               title=f"{verdict.gate}: {verdict.model}")
 
 

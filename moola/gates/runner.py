@@ -49,12 +49,19 @@ def run_gate(ctx: GateContext, gate: str) -> Verdict:
     return judge(ctx, gate)
 
 
+# Gates that only read (environment and data validation). They write nothing but their results
+# record: status.json (perhaps of a run someone is watching) is left as it was; the next gate
+# that trains lists them among the finished gates.
+READ_ONLY_GATES = frozenset({"gate_0_env"})
+
+
 def _run(ctx: GateContext, gate: str) -> Verdict:
     t0 = time.time()
-    st = ctx.status
-    st.gate = gate
-    st.update(gate=gate, phase="train", step=None, total_steps=None, epoch=None, loss=None,
-              eta_s=None, last_eval=None)
+    st = None if gate in READ_ONLY_GATES else ctx.status
+    if st is not None:
+        st.gate = gate
+        st.update(gate=gate, phase="train", step=None, total_steps=None, epoch=None, loss=None,
+                  eta_s=None, last_eval=None, gates=_finished(ctx, st))
     fn = GATES[gate]
     try:
         if gate == "gate_7_ensemble":
@@ -62,16 +69,30 @@ def _run(ctx: GateContext, gate: str) -> Verdict:
         else:
             v = fn(ctx)
     except Exception as exc:  # a crash is a failed verdict with the cause, not a lost run
-        st.update(phase="failed")
+        if st is not None:
+            st.update(phase="failed")
         tb = traceback.format_exc()
         v = Verdict(gate=gate, status="failed", config=ctx.cfg.to_dict(),
                     reason=f"crashed: {type(exc).__name__}: {exc}",
                     artifacts={"traceback": tb})
     v.duration_s = round(time.time() - t0, 3)
-    finished = dict(st.state.get("gates") or {}) if hasattr(st, "state") else {}
-    finished[gate] = {"status": v.status, "reason": v.reason, "duration_s": v.duration_s}
-    st.update(phase="done", gates=finished)
+    if st is not None:
+        finished = _finished(ctx, st)
+        finished[gate] = _summary(v)
+        st.update(phase="done", gates=finished)
     return v
+
+
+def _summary(v: Verdict) -> dict:
+    return {"status": v.status, "reason": v.reason, "duration_s": v.duration_s}
+
+
+def _finished(ctx: GateContext, st) -> dict:
+    """Gates finished in this run as status.json lists them, plus the read-only ones judged."""
+    finished = dict(st.state.get("gates") or {}) if hasattr(st, "state") else {}
+    for g in sorted(READ_ONLY_GATES & ctx.verdicts.keys()):
+        finished.setdefault(g, _summary(ctx.verdicts[g]))
+    return finished
 
 
 def _skipped(ctx: GateContext, gate: str, blocked: Verdict) -> Verdict:

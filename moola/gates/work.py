@@ -54,8 +54,17 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Arrays of a cached .npz; one holding pickled objects (moola never writes any) is refused."""
     with np.load(path, allow_pickle=False) as z:  # never unpickle cached data
-        return {k: z[k] for k in z.files}
+        try:
+            return {k: z[k] for k in z.files}
+        except ValueError as exc:
+            if "allow_pickle" not in str(exc):
+                raise
+            raise ValueError(
+                f"{path}: refused, it holds pickled Python objects (object arrays), which moola "
+                f"never writes and never loads; the cache entry was altered - delete "
+                f"{path.parent} or rerun with --rebuild") from None
 
 
 def _save_json(path: Path, obj: Any) -> None:
@@ -173,6 +182,8 @@ def _save_classifier(tmp: Path, workdir: Path, fit, y_val: np.ndarray, meta: dic
         "history": r.history, "best_epoch": r.best_epoch, "epochs_run": r.epochs_run,
         "stopped_reason": r.stopped_reason, "best_score": r.best_score, "steps": r.steps,
         "duration_s": r.duration_s, "timed_out_evals": r.timed_out_evals,
+        # first epoch this build ran itself when it resumed a killed build's checkpoint, else None
+        "resumed_from_epoch": r.resumed_from_epoch,
         "train_loss_first": fit.train_loss_first, "train_loss_last": fit.train_loss_last,
         **meta,
     })
@@ -259,6 +270,7 @@ def encoder(ctx: GateContext) -> dict[str, Any]:
         _save_json(tmp / "report.json", {
             "reconstruction": recon, "probe": probe, "history": r.history,
             "epochs_run": r.epochs_run, "stopped_reason": r.stopped_reason,
+            "resumed_from_epoch": r.resumed_from_epoch,
             "duration_s": r.duration_s, "n_unlabeled": int(len(ds.X_unlabeled)),
             "n_heldout": int(len(res.heldout_idx)), "encoder_config": res.encoder_cfg.to_dict(),
         })
