@@ -208,6 +208,7 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "standard": {
         "run": {"data": "data/synthetic"},
+        "ensemble": {"oof_folds": 3},  # 4 members x 3 refits keeps gate 7 to a few minutes
     },
     "full": {
         "run": {"data": "data/synthetic", "log_every_n_steps": 50},

@@ -95,7 +95,8 @@ def _fold_refit(ctx: GateContext, name: str, budget: int, run_root: Path):
                                          ohlc=work._is_ohlc(ds))
             X_tr = np.concatenate([X_tr, ps.X]).astype(np.float32)
             y_tr = np.concatenate([y_tr, ps.y]).astype(np.int64)
-        fit, _ = work.train_classifier(ctx, MEMBERS[name][0], model, X_tr, y_tr, X_tr, y_tr,
+        # status.json shows gate 7 at work (refitting member `name`), not the member's gate
+        fit, _ = work.train_classifier(ctx, "gate_7_ensemble", model, X_tr, y_tr, X_tr, y_tr,
                                        run_dir, pretrained=pretrained, max_epochs=budget)
         return predict_proba(fit.model, X_te, ctx.device)
 
