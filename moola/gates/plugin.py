@@ -204,7 +204,8 @@ def _write_plots(ctx, verdict) -> None:
     # skipped gate) must leave no runs/<run_id>/<gate>/ behind
     d = ctx.reports / "runs" / ctx.run_id / verdict.gate
     if (d / "metrics.csv").exists():
-        plot_learning_curves(d / "metrics.csv", d / "learning_curves.png")
+        plot_learning_curves(d / "metrics.csv", d / "learning_curves.png",
+                             title=f"{verdict.gate}: {verdict.model} ({verdict.status})")
     cm = verdict.metrics.get("confusion_matrix") if verdict.metrics else None
     if cm:
         plot_confusion_matrix(cm, ctx.dataset.classes,
