@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -25,18 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def project(root: Path) -> Path:
-    """A scratch directory laid out like the repo's gate suite."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "conftest.py").write_text('pytest_plugins = ["moola.gates.plugin"]\n')
-    (root / "pytest.ini").write_text(
-        "[pytest]\naddopts = -p no:cacheprovider --ignore-unknown-dependency\n")
-    for f in (REPO / "gates_tests").glob("test_gate_*.py"):
-        shutil.copyfile(f, root / f.name)
-    return root
+from moola.testing import REPO, read_results, write_gate_suite
 
 
 def session(root: Path, numba_cache: Path, *args: str) -> float:
@@ -52,8 +40,7 @@ def session(root: Path, numba_cache: Path, *args: str) -> float:
 
 
 def last_run(root: Path) -> list[dict]:
-    lines = (root / "reports" / "gated_workflow_results.jsonl").read_text().splitlines()
-    recs = [json.loads(x) for x in lines if x.strip()]
+    recs = read_results(root)
     rid = recs[-1]["run_id"]
     return [r for r in recs if r["run_id"] == rid]
 
@@ -83,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_smoke:
             cold, warm, k6, own6 = [], [], [], []
             for i in range(args.repeats):
-                root = project(tmp / f"smoke{i}")
+                root = write_gate_suite(tmp / f"smoke{i}")
                 numba = tmp / f"numba{i}"  # fresh: MiniRocket's kernels compile again
                 cold.append(session(root, numba, *smoke))
                 warm.append(session(root, numba, *smoke))
@@ -102,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                             str(data)], check=True, capture_output=True)
             std = []
             for i in range(args.repeats):
-                root = project(tmp / f"std{i}")
+                root = write_gate_suite(tmp / f"std{i}")
                 std.append(session(root, tmp / "numba-std", "--profile", "standard",
                                    f"--data={data}"))
                 for r in last_run(root):

@@ -34,14 +34,13 @@ import moola.data  # noqa: F401
 import moola.gates.chain  # noqa: F401
 import moola.report.plots  # noqa: F401
 import moola.train  # noqa: F401
+from moola.testing import write_gate_suite
 from moola.cli import main as moola_main
 
 pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "fixtures" / "smoke"
-INI = ("[pytest]\naddopts = -p no:cacheprovider --ignore-unknown-dependency "
-       "--import-mode=importlib\n")
 RESULTS = "gated_workflow_results.jsonl"
 # a record left by an earlier run: the new session must only append after it
 OLD_RECORD = {"run_id": "20240101T000000Z-abcdef", "gate": "gate_0_env",
@@ -257,10 +256,7 @@ BAD_CONFIGS = {
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
     """The repo's layout (conftest + real gates_tests files) with a seeded reports/ folder."""
-    pytester.makeconftest('pytest_plugins = ["moola.gates.plugin"]')
-    pytester.makeini(INI)
-    for f in (REPO / "gates_tests").glob("test_gate_*.py"):
-        shutil.copyfile(f, pytester.path / f.name)
+    write_gate_suite(pytester.path)
     reports = pytester.path / "reports"
     reports.mkdir()
     (reports / RESULTS).write_text(json.dumps(OLD_RECORD) + "\n")

@@ -7,15 +7,15 @@ marked slow; they still run in CI.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from moola.testing import cache_events, read_results, run_gate_session, write_gate_suite
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "fixtures" / "smoke"
@@ -23,39 +23,21 @@ SMOKE = REPO / "fixtures" / "smoke"
 pytestmark = pytest.mark.slow
 
 
-def _project(root: Path) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "conftest.py").write_text('pytest_plugins = ["moola.gates.plugin"]\n')
-    (root / "pytest.ini").write_text(
-        "[pytest]\naddopts = -p no:cacheprovider --ignore-unknown-dependency\n")
-    for f in (REPO / "gates_tests").glob("test_gate_*.py"):
-        shutil.copyfile(f, root / f.name)
-    return root
-
-
-def _session(root: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "--profile", "smoke", *args]
-    return subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout)
-
-
-def _records(root: Path) -> list[dict]:
-    path = root / "reports" / "gated_workflow_results.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def _session(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return run_gate_session(root, "--profile", "smoke", *args)
 
 
 def _events(root: Path, run_id: str) -> dict[str, str]:
-    out = {}
-    for line in (root / ".moola-cache" / "events.jsonl").read_text().splitlines():
-        e = json.loads(line)
-        if e["run_id"] == run_id:
-            out.setdefault(e["kind"], e["event"])  # the first event per kind in that run
+    out: dict[str, str] = {}
+    for e in cache_events(root, run_id):
+        out.setdefault(e["kind"], e["event"])  # the first event per kind in that run
     return out
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A scratch project after a smoke run of gates 0-6, with a sync command recording calls."""
-    root = _project(tmp_path_factory.mktemp("chain"))
+    root = write_gate_suite(tmp_path_factory.mktemp("chain"))
     sync = f'echo "$MOOLA_SYNC_REASON" >> {root / "sync_calls.txt"}'
     r = _session(root, f"--data={SMOKE}", "-k", "not gate_7", f"--sync-cmd={sync}")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
@@ -63,7 +45,7 @@ def trained(tmp_path_factory) -> Path:
 
 
 def test_chain_logs_every_gate_and_syncs_at_checkpoints_evals_and_end(trained):
-    recs = _records(trained)
+    recs = read_results(trained)
     assert [r["gate"] for r in recs] == [
         "gate_0_env", "gate_1_smoke_enhanced", "gate_2_control_minirocket",
         "gate_3_pretrain_bilstm", "gate_4_finetune_enhanced", "gate_5_augment",
@@ -81,18 +63,18 @@ def test_chain_logs_every_gate_and_syncs_at_checkpoints_evals_and_end(trained):
 def test_warm_rerun_of_gate_4_reuses_encoder_and_baseline_and_retrains_gate_4(trained):
     r = _session(trained, f"--data={SMOKE}", "-k", "gate_4")
     assert r.returncode == 0, r.stdout[-3000:]
-    run_id = _records(trained)[-1]["run_id"]
+    run_id = read_results(trained)[-1]["run_id"]
     ev = _events(trained, run_id)
     assert ev["encoder"] == "hit", ev  # asserted from the cache, not from timing
     assert ev["baseline"] == "hit", ev
     assert ev["finetuned"] == "build", ev
-    assert _records(trained)[-1]["gate"] == "gate_4_finetune_enhanced"
+    assert read_results(trained)[-1]["gate"] == "gate_4_finetune_enhanced"
 
 
 def test_gate_6_alone_in_a_fresh_session_uses_cached_upstream(trained):
     r = _session(trained, f"--data={SMOKE}", "-k", "gate_6")
     assert r.returncode == 0, r.stdout[-3000:]
-    run_id = _records(trained)[-1]["run_id"]
+    run_id = read_results(trained)[-1]["run_id"]
     ev = _events(trained, run_id)
     assert ev["simple"] == "build"
     assert {ev[k] for k in ("baseline", "control", "encoder", "finetuned", "augmented")} == {"hit"}
@@ -103,7 +85,7 @@ def test_changed_threshold_rejudges_without_retraining(trained, tmp_path):
     cfg.write_text("[gates]\nprobe_min_macro_f1 = 0.99\n")
     r = _session(trained, f"--data={SMOKE}", "-k", "gate_5", f"--gates-config={cfg}")
     assert r.returncode == 0  # gate 5 is skipped, not failed: its upstream gate 3 failed
-    rec = _records(trained)[-1]
+    rec = read_results(trained)[-1]
     assert rec["gate"] == "gate_5_augment" and rec["status"] == "skipped"
     assert "gate_3_pretrain_bilstm" in rec["reason"] and "0.99" in rec["reason"]
     assert "encoder" not in {k for k, v in _events(trained, rec["run_id"]).items()
@@ -117,10 +99,10 @@ def test_shuffled_labels_stop_the_chain_at_gate_1_naming_the_majority_baseline(t
     rng = np.random.default_rng(0)
     df["label"] = rng.permutation(df["label"].to_numpy())  # no signal, class shares kept
     df.to_parquet(data / "labeled.parquet")
-    root = _project(tmp_path / "proj")
+    root = write_gate_suite(tmp_path / "proj")
     r = _session(root, f"--data={data}", "-x")
     assert r.returncode == 1
-    recs = _records(root)
+    recs = read_results(root)
     assert [(x["gate"], x["status"]) for x in recs][:2] == [("gate_0_env", "passed"),
                                                            ("gate_1_smoke_enhanced", "failed")]
     reason = recs[1]["reason"]

@@ -7,7 +7,6 @@ by gates_tests itself (smoke profile) and by test_gate_reruns.py.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -18,30 +17,23 @@ import pytest
 import moola.data  # noqa: F401
 import moola.gates.chain  # noqa: F401
 import moola.train  # noqa: F401
+from moola.testing import SUITE_INI, read_results, write_gate_suite
 
 pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "fixtures" / "smoke"
-# importlib mode: the outer session may already have imported gates_tests/test_gate_*.py under
-# the same basenames; the default (prepend) mode would refuse to import the copies
-INI = ("[pytest]\naddopts = -p no:cacheprovider --ignore-unknown-dependency "
-       "--import-mode=importlib\n")
 
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
     """A directory laid out like the repo: conftest registering the plugin + gates_tests."""
-    pytester.makeconftest('pytest_plugins = ["moola.gates.plugin"]')
-    pytester.makeini(INI)
-    for f in (REPO / "gates_tests").glob("test_gate_*.py"):
-        shutil.copyfile(f, pytester.path / f.name)
+    write_gate_suite(pytester.path)
     return pytester
 
 
 def _records(p: pytest.Pytester) -> list[dict]:
-    path = p.path / "reports" / "gated_workflow_results.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return read_results(p.path)
 
 
 def test_report_header_shows_resolved_settings(project):
@@ -53,7 +45,8 @@ def test_report_header_shows_resolved_settings(project):
 
 
 def test_ini_values_apply_and_command_line_wins(project):
-    project.makeini(INI + "moola_profile = smoke\nmoola_seed = 11\nmoola_max_epochs = 4\n")
+    (project.path / "pytest.ini").write_text(
+        SUITE_INI + "moola_profile = smoke\nmoola_seed = 11\nmoola_max_epochs = 4\n")
     r = project.runpytest("--co", "--max-epochs", "9", f"--data={SMOKE}")
     r.stdout.fnmatch_lines(["*profile=smoke*seed=11*", "moola: train max_epochs=9 *"])
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ import moola.data  # noqa: F401
 import moola.gates.chain  # noqa: F401
 import moola.report.plots  # noqa: F401
 import moola.train  # noqa: F401
+from moola.testing import write_gate_suite
 from moola.cache import ArtifactCache
 from moola.config import load_config
 from moola.gates.work import _load_npz
@@ -39,8 +39,6 @@ pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "fixtures" / "smoke"
-INI = ("[pytest]\naddopts = -p no:cacheprovider --ignore-unknown-dependency "
-       "--import-mode=importlib\n")
 
 
 class Payload:
@@ -161,10 +159,7 @@ def test_cache_refuses_an_object_array_npz_it_did_not_write(tmp_path):
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
     """The repo's layout: a conftest registering the plugin and the real gates_tests files."""
-    pytester.makeconftest('pytest_plugins = ["moola.gates.plugin"]')
-    pytester.makeini(INI)
-    for f in (REPO / "gates_tests").glob("test_gate_*.py"):
-        shutil.copyfile(f, pytester.path / f.name)
+    write_gate_suite(pytester.path)
     return pytester
 
 

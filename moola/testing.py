@@ -1,0 +1,60 @@
+"""Run the real gate suite in a scratch project: shared by moola's tests and benchmarks.
+
+A scratch project is a directory laid out like the repository's gate suite (a conftest that
+registers the plugin, an ini file, copies of ``gates_tests/test_gate_*.py``) with its own
+``reports/`` and ``.moola-cache/``. Sessions in it are real pytest sessions on the same files a
+user runs. Needs a source checkout (``gates_tests/`` beside the ``moola`` package).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+GATES_TESTS = REPO / "gates_tests"
+SMOKE_DATA = REPO / "fixtures" / "smoke"
+RESULTS = "gated_workflow_results.jsonl"
+# importlib mode: a session that already imported gates_tests/test_gate_*.py (the outer test
+# run) would otherwise refuse to import copies with the same basenames
+SUITE_INI = ("[pytest]\naddopts = -p no:cacheprovider --ignore-unknown-dependency "
+             "--import-mode=importlib\n")
+
+
+def write_gate_suite(root: Path) -> Path:
+    """Make `root` a scratch gate project (works for pytester's directory too)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "conftest.py").write_text('pytest_plugins = ["moola.gates.plugin"]\n')
+    (root / "pytest.ini").write_text(SUITE_INI)
+    for f in GATES_TESTS.glob("test_gate_*.py"):
+        shutil.copyfile(f, root / f.name)
+    return root
+
+
+def run_gate_session(root: Path, *args: str, env: dict[str, str] | None = None,
+                     timeout: float = 900) -> subprocess.CompletedProcess:
+    """`python -m pytest -q -rs ARGS` in `root` as a subprocess (output captured)."""
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rs", *args]
+    return subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+def read_results(root: Path) -> list[dict[str, Any]]:
+    """Every record of the scratch project's results log (no file: empty list)."""
+    path = root / "reports" / RESULTS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def cache_events(root: Path, run_id: str | None = None) -> list[dict[str, Any]]:
+    """The cache's hit/build events, optionally those of one run."""
+    path = root / ".moola-cache" / "events.jsonl"
+    if not path.exists():
+        return []
+    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [e for e in events if run_id is None or e["run_id"] == run_id]
