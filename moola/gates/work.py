@@ -25,6 +25,12 @@ from moola.gates.context import GateContext
 # moola modules whose source is part of every trained artifact's key
 TRAIN_CODE = ["models", "train", "data", "transfer", "pretrain", "augment", "pseudo", "ensemble"]
 
+# torch's intra-op thread count when the gates' work is first imported (run.torch_threads, if
+# set, is applied before). Every build runs with it: numba, inside sktime's MiniRocket (gate 2),
+# resets the OpenMP thread count that torch shares, and another count sums floats in another
+# order, so gate 4 trained after gate 2 in one process differed from gate 4 trained alone.
+_TORCH_THREADS = torch.get_num_threads()
+
 
 # ---------------------------------------------------------------------------------------------
 # small helpers
@@ -90,6 +96,7 @@ def _build(ctx: GateContext, gate: str, kind: str, key: str,
         from moola.train import seed_everything
 
         seed_everything(ctx.cfg.run.seed, ctx.cfg.run.deterministic)
+        torch.set_num_threads(ctx.cfg.run.torch_threads or _TORCH_THREADS)
         return build(tmp, workdir)
 
     entry = ctx.cache.get_or_build(kind, key, seeded_build, fresh_for_run=ctx.fresh(gate))

@@ -1,0 +1,108 @@
+"""Determinism: on the CPU, the same seed gives the same results; another seed changes them.
+
+Three smoke sessions of gates 0-2, each in its own fresh project and cache, run side by side:
+two with the default seed (17) and one with ``--seed 18``. The two seed-17 runs must agree
+bit for bit: verdicts and metrics (macro-F1, balanced accuracy, predicted distribution, CIs),
+the per-epoch train and validation losses in ``fit.json``, the validation probabilities in
+``preds.npz``, and the cache keys. The seed-18 run must differ in at least one of them.
+
+(test_concurrency.py extends this to gates 0-6: a serial run and a ``-n 2`` run in separate
+fresh caches judge every gate identically.)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from moola.testing import SMOKE_DATA, write_gate_suite
+
+GATES = ("gate_0_env", "gate_1_smoke_enhanced", "gate_2_control_minirocket")
+ARTIFACT = {"gate_1_smoke_enhanced": "baseline", "gate_2_control_minirocket": "control"}
+
+pytestmark = pytest.mark.slow
+
+
+def _outcome(root: Path) -> dict:
+    """Everything a run concluded for gates 0-2, read from its results log and artifacts."""
+    recs = [json.loads(l) for l in
+            (root / "reports" / "gated_workflow_results.jsonl").read_text().splitlines()]
+    assert [r["gate"] for r in recs] == list(GATES)
+    out = {}
+    for r in recs:
+        got = {"status": r["status"], "reason": r["reason"], "metrics": r["metrics"],
+               "comparison": r["comparison"]}
+        kind = ARTIFACT.get(r["gate"])
+        if kind:
+            art = r["artifacts"][kind]
+            path = Path(art["path"])
+            got["key"] = art["key"]
+            with np.load(path / "preds.npz", allow_pickle=False) as z:
+                got["preds"] = {k: z[k] for k in z.files}
+            fit = json.loads((path / "fit.json").read_text())
+            got["losses"] = [(h.get("train_loss"), h.get("val_loss"))
+                             for h in fit.get("history", [])]
+        out[r["gate"]] = got
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, dict]:
+    """Outcomes of three fresh sessions: seed 17 twice ("a", "b") and seed 18 ("c")."""
+    seeds = {"a": "17", "b": "17", "c": "18"}
+    roots = {name: write_gate_suite(tmp_path_factory.mktemp(f"seed{seed}{name}"))
+             for name, seed in seeds.items()}
+    procs = {}
+    try:
+        for name, seed in seeds.items():
+            with open(roots[name] / "session.log", "w") as log:
+                procs[name] = subprocess.Popen(
+                    [sys.executable, "-m", "pytest", "-q", "--profile", "smoke",
+                     f"--data={SMOKE_DATA}", "--accelerator", "cpu", "--seed", seed,
+                     "-k", " or ".join(GATES)],
+                    cwd=roots[name], stdout=log, stderr=subprocess.STDOUT)
+        for p in procs.values():
+            p.wait(900)
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait(30)
+    for name, p in procs.items():
+        assert p.returncode == 0, (f"seed {seeds[name]} run {name} exited {p.returncode}:\n"
+                                   f"{(roots[name] / 'session.log').read_text()[-4000:]}")
+    return {name: _outcome(root) for name, root in roots.items()}
+
+
+def _differences(x: dict, y: dict, where: str = "") -> list[str]:
+    """Paths at which two outcomes differ (arrays compared exactly)."""
+    if isinstance(x, dict) and isinstance(y, dict):
+        diffs = [f"{where}/{k}: only in one" for k in set(x) ^ set(y)]
+        for k in sorted(set(x) & set(y)):
+            diffs += _differences(x[k], y[k], f"{where}/{k}")
+        return diffs
+    if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+        same = np.array_equal(np.asarray(x), np.asarray(y))
+        return [] if same else [f"{where}: arrays differ"]
+    return [] if x == y else [f"{where}: {x!r} != {y!r}"]
+
+
+def test_same_seed_on_cpu_gives_identical_results_in_fresh_caches(runs):
+    a, b = runs["a"], runs["b"]
+    g1 = a["gate_1_smoke_enhanced"]
+    assert g1["losses"] and g1["metrics"]["macro_f1"] is not None  # something was compared
+    diffs = _differences(a, b)
+    assert diffs == [], "two seed-17 runs differ at:\n" + "\n".join(diffs[:20])
+
+
+def test_another_seed_changes_the_results(runs):
+    a, c = runs["a"], runs["c"]
+    g1a, g1c = a["gate_1_smoke_enhanced"], c["gate_1_smoke_enhanced"]
+    assert g1a["key"] != g1c["key"]  # the seed is part of the cache key
+    assert g1a["losses"] != g1c["losses"], "seed 18 trained exactly like seed 17"
+    assert _differences(a, c), "seed 18 changed nothing"
