@@ -36,6 +36,10 @@ __all__ = ["LoopSettings", "TrainModule", "FitResult", "Trainer", "CHECKPOINT_FO
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
+# last.pt is rewritten at most this often (and always on the first, a new-best and the final
+# epoch): a small model's epoch takes a fraction of a second, and serialising model + optimizer
+# every epoch cost more than its training; a kill loses at most this much work
+CHECKPOINT_INTERVAL_S = 2.0
 # Settings that shape the optimisation itself: a checkpoint written under other values is not
 # resumed. The rest (max_epochs, patience, logging knobs, ...) may change between sessions.
 RESUME_KEYS = ("monitor", "mode", "grad_clip")
@@ -179,6 +183,7 @@ class Trainer:
         optimizer = module.configure_optimizer()
         self.early = EarlyStopping(s.monitor, s.mode, s.early_stop_patience, s.min_epochs)
         self.keeper = CheckpointKeeper(self.ckpt_dir, s.monitor, s.mode, s.checkpoint_save_top_k)
+        self._last_ckpt_at: float | None = None
         self.logger = make_logger(s.logger, self.run_dir / "metrics.csv")
         self.history, self.step, self.timed_out_evals, self._best_state = [], 0, 0, None
         self.generator = getattr(train_loader, "generator", None)
@@ -253,7 +258,8 @@ class Trainer:
                 log.info("[%s] epoch %d: train_loss %.4f %s: %s", self.gate, epoch, train_loss,
                          s.monitor, "timed out" if score is None else f"{score:.4f}")
                 # checkpoints: top-k best and last.pt
-                self._checkpoint(model, optimizer, epoch, score, stopped)
+                final = stopped is not None or epoch == s.max_epochs - 1
+                self._checkpoint(model, optimizer, epoch, score, stopped, final)
             stopped = stopped or f"max_epochs={s.max_epochs} reached"
         except BaseException as exc:
             self._write_status(phase="failed", error=f"{type(exc).__name__}: {exc}"[:500])
@@ -331,12 +337,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
-                    score: float | None, stopped: str | None) -> None:
+                    score: float | None, stopped: str | None, final: bool = True) -> None:
         """Write best (if in the top k) and last.pt atomically, then drop evicted bests."""
         decision = self.keeper.record(epoch, score)
         if self.early.best_epoch == epoch and self.early.wait == 0:
             self._best_state = {k: v.detach().to("cpu", copy=True)
                                 for k, v in model.state_dict().items()}
+        now = time.monotonic()
+        due = (final or decision.save_path is not None or self._last_ckpt_at is None
+               or now - self._last_ckpt_at >= CHECKPOINT_INTERVAL_S)
+        if not due:
+            return
+        self._last_ckpt_at = now
         payload = {
             "format": CHECKPOINT_FORMAT, "gate": self.gate, "epoch": epoch, "step": self.step,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -352,7 +364,9 @@ class Trainer:
         # and an fsync per epoch would cost more than a small model's epoch on a busy disk
         if decision.save_path is not None:
             atomic_write_bytes(decision.save_path, data, fsync=False)
-        atomic_write_bytes(self.last_path, data, fsync=False)
+            _atomic_link_or_write(decision.save_path, self.last_path, data)
+        else:
+            atomic_write_bytes(self.last_path, data, fsync=False)
         for path in decision.evict:
             path.unlink(missing_ok=True)
         self._call_hook(self.on_checkpoint)
@@ -440,3 +454,16 @@ class Trainer:
             hook(*args)
         except Exception:
             log.exception("[%s] hook %r raised; training continues", self.gate, hook)
+
+
+def _atomic_link_or_write(src: Path, dst: Path, data: bytes) -> None:
+    """Make `dst` hold the same bytes as the just-written `src`: a hard link, renamed into place
+    (no second copy), or an atomic write where links are not supported."""
+    tmp = dst.with_name(f".{dst.name}.link-{os.getpid()}")
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(src, tmp)
+        os.replace(tmp, dst)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        atomic_write_bytes(dst, data, fsync=False)
