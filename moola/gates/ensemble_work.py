@@ -64,8 +64,10 @@ def ensemble(ctx: GateContext, approved: list[str]) -> dict[str, Any]:
 def _fold_refit(ctx: GateContext, name: str, budget: int, run_root: Path):
     """A fit_predict(X_tr, y_tr, X_te) callable that refits member `name` with a fixed budget.
 
-    The loop's "validation" set is the fold's own training data, so nothing about the held-out
-    fold (whose labels calibrate the member) steers training or checkpoint selection.
+    The loop's "validation" set is drawn from the fold's own real training windows (at most
+    32, evenly spaced: with a fixed budget it only picks the checkpoint, and a larger set made
+    the per-epoch evaluation cost as much as the training), so nothing about the held-out fold
+    (whose labels calibrate the member) steers training or checkpoint selection.
     """
     from moola.train import predict_proba
 
@@ -81,6 +83,8 @@ def _fold_refit(ctx: GateContext, name: str, budget: int, run_root: Path):
         run_dir = run_root / f"fold_{fold}"
         seed_everything(ctx.cfg.run.seed + fold, ctx.cfg.run.deterministic)
         pretrained = recipe.startswith("pretrained")
+        pick = np.unique(np.linspace(0, len(X_tr) - 1, min(32, len(X_tr))).astype(int))
+        X_check, y_check = X_tr[pick], y_tr[pick]
         if recipe == "scratch":
             model = work.build_enhanced(ctx, n_classes, n_features)
         elif recipe == "simple":
@@ -96,8 +100,9 @@ def _fold_refit(ctx: GateContext, name: str, budget: int, run_root: Path):
             X_tr = np.concatenate([X_tr, ps.X]).astype(np.float32)
             y_tr = np.concatenate([y_tr, ps.y]).astype(np.int64)
         # status.json shows gate 7 at work (refitting member `name`), not the member's gate
-        fit, _ = work.train_classifier(ctx, "gate_7_ensemble", model, X_tr, y_tr, X_tr, y_tr,
-                                       run_dir, pretrained=pretrained, max_epochs=budget)
+        fit, _ = work.train_classifier(ctx, "gate_7_ensemble", model, X_tr, y_tr, X_check,
+                                       y_check, run_dir, pretrained=pretrained,
+                                       max_epochs=budget)
         return predict_proba(fit.model, X_te, ctx.device)
 
     return fit_predict
