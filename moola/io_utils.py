@@ -17,12 +17,14 @@ from typing import Any
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json"]
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = True,
+                       mode: int = 0o644) -> Path:
     """Write `data` to `path` atomically (temp file in the same dir + fsync + os.replace).
 
     Parent directories are created. Returns the target path. `fsync=False` skips the flush to
     disk (still atomic for readers, but not durable across a power loss); use it only for
-    files rewritten many times a second.
+    files rewritten many times a second. `mode`: the file's permissions (the temporary file
+    starts private; reports are meant to be read by others, e.g. a sync to a web server).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -33,6 +35,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = Tr
             fh.flush()
             if fsync:
                 os.fsync(fh.fileno())
+        os.chmod(tmp_name, mode)
         os.replace(tmp_name, target)
     except BaseException:
         # Never leave the temp file behind; the target is untouched.

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 GATES_TESTS = REPO / "gates_tests"
 SMOKE_DATA = REPO / "fixtures" / "smoke"
@@ -58,3 +60,16 @@ def cache_events(root: Path, run_id: str | None = None) -> list[dict[str, Any]]:
         return []
     events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [e for e in events if run_id is None or e["run_id"] == run_id]
+
+
+def random_ohlc(n: int = 12, T: int = 40, seed: int = 0, zscore: bool = True) -> np.ndarray:
+    """Valid random-walk OHLC bars (n, T, 4), optionally z-scored per window (pooled)."""
+    rng = np.random.default_rng(seed)
+    close = 100 + np.cumsum(rng.normal(0, 1, (n, T)), axis=1)
+    open_ = np.concatenate([close[:, :1], close[:, :-1]], axis=1) + rng.normal(0, 0.2, (n, T))
+    high = np.maximum(open_, close) + np.abs(rng.normal(0, 0.5, (n, T)))
+    low = np.minimum(open_, close) - np.abs(rng.normal(0, 0.5, (n, T)))
+    X = np.stack([open_, high, low, close], axis=-1)
+    if zscore:
+        X = (X - X.mean(axis=(1, 2), keepdims=True)) / X.std(axis=(1, 2), keepdims=True)
+    return X.astype(np.float32)

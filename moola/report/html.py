@@ -16,12 +16,11 @@ import base64
 import datetime as _dt
 import html
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from moola.io_utils import atomic_write_text
 from moola.report.results import (
     gate_sort_key,
     latest_by_gate,
@@ -316,19 +315,7 @@ def write_report(reports_dir: str | Path = "reports", out: str | Path | None = N
     """Write the page atomically to `out` (default ``<reports>/report.html``); returns the path."""
     out = Path(out) if out is not None else Path(reports_dir) / "report.html"
     page = build_report(reports_dir, run_id)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_text(out, page, fsync=False)
     return out
 
 

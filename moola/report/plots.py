@@ -9,12 +9,13 @@ embeds a half-written PNG.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
+
+from moola.io_utils import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +43,9 @@ def _save_atomic(fig: Any, canvas_cls: Any, out_png: str | Path) -> Path:
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
     canvas_cls(fig)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=DPI)
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    atomic_write_bytes(out, buf.getvalue(), fsync=False)
     return out
 
 

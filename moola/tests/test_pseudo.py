@@ -22,19 +22,12 @@ from moola.pseudo import (
     quality_scores,
     valid_windows,
 )
+from moola.testing import random_ohlc as _random_ohlc
 
 
 def random_ohlc(n: int, T: int = 60, seed: int = 0, zscore: bool = True) -> np.ndarray:
-    """Valid random-walk OHLC bars (n, T, 4), optionally z-scored per window (pooled)."""
-    rng = np.random.default_rng(seed)
-    close = 100 + np.cumsum(rng.normal(0, 1, (n, T)), axis=1)
-    open_ = np.concatenate([close[:, :1], close[:, :-1]], axis=1) + rng.normal(0, 0.2, (n, T))
-    high = np.maximum(open_, close) + np.abs(rng.normal(0, 0.5, (n, T)))
-    low = np.minimum(open_, close) - np.abs(rng.normal(0, 0.5, (n, T)))
-    X = np.stack([open_, high, low, close], axis=-1)
-    if zscore:
-        X = (X - X.mean(axis=(1, 2), keepdims=True)) / X.std(axis=(1, 2), keepdims=True)
-    return X.astype(np.float32)
+    """Longer windows than moola.testing's default: the filters need a few dozen bars."""
+    return _random_ohlc(n, T, seed, zscore)
 
 
 def labels(n: int, share_first: float = 0.57) -> np.ndarray:
