@@ -142,10 +142,19 @@ def gate_1_smoke_enhanced(ctx: GateContext) -> Verdict:
                                m["chance_balanced_accuracy"], ">"))
 
 
-def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
-    """MiniRocket control: sane itself, and the deep baseline is not beaten by it."""
+def _compare_with(ctx: GateContext, name: str, y: np.ndarray, pred_ref: np.ndarray,
+                  pred_new: np.ndarray) -> dict[str, Any]:
     from moola.metrics import paired_delta_ci
 
+    g = ctx.cfg.gates
+    d = paired_delta_ci(y, pred_ref, pred_new, metric="macro_f1", n_bootstrap=g.n_bootstrap,
+                        ci_level=g.ci_level, seed=ctx.cfg.run.seed)
+    return {"reference": name, "delta": d["delta"], "delta_ci": d["ci"],
+            "significant": d["significant"]}
+
+
+def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
+    """MiniRocket control: sane itself, and the deep baseline is not beaten by it."""
     t0, gate, g = time.time(), "gate_2_control_minirocket", ctx.cfg.gates
     c = work.control(ctx)
     b = work.baseline(ctx)
@@ -155,23 +164,23 @@ def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
     if mc["balanced_accuracy"] <= mc["chance_balanced_accuracy"]:
         problems.append(f"the MiniRocket control is no better than chance (balanced accuracy "
                         f"{mc['balanced_accuracy']:.3f}); the data may carry no signal")
-    d = paired_delta_ci(c["y_val"], b["val_pred"], c["val_pred"], metric="macro_f1",
-                        n_bootstrap=g.n_bootstrap, ci_level=g.ci_level, seed=ctx.cfg.run.seed)
+    d = _compare_with(ctx, "gate_1_smoke_enhanced", c["y_val"], b["val_pred"], c["val_pred"])
     comparison = {"baseline_macro_f1": mb["macro_f1"], "control_macro_f1": mc["macro_f1"],
-                  "delta_control_minus_baseline": d["delta"], "delta_ci": d["ci"],
+                  "delta_control_minus_baseline": d["delta"], "delta_ci": d["delta_ci"],
                   "significant": d["significant"], "margin": g.control_margin,
                   "policy": g.control_policy}
     warnings = []
-    beaten = d["delta"] > g.control_margin and d["ci"][0] > 0
+    beaten = d["delta"] > g.control_margin and d["delta_ci"][0] > 0
     if beaten:
+        lo, hi = d["delta_ci"]
         msg = (f"MiniRocket beats the deep baseline: macro-F1 {mc['macro_f1']:.3f} vs "
-               f"{mb['macro_f1']:.3f} (delta {d['delta']:+.3f}, 95% CI {d['ci'][0]:+.3f} to "
-               f"{d['ci'][1]:+.3f}, margin {g.control_margin}); the deep model is not earning "
-               f"its cost: fix it, or use the control (policy '{g.control_policy}')")
+               f"{mb['macro_f1']:.3f} (delta {d['delta']:+.3f}, 95% CI {lo:+.3f} to {hi:+.3f}, "
+               f"margin {g.control_margin}); the deep model is not earning its cost: fix it, "
+               f"or use the control (policy '{g.control_policy}')")
         (problems if g.control_policy == "fail" else warnings).append(msg)
     ok = (f"control macro-F1 {mc['macro_f1']:.3f} vs baseline {mb['macro_f1']:.3f} "
-          f"(delta {d['delta']:+.3f}, CI {d['ci'][0]:+.3f} to {d['ci'][1]:+.3f}): the baseline "
-          f"is not significantly beaten")
+          f"(delta {d['delta']:+.3f}, CI {d['delta_ci'][0]:+.3f} to {d['delta_ci'][1]:+.3f}): "
+          f"the baseline is not significantly beaten")
     return _verdict(ctx, gate, t0, problems, ok, warnings, model="MiniRocket+RidgeClassifierCV",
                     metrics=mc, comparison=comparison,
                     artifacts={"control": c["artifact"], "baseline": b["artifact"]},
@@ -208,17 +217,6 @@ def gate_3_pretrain_bilstm(ctx: GateContext) -> Verdict:
                     artifacts={"encoder": e["artifact"]},
                     key_metric=_key_metric("probe_macro_f1", p["macro_f1_cv"],
                                            g.probe_min_macro_f1, ">="))
-
-
-def _compare_with(ctx: GateContext, name: str, y: np.ndarray, pred_ref: np.ndarray,
-                  pred_new: np.ndarray) -> dict[str, Any]:
-    from moola.metrics import paired_delta_ci
-
-    g = ctx.cfg.gates
-    d = paired_delta_ci(y, pred_ref, pred_new, metric="macro_f1", n_bootstrap=g.n_bootstrap,
-                        ci_level=g.ci_level, seed=ctx.cfg.run.seed)
-    return {"reference": name, "delta": d["delta"], "delta_ci": d["ci"],
-            "significant": d["significant"]}
 
 
 def gate_4_finetune_enhanced(ctx: GateContext) -> Verdict:
