@@ -109,16 +109,21 @@ def _window_center_scale(X: np.ndarray, ohlc: bool) -> tuple[np.ndarray, np.ndar
     return mean, std
 
 
+def _prepare(X: np.ndarray, sigma: float, ohlc: bool, op: str) -> tuple[np.ndarray, np.ndarray]:
+    """Checked input and its float64 working copy; a negative sigma is an error naming `op`."""
+    X = _check_windows(X, ohlc)
+    if sigma < 0:
+        raise ValueError(f"{op}: sigma must be >= 0, got {sigma}")
+    return X, X.astype(np.float64)
+
+
 def jitter(X: np.ndarray, sigma: float, rng: np.random.Generator, ohlc: bool = False) -> np.ndarray:
     """Add Gaussian noise with standard deviation ``sigma`` x the window's own std.
 
     X: (n, T, F). The std is per window and feature (pooled over the four features for OHLC,
     which share one price scale). A constant feature gets no noise. sigma == 0 returns a copy.
     """
-    X = _check_windows(X, ohlc)
-    x = X.astype(np.float64)
-    if sigma < 0:
-        raise ValueError(f"jitter: sigma must be >= 0, got {sigma}")
+    X, x = _prepare(X, sigma, ohlc, "jitter")
     if sigma == 0 or x.size == 0:
         return _finish(x, X, ohlc)
     _, std = _window_center_scale(x, ohlc)
@@ -133,10 +138,7 @@ def scaling(X: np.ndarray, sigma: float, rng: np.random.Generator, ohlc: bool = 
     affine map with positive scale, so bars stay valid. Otherwise one factor per window and
     feature. The level (mean) is kept, so raw prices are not shifted. sigma == 0 is a copy.
     """
-    X = _check_windows(X, ohlc)
-    x = X.astype(np.float64)
-    if sigma < 0:
-        raise ValueError(f"scaling: sigma must be >= 0, got {sigma}")
+    X, x = _prepare(X, sigma, ohlc, "scaling")
     if sigma == 0 or x.size == 0:
         return _finish(x, X, ohlc)
     n, _, f = x.shape
@@ -171,10 +173,7 @@ def time_warp(
     X: (n, T, F) -> (n, T, F); values at the warped times are linearly interpolated between
     neighbouring bars (a convex combination, which keeps OHLC bars valid). sigma == 0 is a copy.
     """
-    X = _check_windows(X, ohlc)
-    x = X.astype(np.float64)
-    if sigma < 0:
-        raise ValueError(f"time_warp: sigma must be >= 0, got {sigma}")
+    X, x = _prepare(X, sigma, ohlc, "time_warp")
     n, T, _ = x.shape
     if sigma == 0 or T < 2 or n == 0:
         return _finish(x, X, ohlc)

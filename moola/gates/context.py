@@ -9,8 +9,6 @@ session run their own work afresh; upstream work comes from the cache (built if 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -111,8 +109,6 @@ class GateContext:
         """Whether `gate`'s own work must be rebuilt in this run (it was selected)."""
         return gate in self.selected
 
-    def host_info(self) -> dict[str, Any]:
-        return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
 def _inside(root: Path, value: str, key: str) -> Path:
