@@ -194,7 +194,10 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         # one torch thread: tiny models gain nothing from intra-op threads on 2 cores
         "run": {"data": "fixtures/smoke", "log_every_n_steps": 2, "torch_threads": 1},
         "model": {"hidden": 16, "layers": 1, "head_hidden": 16, "simple_hidden": 16},
-        "train": {"max_epochs": 25, "min_epochs": 5, "batch_size": 16, "lr": 1e-2,
+        # batch 32: 3 steps per epoch on the 90 smoke windows; a step of these tiny LSTMs costs
+        # about the same at 16 or 32 windows, so this halves the chain's training time, and the
+        # gates passed at seeds 1, 2, 3 and 17 (measured)
+        "train": {"max_epochs": 25, "min_epochs": 5, "batch_size": 32, "lr": 1e-2,
                   "early_stop_patience": 8},
         "pretrain": {"max_epochs": 3, "batch_size": 64, "early_stop_patience": 2},
         "finetune": {"freeze_epochs": 2, "unfreeze_every": 1},

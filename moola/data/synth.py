@@ -27,10 +27,17 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from scipy.signal import lfilter
 
 from moola.data.io import features_column, write_dataset
 from moola.data.schema import OHLC, DataError
+
+
+def lfilter(b, a, x, **kw):
+    """scipy.signal.lfilter, imported on first use: scipy.signal takes ~1.3 s to import and
+    every gate session imports moola.data, while only the generator needs it."""
+    from scipy.signal import lfilter as _lfilter
+
+    return _lfilter(b, a, x, **kw)
 
 CLASSES = ("consolidation", "retracement")
 CONSOLIDATION_SHARE = 56 / 98  # the original dataset's class balance

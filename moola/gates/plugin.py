@@ -14,6 +14,7 @@ Registered by the project's ``conftest.py``. It
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 from moola.config import ConfigError, apply_overrides, load_config, parse_dotted
+from moola.gates import gc_freeze
 
 # (option name, config key, type, help)
 KNOBS = [
@@ -45,6 +47,7 @@ KNOBS = [
 
 CTX_KEY = pytest.StashKey["Any"]()
 RECORDS_KEY = pytest.StashKey["list"]()
+PLOTS_KEY = pytest.StashKey["Any"]()  # the session's PlotWorker, or None
 GATE_TIMEOUTS = {"smoke": 600, "standard": 3600, "full": 6 * 3600}  # seconds per gate test
 
 
@@ -120,6 +123,20 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.json_report_indent = 1
         config.pluginmanager.register(_JsonReportHooks(config), "moola-json-report-hooks")
     config.addinivalue_line("markers", "gate(name): this test runs the named moola gate")
+    gc_freeze.session_configured()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _close_plots(session.config)  # every figure is on disk before the session (and a sync) ends
+    gc_freeze.session_finished()
+
+
+def _close_plots(config: pytest.Config) -> None:
+    plots = config.stash.get(PLOTS_KEY, None)
+    if plots is not None:
+        config.stash[PLOTS_KEY] = None
+        plots.close()
 
 
 def pytest_configure_node(node) -> None:
@@ -158,9 +175,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """The selected gates (after -k / deselection) run their own work afresh."""
+    """The selected gates (after -k / deselection) run their own work afresh; when there are
+    any, the plot process starts now, so matplotlib loads while the first gate works."""
     ctx = session.config.stash[CTX_KEY]
     ctx.selected = {g for g in map(_gate_name, session.items) if g}
+    if ctx.selected and not session.config.option.collectonly:
+        from moola.report.plot_worker import PlotWorker
+
+        session.config.stash[PLOTS_KEY] = PlotWorker.start(ctx.reports / "plots.log")
+        if "gate_2_control_minirocket" in ctx.selected:
+            _start_numba_warmup(ctx)
+
+
+def _start_numba_warmup(ctx) -> None:
+    """Compile MiniRocket's kernels in the background when numba's cache is cold (gate 2
+    waits for it rather than compiling again). Needs the feature count from meta.json; without
+    it, gate 2 compiles in-process as it always could."""
+    import json
+
+    from moola.data.schema import META_FILE
+    from moola import numba_warmup
+
+    try:
+        names = json.loads((ctx.data_dir / META_FILE).read_text(encoding="utf-8"))["feature_names"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # gate 0 reports a bad dataset; the warm-up is only an optimisation
+    if isinstance(names, list) and names:
+        numba_warmup.start(len(names))
 
 
 @pytest.fixture(scope="session")
@@ -183,7 +224,7 @@ def gate(request: pytest.FixtureRequest, moola_ctx):
                                 f"@pytest.mark.gate('<gate name>')")
     verdict = run_gate(moola_ctx, name)
     request.node.stash[VERDICT_KEY] = verdict
-    _write_plots(moola_ctx, verdict)
+    _write_plots(request.config, moola_ctx, verdict)
     if verdict.status == "skipped":
         pytest.skip(verdict.reason)
     if verdict.status == "warning":
@@ -194,23 +235,23 @@ def gate(request: pytest.FixtureRequest, moola_ctx):
 VERDICT_KEY = pytest.StashKey["Any"]()
 
 
-def _write_plots(ctx, verdict) -> None:
-    """Learning curve and confusion matrix PNGs (optional: needs matplotlib)."""
-    try:
-        from moola.report.plots import plot_confusion_matrix, plot_learning_curves
-    except ImportError:
+def _write_plots(config: pytest.Config, ctx, verdict) -> None:
+    """Queue the gate's learning curve and confusion matrix PNGs for the plot process."""
+    plots = config.stash.get(PLOTS_KEY, None)
+    if plots is None:  # matplotlib missing (logged once) or no plot process
         return
     # not ctx.gate_dir(): that creates the folder, and a gate that wrote nothing (gate 0, a
     # skipped gate) must leave no runs/<run_id>/<gate>/ behind
     d = ctx.reports / "runs" / ctx.run_id / verdict.gate
     if (d / "metrics.csv").exists():
-        plot_learning_curves(d / "metrics.csv", d / "learning_curves.png",
-                             title=f"{verdict.gate}: {verdict.model} ({verdict.status})")
+        plots.submit("learning_curves", metrics_csv_path=d / "metrics.csv",
+                     out_png=d / "learning_curves.png",
+                     title=f"{verdict.gate}: {verdict.model} ({verdict.status})")
     cm = verdict.metrics.get("confusion_matrix") if verdict.metrics else None
     if cm:
-        plot_confusion_matrix(cm, ctx.dataset.classes,
-                              ctx.gate_dir(verdict.gate) / "confusion_matrix.png",
-                              title=f"{verdict.gate}: {verdict.model}")
+        plots.submit("confusion_matrix", cm=cm, class_names=list(ctx.dataset.classes),
+                     out_png=ctx.gate_dir(verdict.gate) / "confusion_matrix.png",
+                     title=f"{verdict.gate}: {verdict.model}")
 
 
 class _JsonReportHooks:
@@ -242,6 +283,11 @@ class _JsonReportHooks:
 def pytest_unconfigure(config: pytest.Config) -> None:
     """One last --sync-cmd run once everything is written (controller or plain session)."""
     ctx = config.stash.get(CTX_KEY, None)
+    if ctx is not None:
+        _close_plots(config)  # a session that ended before sessionfinish
+        if "moola.numba_warmup" in sys.modules:
+            sys.modules["moola.numba_warmup"].stop()
+        gc_freeze.session_unconfigured()
     if ctx is None or not ctx.cfg.run.sync_cmd.strip() or hasattr(config, "workerinput"):
         return
     if not ctx.sync.close(timeout=120):

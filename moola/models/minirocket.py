@@ -6,7 +6,8 @@ beats the deep baseline, the deep model has learnt less than a linear model on r
 
 Our windows are (n, T, F); sktime wants numpy3D (n, channels, T), so they are transposed here.
 ``MiniRocket`` handles one channel, ``MiniRocketMultivariate`` several. The first fit compiles
-numba kernels (~20 s); nothing global is set.
+numba kernels (~20-35 s; a gate session compiles them in the background while the first gates
+run, see moola.numba_warmup); nothing global is set.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ class MiniRocketControl:
         """Fit the transform, the scaler and the ridge classifier on X (n, T, F), y (n,)."""
         from sktime.transformations.panel.rocket import MiniRocket, MiniRocketMultivariate
 
+        from moola import numba_warmup
+
+        numba_warmup.wait()  # a background compile of the same kernels: load them, not redo them
         panel = self._panel(X, "fit")
         y = np.asarray(y)
         if y.shape != (panel.shape[0],):

@@ -54,3 +54,28 @@ def test_snapshot_isolates_training_weights():
     assert outcome.metrics == {"loss": 1.0} and not outcome.timed_out
     assert seen == {"grad": False, "training": False, "same": False}
     assert torch.equal(model.weight, before) and model.training
+
+
+def test_worker_is_reused_until_abandoned():
+    names = [run_with_timeout(lambda: threading.current_thread().name, timeout=5)[0]
+             for _ in range(3)]
+    assert len(set(names)) == 1 and names[0] != threading.current_thread().name
+    release = threading.Event()
+    assert run_with_timeout(lambda: release.wait(10), timeout=0.1) == (None, True)
+    fresh, timed_out = run_with_timeout(lambda: threading.current_thread().name, timeout=5)
+    release.set()
+    assert not timed_out and fresh != names[0]  # the abandoned worker is not waited for
+
+
+def test_each_calling_thread_has_its_own_worker():
+    # a caller must never queue behind another thread's (possibly hanging) evaluation
+    release = threading.Event()
+    out = {}
+    blocker = threading.Thread(target=lambda: run_with_timeout(lambda: release.wait(10), None))
+    blocker.start()
+    worker = threading.Thread(target=lambda: out.update(r=run_with_timeout(lambda: 7, timeout=5)))
+    worker.start()
+    worker.join(10)
+    release.set()
+    blocker.join(10)
+    assert out["r"] == (7, False)

@@ -72,7 +72,10 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
     if deterministic and torch.cuda.is_available():
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(bool(deterministic), warn_only=True)
+    # only when it changes: the call imports torch._inductor (~1.4 s), which a CPU run never needs
+    if torch.are_deterministic_algorithms_enabled() != bool(deterministic) or (
+            deterministic and not torch.is_deterministic_algorithms_warn_only_enabled()):
+        torch.use_deterministic_algorithms(bool(deterministic), warn_only=True)
     torch.backends.cudnn.deterministic = bool(deterministic)
     torch.backends.cudnn.benchmark = False
 
