@@ -19,6 +19,11 @@ from typing import Any
 from moola.cache import ArtifactCache
 from moola.config import Config
 
+# status.json is rewritten at most this often within a phase (phase changes are written at
+# once): fast enough for a person watching, and a tiny model's steps no longer pay for a file
+# rewrite every log_every_n_steps
+STATUS_MIN_INTERVAL_S = 0.25
+
 log = logging.getLogger(__name__)
 
 
@@ -89,7 +94,8 @@ class GateContext:
     def status(self):
         from moola.report.status import StatusWriter
 
-        return StatusWriter(self.reports / "status.json", run_id=self.run_id, gate="")
+        return StatusWriter(self.reports / "status.json", run_id=self.run_id, gate="",
+                            min_interval_s=STATUS_MIN_INTERVAL_S)
 
     @cached_property
     def sync(self):

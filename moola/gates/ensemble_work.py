@@ -64,10 +64,11 @@ def ensemble(ctx: GateContext, approved: list[str]) -> dict[str, Any]:
 def _fold_refit(ctx: GateContext, name: str, budget: int, run_root: Path):
     """A fit_predict(X_tr, y_tr, X_te) callable that refits member `name` with a fixed budget.
 
-    The loop's "validation" set is drawn from the fold's own real training windows (at most
-    32, evenly spaced: with a fixed budget it only picks the checkpoint, and a larger set made
-    the per-epoch evaluation cost as much as the training), so nothing about the held-out fold
-    (whose labels calibrate the member) steers training or checkpoint selection.
+    The budget is the member's own selected epoch count; the refit's final weights predict the
+    held-out fold (nothing is selected, so only the last epoch is evaluated). That evaluation,
+    which the loop needs for its log, uses at most 32 of the fold's own real training windows,
+    evenly spaced, so nothing about the held-out fold (whose labels calibrate the member)
+    steers training.
     """
     from moola.train import predict_proba
 

@@ -80,6 +80,7 @@ def _run(ctx: GateContext, gate: str) -> Verdict:
         finished = _finished(ctx, st)
         finished[gate] = _summary(v)
         st.update(phase="done", gates=finished)
+        st.flush()  # the gate's summary is on disk even if the writer throttled this update
     return v
 
 

@@ -156,7 +156,7 @@ def train_classifier(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, 
     from moola.train import fit_classifier, seed_everything
 
     cfg = ctx.cfg
-    if max_epochs is not None:  # out-of-fold refits: a fixed budget, no early stopping signal
+    if max_epochs is not None:  # out-of-fold refits: a fixed budget, final weights, no selection
         cfg = cfg.replace("train", max_epochs=max_epochs, min_epochs=max_epochs,
                           early_stop_patience=max_epochs + 1, checkpoint_save_top_k=0)
     seed_everything(cfg.run.seed, cfg.run.deterministic)
@@ -177,7 +177,8 @@ def train_classifier(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, 
                  "encoder_lr_mult": cfg.finetune.encoder_lr_mult}
     fit = fit_classifier(model, X_tr, y_tr, X_va, y_va, cfg, run_dir, ctx.device, gate,
                          status=_status_for(ctx, gate), epoch_hook=epoch_hook,
-                         param_groups=param_groups, **ctx.training_hooks())
+                         param_groups=param_groups, eval_final_epoch_only=max_epochs is not None,
+                         **ctx.training_hooks())
     return fit, extra
 
 

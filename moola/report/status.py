@@ -33,15 +33,23 @@ PHASES = ("train", "eval", "done", "failed")
 class StatusWriter:
     """Owns one ``status.json``: ``update(**fields)`` merges and rewrites it atomically.
 
-    Throttling is the caller's job (the training loop writes every ``log_every_n_steps``).
+    The training loop calls it every ``log_every_n_steps`` and around each evaluation. With
+    `min_interval_s` > 0, an update that keeps the phase and comes sooner than that after the
+    last write is merged but not written (the next write carries it; :meth:`flush` forces
+    one): a tiny model's steps take milliseconds, and a file rewrite per step cost more than a
+    person watching can see. A phase change (train, eval, done, failed) is always written.
     Values are made JSON-safe: numpy / torch scalars become numbers, NaN and inf become null.
     Thread-safe: the state is merged and written under a lock.
     """
 
-    def __init__(self, path: str | os.PathLike, run_id: str, gate: str) -> None:
+    def __init__(self, path: str | os.PathLike, run_id: str, gate: str,
+                 min_interval_s: float = 0.0) -> None:
         self.path = Path(path)
+        self.min_interval_s = float(min_interval_s)
         self._lock = threading.Lock()
         self._state: dict[str, Any] = {"run_id": run_id, "gate": gate}
+        self._written_at: float | None = None  # monotonic time of the last write
+        self._dirty = False
 
     @property
     def gate(self) -> str:
@@ -62,23 +70,36 @@ class StatusWriter:
 
     def update(self, **fields: Any) -> dict[str, Any]:
         """Merge `fields` into the current state (a key set to None is written as null) and
-        rewrite the file. Returns the state as written."""
+        rewrite the file (unless throttled, see the class). Returns the merged state."""
         phase = fields.get("phase")
         if phase is not None and phase not in PHASES:
             raise ValueError(f"status phase {phase!r}; allowed values: {', '.join(PHASES)}")
-        now = time.time()
         with self._lock:
+            changes_phase = phase is not None and phase != self._state.get("phase")
             self._state.update(_jsonable(fields))
-            self._state["updated_at"] = (
-                datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds")
-            )
-            self._state["updated_unix"] = round(now, 3)
-            self._state["pid"] = os.getpid()
-            self._state["host"] = socket.gethostname()
-            snapshot = dict(self._state)
-            # No fsync: readers only need atomicity (os.replace); a status lost to a power cut
-            # is harmless, and fsync on every write stalls training on slow disks.
-            atomic_write_json(self.path, snapshot, fsync=False)
+            self._dirty = True
+            due = (changes_phase or self._written_at is None or self.min_interval_s <= 0
+                   or time.monotonic() - self._written_at >= self.min_interval_s)
+            return self._write() if due else dict(self._state)
+
+    def flush(self) -> dict[str, Any]:
+        """Write what an update merged without writing (a no-op when nothing is pending)."""
+        with self._lock:
+            return self._write() if self._dirty else dict(self._state)
+
+    def _write(self) -> dict[str, Any]:
+        now = time.time()
+        self._state["updated_at"] = (
+            datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds")
+        )
+        self._state["updated_unix"] = round(now, 3)
+        self._state["pid"] = os.getpid()
+        self._state["host"] = socket.gethostname()
+        snapshot = dict(self._state)
+        # No fsync: readers only need atomicity (os.replace); a status lost to a power cut is
+        # harmless, and fsync on every write stalls training on slow disks.
+        atomic_write_json(self.path, snapshot, fsync=False)
+        self._written_at, self._dirty = time.monotonic(), False
         return snapshot
 
 

@@ -82,3 +82,30 @@ def test_gate_can_be_switched_on_a_shared_writer(tmp_path):
     w = StatusWriter(tmp_path / "status.json", "r", "")
     w.gate = "gate_4"
     assert w.update(step=1)["gate"] == "gate_4" and w.gate == "gate_4"
+
+
+def test_throttled_writer_merges_but_writes_phase_changes_at_once(tmp_path):
+    path = tmp_path / "status.json"
+    w = StatusWriter(path, "r", "g", min_interval_s=60)
+    w.update(phase="train", step=1)  # the first update is always written
+    w.update(step=2)  # same phase, too soon: merged, not written
+    assert read_status(path)["step"] == 1 and w.state["step"] == 2
+    w.update(phase="eval")  # a phase change is written at once, with everything merged
+    on_disk = read_status(path)
+    assert on_disk["phase"] == "eval" and on_disk["step"] == 2
+    w.update(step=3)
+    assert read_status(path)["step"] == 2
+    w.flush()
+    assert read_status(path)["step"] == 3
+    before = read_status(path)["updated_unix"]
+    w.flush()  # nothing pending: no rewrite
+    assert read_status(path)["updated_unix"] == before
+
+
+def test_throttled_writer_writes_again_once_the_interval_passed(tmp_path):
+    path = tmp_path / "status.json"
+    w = StatusWriter(path, "r", "g", min_interval_s=0.05)
+    w.update(phase="train", step=1)
+    time.sleep(0.06)
+    w.update(step=2)
+    assert read_status(path)["step"] == 2

@@ -208,3 +208,24 @@ def test_shared_status_writer_is_reset_per_fit(tmp_path):
     fit(tmp_path / "run", max_epochs=1, status=status)
     st = read_status(tmp_path / "status.json")
     assert st["gate"] == "gate_x" and st["error"] is None and st["phase"] == "done"
+
+
+def test_eval_final_epoch_only_evaluates_once_and_keeps_the_final_weights(tmp_path):
+    calls = []
+
+    class Recorder:
+        def update(self, **fields):
+            calls.append(fields)
+
+    # val losses that would make epoch 0 "best" if every epoch were evaluated
+    module, res = fit(tmp_path, max_epochs=3, status=Recorder(), eval_final_epoch_only=True,
+                      module=TinyModule(val_losses=[0.1, 0.9, 0.9]))
+    assert [c["phase"] for c in calls].count("eval") == 1
+    assert [h.get("evaluated", True) for h in res.history] == [False, False, True]
+    assert "val_loss" in res.history[2] and "val_loss" not in res.history[0]
+    assert res.best_epoch == 2 and res.epochs_run == 3
+    final = last_weights(tmp_path)
+    assert all(torch.equal(final[k], v) for k, v in module.model.state_dict().items())
+    table = rows(tmp_path / "metrics.csv")
+    assert sum(1 for r in table if r.get("train_loss_epoch")) == 3  # the curve keeps every epoch
+    assert sum(1 for r in table if r.get("val_loss")) == 1

@@ -6,6 +6,7 @@ cross-entropy, macro-F1 validation) and runs it through :class:`~moola.train.loo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -127,12 +128,15 @@ def fit_classifier(model: torch.nn.Module, X_train: np.ndarray, y_train: np.ndar
                    device: torch.device, gate: str, status: Any = None,
                    epoch_hook: EpochHook | None = None, param_groups: Iterable[dict] | None = None,
                    *, resume: bool = True, on_checkpoint: Callable[[], Any] | None = None,
-                   on_eval: Callable[[dict], Any] | None = None) -> ClassifierFit:
+                   on_eval: Callable[[dict], Any] | None = None,
+                   eval_final_epoch_only: bool = False) -> ClassifierFit:
     """Train `model` with the recipe in ``cfg.train`` and the knobs in ``cfg.run``.
 
     X: (n, T, F) float32, y: (n,) int64 class indices. Seeds from ``cfg.run.seed`` first (the
     shuffling generator too), so two calls with the same inputs train identically.
     Early stopping and the best checkpoint follow ``val_loss`` (min).
+    `eval_final_epoch_only`: a fixed epoch budget whose final weights are the result (no
+    per-epoch evaluation, no selection).
     """
     seed_everything(cfg.run.seed, cfg.run.deterministic)
     model.to(device)
@@ -150,8 +154,10 @@ def fit_classifier(model: torch.nn.Module, X_train: np.ndarray, y_train: np.ndar
     loader = DataLoader(data, batch_size=cfg.train.batch_size, shuffle=True, drop_last=False,
                         generator=torch.Generator().manual_seed(cfg.run.seed),
                         num_workers=cfg.run.num_workers)
-    trainer = Trainer(LoopSettings.from_config(cfg, "train", monitor="val_loss", mode="min"),
-                      run_dir, device, gate, status=status, on_checkpoint=on_checkpoint,
+    settings = LoopSettings.from_config(cfg, "train", monitor="val_loss", mode="min")
+    if eval_final_epoch_only:
+        settings = dataclasses.replace(settings, eval_final_epoch_only=True)
+    trainer = Trainer(settings, run_dir, device, gate, status=status, on_checkpoint=on_checkpoint,
                       on_eval=on_eval)
     result = trainer.fit(module, loader, resume=resume)
     proba = predict_proba(module.model, X_val, device)

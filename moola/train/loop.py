@@ -60,6 +60,9 @@ class LoopSettings:
     logger: str = "csv"  # csv | none
     monitor: str = "val_loss"
     mode: str = "min"  # min | max
+    # a fixed budget with nothing to select (gate 7's out-of-fold refits): evaluate the last
+    # epoch only; its weights are the result
+    eval_final_epoch_only: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -245,9 +248,13 @@ class Trainer:
                     raise ValueError("train_loader yielded no batches; nothing to train on")
                 train_loss = loss_sum.item() / n_seen
                 # full tier at the end of the epoch
-                record = self._full_tier(module, epoch, train_loss, epoch_end=True)
-                # early stopping (a timed-out evaluation counts as no improvement)
-                score = None if record["eval_timed_out"] else self.early.score_from(record)
+                if s.eval_final_epoch_only and epoch < s.max_epochs - 1:
+                    record = self._train_only_record(epoch, train_loss)
+                else:
+                    record = self._full_tier(module, epoch, train_loss, epoch_end=True)
+                # early stopping (a timed-out or skipped evaluation counts as no improvement)
+                score = None if record["eval_timed_out"] or record.get("evaluated") is False \
+                    else self.early.score_from(record)
                 should_stop, reason = self.early.update(epoch, score)
                 if not math.isfinite(train_loss):
                     should_stop, reason = True, (
@@ -333,6 +340,14 @@ class Trainer:
             "abandoned_running": abandoned_running(),
             "at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())})
         self._call_hook(self.on_eval, dict(record))
+        return record
+
+    def _train_only_record(self, epoch: int, train_loss: float) -> dict:
+        """An epoch that is not evaluated (eval_final_epoch_only): its training loss only."""
+        self.logger.log({"train_loss_epoch": train_loss}, epoch=epoch, step=self.step)
+        record = {"epoch": epoch, "step": self.step, "train_loss": train_loss,
+                  "eval_timed_out": False, "evaluated": False}
+        self.history.append(record)
         return record
 
     # ------------------------------------------------------------------ checkpoints
