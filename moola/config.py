@@ -89,6 +89,10 @@ class TrainSettings:
     early_stop_patience: int = 8  # epochs without val improvement
     checkpoint_save_top_k: int = 1  # best-k checkpoints kept, plus last.pt
     class_weighting: bool = True  # inverse-frequency class weights in the loss
+    # intra-op threads for these gates (0 = run.torch_threads): batches of tens of windows gain
+    # nothing from more, and on 2 cores 2 threads made gates 1, 4, 5 and 7 1.5-2x slower
+    # (measured; pretraining, with batches of 128, keeps run.torch_threads)
+    torch_threads: int = 1
 
 
 @dataclass(frozen=True)

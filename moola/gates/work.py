@@ -30,6 +30,8 @@ TRAIN_CODE = ["models", "train", "data", "transfer", "pretrain", "augment", "pse
 # resets the OpenMP thread count that torch shares, and another count sums floats in another
 # order, so gate 4 trained after gate 2 in one process differed from gate 4 trained alone.
 _TORCH_THREADS = torch.get_num_threads()
+# artifacts trained with the supervised recipe: they run with train.torch_threads
+SUPERVISED_KINDS = frozenset({"baseline", "finetuned", "augmented", "simple", "ensemble"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,7 +98,8 @@ def _build(ctx: GateContext, gate: str, kind: str, key: str,
         from moola.train import seed_everything
 
         seed_everything(ctx.cfg.run.seed, ctx.cfg.run.deterministic)
-        torch.set_num_threads(ctx.cfg.run.torch_threads or _TORCH_THREADS)
+        threads = ctx.cfg.train.torch_threads if kind in SUPERVISED_KINDS else 0
+        torch.set_num_threads(threads or ctx.cfg.run.torch_threads or _TORCH_THREADS)
         return build(tmp, workdir)
 
     entry = ctx.cache.get_or_build(kind, key, seeded_build, fresh_for_run=ctx.fresh(gate))
