@@ -51,22 +51,24 @@ def cache_looks_warm(n_features: int) -> bool:
     return any(glob.glob(str(root / pattern), recursive=True) for root in roots)
 
 
-def start(n_features: int) -> bool:
-    """Start the background compile unless one runs already or the cache looks warm."""
+def start(n_features: int) -> subprocess.Popen | None:
+    """Start the background compile unless the cache looks warm (or one runs already).
+
+    Returns the process this call started, or None; :func:`stop` takes it back."""
     global _pending
     if _pending is not None and _pending.poll() is None:
-        return True
+        return None
     if n_features < 1 or cache_looks_warm(n_features):
-        return False
+        return None
     try:
         _pending = subprocess.Popen(
             [sys.executable, "-m", "moola.numba_warmup", str(n_features)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError as exc:
         log.warning("numba warm-up not started (%s); MiniRocket compiles on first use", exc)
-        return False
+        return None
     log.info("compiling MiniRocket's numba kernels in the background (pid %d)", _pending.pid)
-    return True
+    return _pending
 
 
 def wait(timeout: float = WAIT_LIMIT_S) -> None:
@@ -90,11 +92,13 @@ def wait(timeout: float = WAIT_LIMIT_S) -> None:
         log.info("waited %.1f s for the numba warm-up", time.perf_counter() - t0)
 
 
-def stop() -> None:
-    """End a warm-up nobody waited for (the session is over)."""
+def stop(proc: subprocess.Popen) -> None:
+    """End the warm-up `proc` (started by :func:`start`) if nobody waited for it: its session
+    is over. Only the session that started a warm-up stops it."""
     global _pending
-    proc, _pending = _pending, None
-    if proc is not None and proc.poll() is None:
+    if _pending is proc:
+        _pending = None
+    if proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(timeout=10)

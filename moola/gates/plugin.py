@@ -14,7 +14,6 @@ Registered by the project's ``conftest.py``. It
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ KNOBS = [
 CTX_KEY = pytest.StashKey["Any"]()
 RECORDS_KEY = pytest.StashKey["list"]()
 PLOTS_KEY = pytest.StashKey["Any"]()  # the session's PlotWorker, or None
+WARMUP_KEY = pytest.StashKey["Any"]()  # the numba warm-up process this session started, or None
 GATE_TIMEOUTS = {"smoke": 600, "standard": 3600, "full": 6 * 3600}  # seconds per gate test
 
 
@@ -184,24 +184,23 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
         session.config.stash[PLOTS_KEY] = PlotWorker.start(ctx.reports / "plots.log")
         if "gate_2_control_minirocket" in ctx.selected:
-            _start_numba_warmup(ctx)
+            session.config.stash[WARMUP_KEY] = _start_numba_warmup(ctx)
 
 
-def _start_numba_warmup(ctx) -> None:
+def _start_numba_warmup(ctx):
     """Compile MiniRocket's kernels in the background when numba's cache is cold (gate 2
     waits for it rather than compiling again). Needs the feature count from meta.json; without
-    it, gate 2 compiles in-process as it always could."""
+    it, gate 2 compiles in-process as it always could. Returns the process, or None."""
     import json
 
-    from moola.data.schema import META_FILE
     from moola import numba_warmup
+    from moola.data.schema import META_FILE
 
     try:
         names = json.loads((ctx.data_dir / META_FILE).read_text(encoding="utf-8"))["feature_names"]
     except (OSError, ValueError, KeyError, TypeError):
-        return  # gate 0 reports a bad dataset; the warm-up is only an optimisation
-    if isinstance(names, list) and names:
-        numba_warmup.start(len(names))
+        return None  # gate 0 reports a bad dataset; the warm-up is only an optimisation
+    return numba_warmup.start(len(names)) if isinstance(names, list) and names else None
 
 
 @pytest.fixture(scope="session")
@@ -285,8 +284,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     ctx = config.stash.get(CTX_KEY, None)
     if ctx is not None:
         _close_plots(config)  # a session that ended before sessionfinish
-        if "moola.numba_warmup" in sys.modules:
-            sys.modules["moola.numba_warmup"].stop()
+        warmup = config.stash.get(WARMUP_KEY, None)
+        if warmup is not None:
+            from moola import numba_warmup
+
+            numba_warmup.stop(warmup)
         gc_freeze.session_unconfigured()
     if ctx is None or not ctx.cfg.run.sync_cmd.strip() or hasattr(config, "workerinput"):
         return

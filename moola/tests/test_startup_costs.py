@@ -52,7 +52,7 @@ def test_cache_looks_warm_finds_numba_index_files(tmp_path, monkeypatch):
 def test_start_does_nothing_when_the_cache_is_warm(monkeypatch):
     monkeypatch.setattr(numba_warmup, "cache_looks_warm", lambda n: True)
     monkeypatch.setattr(numba_warmup, "_pending", None)
-    assert numba_warmup.start(4) is False and numba_warmup._pending is None
+    assert numba_warmup.start(4) is None and numba_warmup._pending is None
 
 
 def test_wait_blocks_until_the_warmup_ends(monkeypatch):
@@ -73,8 +73,17 @@ def test_a_stuck_warmup_is_killed_after_the_limit(monkeypatch, caplog):
 def test_stop_ends_a_warmup_nobody_waited_for(monkeypatch):
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     monkeypatch.setattr(numba_warmup, "_pending", proc)
-    numba_warmup.stop()
+    numba_warmup.stop(proc)
     assert proc.returncode is not None and numba_warmup._pending is None
+
+
+def test_stop_leaves_another_sessions_warmup_pending(monkeypatch):
+    mine = subprocess.Popen([sys.executable, "-c", "pass"])
+    theirs = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setattr(numba_warmup, "_pending", theirs)
+    numba_warmup.stop(mine)
+    assert numba_warmup._pending is theirs and theirs.poll() is None
+    numba_warmup.stop(theirs)
 
 
 @pytest.mark.parametrize("n_features", [1, 3])
