@@ -54,7 +54,7 @@ class _Worker:
 
     Reused across evaluations because a fresh thread makes each one slower: a new thread's first
     torch ops pay per-thread set-up (allocator arena, thread-local state); with one torch thread
-    an evaluation on a new thread took ~3x as long as on a reused one (measured). The serving
+    an evaluation on a new thread took 2-3x as long as on a reused one (measured). The serving
     loop holds only the queue, so when the owning thread's worker is dropped the finaliser
     sends the stop sentinel and the thread ends.
     """
