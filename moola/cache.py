@@ -145,9 +145,7 @@ class ArtifactCache:
                     **extra,
                 }
                 _write_json_atomic(tmp / MANIFEST, manifest)  # last: marks the build complete
-                if final.exists():
-                    shutil.rmtree(final)
-                os.replace(tmp, final)
+                _publish(tmp, final)
                 shutil.rmtree(workdir, ignore_errors=True)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -191,9 +189,27 @@ def _read_manifest(p: Path) -> dict[str, Any] | None:
 
 
 def _remove_partial_builds(parent: Path, key: str) -> None:
-    """Leftovers of a killed build (we hold the lock, so none is in progress)."""
-    for leftover in parent.glob(f".{key}.tmp-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+    """Leftovers of a killed build or publication (we hold the lock, so none is in progress)."""
+    for pattern in (f".{key}.tmp-*", f".{key}.old-*"):
+        for leftover in parent.glob(pattern):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Move the complete build `tmp` to `final`, replacing an older artifact.
+
+    The old directory is renamed aside first and deleted only after the new one is in place:
+    a reader that looks up `final` meanwhile (they read without the lock) finds an artifact at
+    every moment but the instant between the two renames, instead of nothing for as long as
+    deleting the old files took.
+    """
+    if not final.exists():
+        os.replace(tmp, final)
+        return
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:

@@ -141,3 +141,34 @@ def test_manifest_is_json_and_cache_holds_no_pickles(tmp_path):
 def test_code_version_tracks_source():
     assert code_version(["train"]) == code_version(["train"])
     assert code_version(["train"]) != code_version(["models"])
+
+
+def test_rebuild_never_leaves_the_artifact_missing_while_the_old_one_is_deleted(tmp_path, monkeypatch):
+    # readers look artifacts up without the lock: deleting the old directory before the new one
+    # is in place would show them no artifact for as long as the deletion takes
+    import moola.cache as cache_mod
+
+    key = make_key({"x": 1})
+    ArtifactCache(tmp_path, run_id="r1").get_or_build("m", key, _writer("old"))
+    final = tmp_path / "m" / key
+    seen = []
+    real_rmtree = cache_mod.shutil.rmtree
+
+    def watching_rmtree(path, *a, **kw):
+        real_rmtree(path, *a, **kw)
+        seen.append((Path(path).name, (final / "manifest.json").is_file()))  # after deleting
+
+    monkeypatch.setattr(cache_mod.shutil, "rmtree", watching_rmtree)
+    e = ArtifactCache(tmp_path, run_id="r2").get_or_build("m", key, _writer("new"), fresh_for_run=True)
+    assert (e.path / "value.txt").read_text() == "new"
+    assert seen and all(present for _name, present in seen), seen
+    assert not list((tmp_path / "m").glob(f".{key}.old-*"))  # the old one is gone afterwards
+
+
+def test_leftover_of_a_killed_publication_is_cleaned_on_the_next_build(tmp_path):
+    key = make_key({"x": 2})
+    stray = tmp_path / "m" / f".{key}.old-12345"
+    stray.mkdir(parents=True)
+    (stray / "value.txt").write_text("half")
+    ArtifactCache(tmp_path, run_id="r1").get_or_build("m", key, _writer("v"))
+    assert not stray.exists()
