@@ -47,6 +47,7 @@ KNOBS = [
 CTX_KEY = pytest.StashKey["Any"]()
 RECORDS_KEY = pytest.StashKey["list"]()
 PLOTS_KEY = pytest.StashKey["Any"]()  # the session's PlotWorker, or None
+JSON_REPORT_PATH_KEY = pytest.StashKey[str]()  # where report.json was written atomically
 WARMUP_KEY = pytest.StashKey["Any"]()  # the numba warm-up process this session started, or None
 GATE_TIMEOUTS = {"smoke": 600, "standard": 3600, "full": 6 * 3600}  # seconds per gate test
 
@@ -129,7 +130,18 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     _close_plots(session.config)  # every figure is on disk before the session (and a sync) ends
+    _correct_json_report_message(session.config)
     gc_freeze.session_finished()
+
+
+def _correct_json_report_message(config: pytest.Config) -> None:
+    """pytest-json-report says "auto-save skipped" (at -v) once its own save is off: say where
+    the report went instead. Its message is a plain attribute of the plugin object, set in its
+    (tryfirst) sessionfinish."""
+    path = config.stash.get(JSON_REPORT_PATH_KEY, None)
+    plugin = getattr(config, "_json_report", None)
+    if path and plugin is not None and hasattr(plugin, "_terminal_summary"):
+        plugin._terminal_summary = f"report saved to: {path}"
 
 
 def _close_plots(config: pytest.Config) -> None:
@@ -267,8 +279,10 @@ class _JsonReportHooks:
         v = item.stash.get(VERDICT_KEY, None)
         return {"gate": gate, "verdict": v.to_dict()} if v is not None else {"gate": gate}
 
+    @pytest.hookimpl(trylast=True)
     def pytest_json_modifyreport(self, json_report: dict) -> None:
-        """Controller only: derive results-log records from the JSON report, append once."""
+        """Controller only: derive results-log records from the JSON report, append once;
+        then write report.json atomically."""
         from moola.report.records import records_from_json_report
         from moola.report.results import append_records
 
@@ -277,6 +291,25 @@ class _JsonReportHooks:
         self.config.stash[RECORDS_KEY] = records
         if records:
             append_records(ctx.reports / "gated_workflow_results.jsonl", records)
+        _save_json_report_atomically(self.config, json_report)
+
+
+def _save_json_report_atomically(config: pytest.Config, json_report: dict) -> None:
+    """Write the report where pytest-json-report would, but atomically, and switch its own
+    save off: it rewrites the file in place (open + write), so a reader or a --sync-cmd could
+    catch it half-written. Same content: ``json.dump(report, default=str, indent=...)``."""
+    import json
+
+    from moola.io_utils import atomic_write_text
+
+    path = config.option.json_report_file
+    if not path:
+        return
+    text = json.dumps(json_report, default=str, indent=config.option.json_report_indent)
+    atomic_write_text(path, text, fsync=False)
+    config.option.json_report_file = None  # read by the library right after this hook
+    config.stash[JSON_REPORT_PATH_KEY] = str(path)
+
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -112,3 +112,24 @@ def test_gate_test_without_marker_is_a_clear_error(project):
     project.makepyfile(test_bad="def test_x(gate):\n    assert gate.passed\n")
     r = project.runpytest("--profile", "smoke", "test_bad.py")
     r.stdout.fnmatch_lines(["*needs @pytest.mark.gate*"])
+
+
+def test_report_json_is_written_atomically_by_moola(project, monkeypatch):
+    import moola.io_utils
+
+    written = []
+    real = moola.io_utils.atomic_write_bytes
+
+    def recording(path, data, **kw):
+        written.append(Path(path).name)
+        return real(path, data, **kw)
+
+    monkeypatch.setattr(moola.io_utils, "atomic_write_bytes", recording)
+    r = project.runpytest("--profile", "smoke", "-k", "gate_0", f"--data={SMOKE}", "-v")
+    r.assert_outcomes(passed=1, deselected=7)
+    assert "report.json" in written  # through temp file + os.replace, not the library's open/write
+    r.stdout.fnmatch_lines(["*report saved to: *reports/report.json"])
+    assert "auto-save skipped" not in r.stdout.str()
+    report = json.loads((project.path / "reports" / "report.json").read_text())
+    assert report["summary"]["passed"] == 1 and report["tests"][0]["metadata"]["gate"] == "gate_0_env"
+    assert not list((project.path / "reports").glob(".report.json.*"))
