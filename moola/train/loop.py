@@ -242,8 +242,8 @@ class Trainer(CheckpointMixin):
                 else:
                     record = self._full_tier(module, epoch, train_loss, epoch_end=True)
                 # early stopping (a timed-out or skipped evaluation counts as no improvement)
-                score = None if record["eval_timed_out"] or record.get("evaluated") is False \
-                    else self.early.score_from(record)
+                unscored = record["eval_timed_out"] or record.get("evaluated") is False
+                score = None if unscored else self.early.score_from(record)
                 should_stop, reason = self.early.update(epoch, score)
                 if not math.isfinite(train_loss):
                     should_stop, reason = True, (
