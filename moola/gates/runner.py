@@ -90,7 +90,7 @@ def _summary(v: Verdict) -> dict:
 
 def _finished(ctx: GateContext, st) -> dict:
     """Gates finished in this run as status.json lists them, plus the read-only ones judged."""
-    finished = dict(st.state.get("gates") or {}) if hasattr(st, "state") else {}
+    finished = dict(st.state.get("gates") or {})
     for g in sorted(READ_ONLY_GATES & ctx.verdicts.keys()):
         finished.setdefault(g, _summary(ctx.verdicts[g]))
     return finished
