@@ -82,8 +82,15 @@ class TrainSettings:
 
     max_epochs: int = 40
     min_epochs: int = 5  # early stopping never fires before this
+    # early stopping never fires before this many optimizer steps either: on 30-60 windows an
+    # epoch is 2-4 steps, and the loss sits on its ln(K) plateau for the first ~100 steps; an
+    # epoch-count patience stopped there and left a one-class model (measured, docs/JUDGING.md)
+    min_steps: int = 200
     batch_size: int = 16  # 78 train windows -> 5 optimizer steps per epoch
-    lr: float = 5e-3  # AdamW; small nets on ~100 windows need a brisk rate to leave the plateau
+    # AdamW. 5e-3 left one-class models at most seeds on 40-60 windows (GunPoint 0.52 pooled
+    # macro-F1 at every seed); 1e-3 with min_steps learns on every dataset measured
+    # (bench/bench_recipe.py, docs/JUDGING.md "The recipe")
+    lr: float = 1e-3
     weight_decay: float = 1e-2
     grad_clip: float = 1.0
     early_stop_patience: int = 8  # epochs without val improvement
@@ -135,10 +142,22 @@ class AugmentSettings:
 
 
 @dataclass(frozen=True)
-class EnsembleSettings:
-    """Calibrated ensemble of the approved models (gate 7)."""
+class ProtocolSettings:
+    """Repeated walk-forward evaluation: what every supervised verdict rests on (docs/JUDGING.md).
 
-    oof_folds: int = 5  # stratified folds over the training split for out-of-fold probabilities
+    Each supervised gate trains `seeds` x `folds` replicas and pools their predictions of the
+    scored windows; one split of 20 windows and one seed decide nothing.
+    """
+
+    folds: int = 4  # rolling-origin folds over the development rows (train + val of the split)
+    seeds: int = 2  # training seeds per fold: run.seed, run.seed + 1, ...
+    # the first share of the development rows only ever trains: fold 0 needs enough windows
+    min_train_fraction: float = 0.5
+    purge: int = 1  # rows dropped before each scored block and each stopping slice (overlap)
+    # the temporally last share of a fold's training rows is its stopping slice: early stopping
+    # and checkpoint selection see it and nothing else; 0 = a fixed budget (final weights)
+    inner_fraction: float = 0.2
+    fold_source: str = "auto"  # auto | walk-forward | files (splits/fold_*.json, two or more)
 
 
 @dataclass(frozen=True)
@@ -153,14 +172,21 @@ class GateThresholds:
     min_loss_drop: float = 0.05
     # gate 2: the MiniRocket control must itself beat chance (balanced-accuracy CI low > 1/K)
     control_policy: str = "fail"  # fail | warn : what happens when MiniRocket beats the baseline
-    control_margin: float = 0.0  # baseline macro-F1 may trail the control by at most this
+    # baseline macro-F1 may trail the control by at most this: beaten = the CI of (control -
+    # baseline) lies above it; passed = the CI lies below it
+    control_margin: float = 0.05
     # gate 3
     # masked MSE must be < (1 - margin) x interpolation MSE (the MAE starts *at* interpolation,
     # so an encoder that learned nothing can never pass, whatever the margin)
     recon_margin: float = 0.01
     probe_min_macro_f1: float = 0.55
     # gate 4
-    min_delta: float = 0.0  # finetuned macro-F1 minus gate-1 macro-F1 must exceed this
+    # "pretraining helps" = the CI of (finetuned - baseline) macro-F1 lies above min_delta;
+    # "pretraining hurts" (failed) = the CI lies below -max_harm; otherwise inconclusive
+    min_delta: float = 0.0
+    max_harm: float = 0.0
+    # gate 6: what happens when the simple SimpleLSTM is significantly better than gate 4's model
+    simple_policy: str = "warn"  # warn | fail
     # gate 5
     max_drop_pp: float = 2.0
     # gate 7
@@ -176,7 +202,7 @@ SECTIONS: dict[str, type] = {
     "pretrain": PretrainSettings,
     "finetune": FinetuneSettings,
     "augment": AugmentSettings,
-    "ensemble": EnsembleSettings,
+    "protocol": ProtocolSettings,
     "gates": GateThresholds,
 }
 
@@ -187,6 +213,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.normalization": ("window_zscore", "none"),
     "pretrain.mask_strategy": ("random", "block", "patch"),
     "gates.control_policy": ("fail", "warn"),
+    "gates.simple_policy": ("fail", "warn"),
+    "protocol.fold_source": ("auto", "walk-forward", "files"),
 }
 
 # keys that may be negative (a non-inferiority margin); every other number must be >= 0
@@ -202,20 +230,19 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         # about the same at 16 or 32 windows, so this halves the chain's training time, and the
         # gates passed at seeds 1, 2, 3 and 17 (measured)
         "train": {"max_epochs": 25, "min_epochs": 5, "batch_size": 32, "lr": 1e-2,
-                  "early_stop_patience": 8},
+                  "early_stop_patience": 8, "min_steps": 0},
         "pretrain": {"max_epochs": 3, "batch_size": 64, "early_stop_patience": 2},
         "finetune": {"freeze_epochs": 2, "unfreeze_every": 1},
-        "ensemble": {"oof_folds": 2},
+        "protocol": {"folds": 2, "seeds": 2},
         # smoke checks the machinery on tiny models trained for seconds: they are not expected
         # to match MiniRocket or to gain from a 3-epoch encoder, so those comparisons are
-        # relaxed (control warns; finetuning may trail the baseline by up to 0.15 macro-F1).
-        # The one-class and skill-over-chance checks are never relaxed.
+        # relaxed (control warns; finetuning may trail the baseline by up to 0.15 macro-F1
+        # before gate 4 fails). The one-class and skill-over-chance checks are never relaxed.
         "gates": {"n_bootstrap": 300, "control_policy": "warn", "recon_margin": 0.0,
-                  "min_delta": -0.15},
+                  "max_harm": 0.15},
     },
     "standard": {
         "run": {"data": "data/synthetic"},
-        "ensemble": {"oof_folds": 3},  # 4 members x 3 refits keeps gate 7 to a few minutes
     },
     "full": {
         "run": {"data": "data/synthetic", "log_every_n_steps": 50},
@@ -238,7 +265,7 @@ class Config:
     pretrain: PretrainSettings = field(default_factory=PretrainSettings)
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
     augment: AugmentSettings = field(default_factory=AugmentSettings)
-    ensemble: EnsembleSettings = field(default_factory=EnsembleSettings)
+    protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     gates: GateThresholds = field(default_factory=GateThresholds)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:

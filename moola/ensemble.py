@@ -273,3 +273,30 @@ def calibrate_and_report(
         calibrators[name] = cal
         scored[name] = (np.asarray(val_raw, dtype=np.float64), cal.transform(val_raw))
     return ensemble_report(scored, y_val, **report_kwargs), calibrators
+
+
+def cross_fitted_calibration(proba: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Isotonic calibration of pooled out-of-fold probabilities, cross-fitted over folds.
+
+    proba: (R, n, K) replicas' probabilities of n scored windows; y: (n,) labels; groups: (n,)
+    the fold that scored each window. The windows of fold g are calibrated by a map fitted on
+    the other folds' windows of the same replica, so no window's own label shapes its
+    calibrated probability (sklearn's CalibratedClassifierCV does the same with its cv folds).
+    A fold whose complement holds a single class keeps its raw probabilities.
+    """
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 3:
+        raise ValueError(f"cross_fitted_calibration: proba must be (R, n, K), got {p.shape}")
+    y = np.asarray(y).astype(np.int64)
+    groups = np.asarray(groups)
+    if y.shape != (p.shape[1],) or groups.shape != (p.shape[1],):
+        raise ValueError(f"cross_fitted_calibration: y and groups must have shape ({p.shape[1]},)")
+    out = p.copy()
+    for r in range(p.shape[0]):
+        for g in np.unique(groups):
+            held = groups == g
+            if len(np.unique(y[~held])) < 2:
+                continue
+            cal = IsotonicCalibrator().fit(p[r, ~held], y[~held])
+            out[r, held] = cal.transform(p[r, held])
+    return out

@@ -10,6 +10,11 @@ majority class for every window with *weighted* F1 (0.7 x 0.8235 = 0.576) and le
 - skill is judged against **chance** (balanced accuracy 1/K) *with its uncertainty*: a bootstrap
   confidence interval. With 20 validation windows a few points of F1 are noise.
 
+Replicas: a model trained at several seeds predicts the same windows several times. Those
+predictions are not independent samples, so ``y_pred`` may be (R, n) (R replicas of n windows)
+and the bootstrap resamples *windows*: a resampled window brings all R of its predictions
+(a cluster bootstrap; Field & Welsh 2007). Point estimates pool the R x n predictions.
+
 Bootstrap: indices of the evaluation windows are resampled with ``scipy.stats.bootstrap``
 (percentile method) and every statistic is computed for all resamples at once from confusion
 counts with numpy. A Python statistic called 1000 times through sklearn takes seconds; the
@@ -73,6 +78,23 @@ def _pair(y_true: Any, y_pred: Any, n_classes: int) -> tuple[np.ndarray, np.ndar
     if t.shape != p.shape:
         raise ValueError(f"y_true has {t.size} windows but y_pred has {p.size}; they must match")
     return t, p
+
+
+def _pair_replicas(y_true: Any, y_pred: Any, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """t (n,), P (R, n): y_pred may be (n,) (one model) or (R, n) (R replicas, same windows)."""
+    a = np.asarray(y_pred)
+    if a.ndim == 2:
+        if a.shape[0] < 1:
+            raise ValueError("y_pred: (R, n) replicas with R = 0; give at least one replica")
+        rows = [_pair(y_true, row, n_classes)[1] for row in a]
+        return _labels("y_true", y_true, n_classes), np.stack(rows)
+    t, p = _pair(y_true, a, n_classes)
+    return t, p[None, :]
+
+
+def _replica_confusion(t: np.ndarray, P: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
+    """Confusion counts (B, K, K) over every replica's predictions of the resampled windows."""
+    return sum(_batch_confusion(t, row, idx, k) for row in P)
 
 
 def _names(class_names: Sequence[str] | None, n_classes: int) -> list[str]:
@@ -139,6 +161,18 @@ def _bootstrap_ci(
     A degenerate bootstrap distribution (all values equal, e.g. a perfect predictor) has no
     spread; scipy warns and may return NaN. Then the interval is [v, v].
     """
+    return _bootstrap(statistic, n, n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed)[0]
+
+
+def _bootstrap(
+    statistic: Callable[[np.ndarray], np.ndarray],
+    n: int,
+    *,
+    n_bootstrap: int,
+    ci_level: float,
+    seed: int,
+) -> tuple[list[float], float]:
+    """([low, high], standard error) of statistic over resampled window indices."""
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
     if not 0.0 < ci_level < 1.0:
@@ -162,11 +196,11 @@ def _bootstrap_ci(
     dist = np.asarray(res.bootstrap_distribution)
     if np.ptp(dist) == 0.0:
         v = float(dist[0])
-        return [v, v]
+        return [v, v], 0.0
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if not (np.isfinite(lo) and np.isfinite(hi)):  # never hand NaN to a verdict
         lo, hi = (float(q) for q in np.quantile(dist, [(1 - ci_level) / 2, (1 + ci_level) / 2]))
-    return [lo, hi]
+    return [lo, hi], float(np.std(dist, ddof=1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,11 +267,19 @@ def classification_metrics(
 
     `degenerate` is True when the most frequent predicted class takes more than
     `max_predicted_share` of predictions, and always when only one class is predicted (K > 1).
+
+    `y_pred` (R, n): R replicas (seeds) of the same n windows. Point metrics pool all R x n
+    predictions, CIs resample windows (all replicas of a window together), ``n`` counts windows,
+    ``n_replicas`` is R, and ``per_replica_macro_f1`` lists each replica's own macro-F1.
     """
-    t, p = _pair(y_true, y_pred, n_classes)
+    t, P = _pair_replicas(y_true, y_pred, n_classes)
     names = _names(class_names, n_classes)
-    k, n = n_classes, t.size
+    k, n, r = n_classes, t.size, P.shape[0]
     labels = list(range(k))
+    per_replica = [float(f1_score(t, row, average="macro", zero_division=0)) for row in P]
+    t_all, p = np.tile(t, r), P.ravel()  # pooled predictions for the point estimates
+    t_one = t
+    t = t_all
 
     prec, rec, f1, sup = precision_recall_fscore_support(
         t, p, labels=labels, zero_division=0
@@ -252,12 +294,12 @@ def classification_metrics(
         for i in range(k)
     }
     pred_counts = np.bincount(p, minlength=k)
-    max_share = float(pred_counts.max() / n)
+    max_share = float(pred_counts.max() / p.size)
     one_class = k > 1 and int((pred_counts > 0).sum()) == 1
 
     def ci_of(metric: str) -> list[float]:
         return _bootstrap_ci(
-            lambda idx: _stat_from_confusion(_batch_confusion(t, p, idx, k), metric),
+            lambda idx: _stat_from_confusion(_replica_confusion(t_one, P, idx, k), metric),
             n,
             n_bootstrap=n_bootstrap,
             ci_level=ci_level,
@@ -273,7 +315,7 @@ def classification_metrics(
         "weighted_f1": float(f1_score(t, p, average="weighted", zero_division=0)),
         "per_class": per_class,
         "confusion_matrix": confusion_matrix(t, p, labels=labels).tolist(),
-        "majority_baseline": majority_baseline(t, k, majority_class, names),
+        "majority_baseline": majority_baseline(t_one, k, majority_class, names),
         "predicted_distribution": {names[i]: int(pred_counts[i]) for i in range(k)},
         "predicted_max_share": max_share,
         "degenerate": bool(one_class or max_share > max_predicted_share),
@@ -281,6 +323,8 @@ def classification_metrics(
         "ci": {m: ci_of(m) for m in CI_METRICS},
         "ci_level": float(ci_level),
         "n_bootstrap": int(n_bootstrap),
+        "n_replicas": int(r),
+        "per_replica_macro_f1": per_replica,
     }
 
 
@@ -317,25 +361,33 @@ def paired_delta_ci(
     Both models are scored on the *same* resampled windows (indices resampled jointly), so the
     window-to-window difficulty cancels. `significant` is True when the CI excludes 0.
     `metric` is one of accuracy, balanced_accuracy, macro_f1, weighted_f1.
-    Returns {metric, a, b, delta, ci: [lo, hi], significant, n}.
+    pred_a / pred_b may be (n,) or (R, n) replicas (their R may differ): a resampled window
+    brings every replica's prediction of it, so seeds of one window are never counted as
+    independent windows.
+    Returns {metric, a, b, delta, ci: [lo, hi], significant, n, se, detectable}: `se` is the
+    bootstrap standard error of the delta and `detectable` the smallest true difference these
+    windows would detect with 80% power at the CI's level, (z_(1-alpha/2) + z_0.8) x se.
     """
     if n_classes is None:
         n_classes = 1 + int(max(np.max(y_true), np.max(pred_a), np.max(pred_b)))
-    t, a = _pair(y_true, pred_a, n_classes)
-    _, b = _pair(t, pred_b, n_classes)
+    t, a = _pair_replicas(y_true, pred_a, n_classes)
+    _, b = _pair_replicas(t, pred_b, n_classes)
     if metric not in DELTA_METRICS:
         raise ValueError(f"unknown metric {metric!r}; allowed: {', '.join(DELTA_METRICS)}")
     full = np.arange(t.size)[None, :]
 
     def delta(idx: np.ndarray) -> np.ndarray:
-        sa = _stat_from_confusion(_batch_confusion(t, a, idx, n_classes), metric)
-        sb = _stat_from_confusion(_batch_confusion(t, b, idx, n_classes), metric)
+        sa = _stat_from_confusion(_replica_confusion(t, a, idx, n_classes), metric)
+        sb = _stat_from_confusion(_replica_confusion(t, b, idx, n_classes), metric)
         return sb - sa
 
-    va = float(_stat_from_confusion(_batch_confusion(t, a, full, n_classes), metric)[0])
-    vb = float(_stat_from_confusion(_batch_confusion(t, b, full, n_classes), metric)[0])
-    ci = _bootstrap_ci(delta, t.size, n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed)
+    va = float(_stat_from_confusion(_replica_confusion(t, a, full, n_classes), metric)[0])
+    vb = float(_stat_from_confusion(_replica_confusion(t, b, full, n_classes), metric)[0])
+    ci, se = _bootstrap(delta, t.size, n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed)
+    z = float(stats.norm.ppf(1 - (1 - ci_level) / 2) + stats.norm.ppf(0.8))
     return {
+        "se": se,
+        "detectable": z * se,
         "metric": metric,
         "a": va,
         "b": vb,

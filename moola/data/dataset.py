@@ -39,6 +39,9 @@ class Dataset:
     expansion_start: np.ndarray | None = None  # (n,) float64 (nan = missing), when present
     expansion_end: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    # every splits/fold_<k>.json when the dataset ships two or more ({k: {role: indices}});
+    # the evaluation protocol then uses them as its folds (moola.protocol.folds)
+    all_splits: dict = field(default_factory=dict)
 
     @property
     def labels(self) -> list[str]:
@@ -93,6 +96,7 @@ def load_dataset(
             f"configuration expects {expected_timesteps}; set data.expected_timesteps = 0 or "
             f"{p.X.shape[1]}, or use a dataset with {expected_timesteps}-step windows"
         )
+    all_splits = _all_splits(Path(path), len(p.window_ids), problems)
     if problems:
         raise DataValidationError(problems)
     U, u_ids = p.X_unlabeled, p.unlabeled_ids
@@ -122,4 +126,25 @@ def load_dataset(
         expansion_start=p.expansion.get("expansion_start"),
         expansion_end=p.expansion.get("expansion_end"),
         meta=p.meta,
+        all_splits=all_splits,
     )
+
+
+def _all_splits(path: Path, n_rows: int, problems: list[str]) -> dict[int, dict[str, np.ndarray]]:
+    """Every splits/fold_<k>.json when there are two or more (each checked like fold 0)."""
+    from moola.data.splits import read_split
+
+    files = sorted((path / "splits").glob("fold_*.json"))
+    found = {}
+    for f in files:
+        k = f.stem.split("_", 1)[1]
+        if k.isdigit():
+            found[int(k)] = f
+    if len(found) < 2:
+        return {}
+    out = {}
+    for k, f in sorted(found.items()):
+        split = read_split(f, n_rows, problems.append)
+        if split is not None:
+            out[k] = split
+    return out

@@ -37,7 +37,10 @@ CHAIN = (
 
 
 def score(ctx: GateContext, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
-    """Classification metrics with CIs, majority baseline and predicted-class distribution."""
+    """Classification metrics with CIs, majority baseline and predicted-class distribution.
+
+    y_pred: (n,) or (R, n) replicas; the CIs resample windows (see moola.metrics).
+    """
     from moola.metrics import classification_metrics
 
     g = ctx.cfg.gates
@@ -50,6 +53,8 @@ def score(ctx: GateContext, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str,
 
 def classifier_problems(name: str, m: dict[str, Any], require_skill: bool = True) -> list[str]:
     """Why a classifier cannot pass: one-class predictions, or no skill over chance."""
+    from moola.metrics import skill_over_chance
+
     problems = []
     maj = m["majority_baseline"]
     baseline_txt = (f"the majority-class baseline (always '{maj['class']}') scores accuracy "
@@ -60,16 +65,15 @@ def classifier_problems(name: str, m: dict[str, Any], require_skill: bool = True
             f"{name} predicts essentially one class (predicted {dist}); {baseline_txt}; "
             f"a constant predictor is not a model: check normalisation, class weighting and "
             f"the learning rate")
-    if require_skill:
-        lo, hi = m["ci"]["balanced_accuracy"]
-        chance = m["chance_balanced_accuracy"]
-        if not lo > chance:
-            problems.append(
-                f"{name} shows no significant skill over chance: balanced accuracy "
-                f"{m['balanced_accuracy']:.3f}, 95% CI [{lo:.3f}, {hi:.3f}] does not clear chance "
-                f"{chance:.3f} (macro-F1 {m['macro_f1']:.3f}; {baseline_txt}); more or cleaner "
-                f"labels, or a longer training budget, are needed before any comparison means "
-                f"anything")
+    skilful, lo, chance = skill_over_chance(m)
+    if require_skill and not skilful:
+        hi = m["ci"]["balanced_accuracy"][1]
+        problems.append(
+            f"{name} shows no significant skill over chance: balanced accuracy "
+            f"{m['balanced_accuracy']:.3f}, 95% CI [{lo:.3f}, {hi:.3f}] does not clear chance "
+            f"{chance:.3f} on {m['n']} scored windows x {m.get('n_replicas', 1)} seeds "
+            f"(macro-F1 {m['macro_f1']:.3f}; {baseline_txt}); more or cleaner labels, or a "
+            f"longer training budget, are needed before any comparison means anything")
     return problems
 
 
@@ -78,15 +82,81 @@ def _key_metric(name: str, value: Any, threshold: Any = None, op: str = "") -> d
 
 
 def _verdict(ctx: GateContext, gate: str, t0: float, problems: list[str], ok_reason: str,
-             warnings: list[str] | None = None, **kw: Any) -> Verdict:
+             warnings: list[str] | None = None, inconclusive: str | None = None,
+             notes: list[str] | None = None, **kw: Any) -> Verdict:
+    """failed (problems) > inconclusive > warning > passed; notes are appended to any reason."""
     if problems:
         status, reason = "failed", "; ".join(problems)
+    elif inconclusive:
+        status, reason = "inconclusive", "; ".join([inconclusive] + (warnings or []))
     elif warnings:
         status, reason = "warning", "; ".join(warnings)
     else:
         status, reason = "passed", ok_reason
+    if notes:
+        reason = "; ".join([reason] + notes)
     return Verdict(gate=gate, status=status, reason=reason, config=ctx.cfg.to_dict(),
                    duration_s=round(time.time() - t0, 3), **kw)
+
+
+def replicated_metrics(ctx: GateContext, w: dict[str, Any]) -> dict[str, Any]:
+    """Pooled metrics of a replicated model, its per-seed spread and the held-out test score."""
+    from moola.judging import seed_spread
+
+    m = score(ctx, w["y"], w["pred"])
+    m["seed_spread"] = seed_spread(m["per_replica_macro_f1"])
+    m["seeds"] = [int(s) for s in w["seeds"]]
+    m["n_folds"] = int(len(np.unique(w["fold_of"])))
+    reps = w.get("replicas") or []
+    m["one_class_replicas"] = [r["replica"] for r in reps if _one_class(w, r)]
+    if len(w.get("test_idx", [])):
+        # held-out confirmation: each seed's last-fold model on test_idx; no gate decision uses it
+        t = score(ctx, w["y_test"], w["test_proba"].mean(axis=0).argmax(axis=1))
+        m["test"] = {"macro_f1": t["macro_f1"], "ci": t["ci"]["macro_f1"], "n": t["n"],
+                     "balanced_accuracy": t["balanced_accuracy"],
+                     "used_by_gate": False}
+    return m
+
+
+def _one_class(w: dict[str, Any], rep: dict[str, Any]) -> bool:
+    seeds = [int(s) for s in w["seeds"]]
+    r = seeds.index(int(rep["seed"]))
+    return len(np.unique(w["pred"][r][w["fold_of"] == rep["fold"]])) == 1
+
+
+def _seed_disagreement(ctx: GateContext, w: dict[str, Any], passes) -> str | None:
+    """'the outcome differs across seeds: ...' when `passes(metrics_of_one_seed)` disagrees."""
+    outcomes = {int(s): bool(passes(score(ctx, w["y"], w["pred"][i])))
+                for i, s in enumerate(w["seeds"])}
+    if len(set(outcomes.values())) < 2:
+        return None
+    good = [s for s, ok in outcomes.items() if ok]
+    bad = [s for s, ok in outcomes.items() if not ok]
+    return (f"the outcome differs across seeds: a single seed would pass at {good} and fail at "
+            f"{bad}; the pooled verdict over all seeds is the one to act on")
+
+
+def _test_note(m: dict[str, Any]) -> list[str]:
+    t = m.get("test")
+    if not t:
+        return []
+    return [f"held-out test windows (never used by a gate): macro-F1 {t['macro_f1']:.3f} "
+            f"(CI {t['ci'][0]:.3f}-{t['ci'][1]:.3f}, n={t['n']})"]
+
+
+def _compare(ctx: GateContext, reference: str, y: np.ndarray, pred_ref: np.ndarray,
+             pred_new: np.ndarray) -> dict[str, Any]:
+    from moola.judging import paired_comparison
+
+    g = ctx.cfg.gates
+    return paired_comparison(y, pred_ref, pred_new, reference=reference,
+                             n_classes=len(ctx.dataset.classes), n_bootstrap=g.n_bootstrap,
+                             ci_level=g.ci_level, seed=ctx.cfg.run.seed)
+
+
+def _protocol_text(m: dict[str, Any]) -> str:
+    return (f"{m['n']} scored windows x {m.get('n_replicas', 1)} seeds over "
+            f"{m.get('n_folds', '?')} walk-forward folds")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,8 +165,9 @@ def _verdict(ctx: GateContext, gate: str, t0: float, problems: list[str], ok_rea
 
 
 def gate_0_env(ctx: GateContext) -> Verdict:
-    """Device available, dataset and split valid."""
+    """Device available, dataset and split valid, and the protocol's folds can be built."""
     from moola.data import validate_dataset
+    from moola.gates import work
     from moola.train import DeviceError
 
     t0, gate, problems, metrics = time.time(), "gate_0_env", [], {}
@@ -107,91 +178,110 @@ def gate_0_env(ctx: GateContext) -> Verdict:
     report = validate_dataset(ctx.data_dir, fold=ctx.cfg.run.fold)
     metrics["data"] = report.summary
     problems += list(report.problems)
+    if not problems:
+        try:
+            metrics["folds"] = [f.describe() for f in work.folds(ctx)]
+        except ValueError as exc:
+            problems.append(f"{ctx.data_dir}: {exc}")
     return _verdict(ctx, gate, t0, problems,
-                    f"device {metrics.get('device')} ready; dataset {ctx.data_dir} valid",
+                    f"device {metrics.get('device')} ready; dataset {ctx.data_dir} valid; "
+                    f"{len(metrics.get('folds', []))} folds",
                     metrics=metrics, artifacts={"data_dir": str(ctx.data_dir)})
 
 
 def gate_1_smoke_enhanced(ctx: GateContext) -> Verdict:
     """EnhancedSimpleLSTM from scratch: loss finite and falling, not degenerate, skilful."""
+    from moola.metrics import skill_over_chance
+
     t0, gate = time.time(), "gate_1_smoke_enhanced"
     w = work.baseline(ctx)
-    m = score(ctx, w["y_val"], w["val_pred"])
-    losses = [h.get("train_loss") for h in w["history"] if h.get("train_loss") is not None]
-    first, last = w["train_loss_first"], w["train_loss_last"]
+    m = replicated_metrics(ctx, w)
+    reps = w["replicas"]
+    firsts = np.array([r["train_loss_first"] for r in reps], dtype=float)
+    lasts = np.array([r["train_loss_last"] for r in reps], dtype=float)
     problems = []
     drop = ctx.cfg.gates.min_loss_drop
-    if not losses or not all(np.isfinite(losses)):
-        problems.append(f"training loss is not finite ({losses[:5]}...); lower the learning rate "
-                        f"and check the data for extreme values")
-    elif not last <= first * (1 - drop):
-        problems.append(f"training loss did not fall: first epoch {first:.4f}, last {last:.4f} "
-                        f"(expected a drop of at least {drop:.0%}); raise max_epochs or the "
-                        f"learning rate")
+    median_drop = float(np.median(1 - lasts / firsts)) if np.all(np.isfinite(firsts)) else 0.0
+    if not (np.all(np.isfinite(firsts)) and np.all(np.isfinite(lasts))):
+        bad = [r["replica"] for r in reps
+               if not (np.isfinite(r["train_loss_first"]) and np.isfinite(r["train_loss_last"]))]
+        problems.append(f"training loss is not finite in replicas {bad}; lower the learning "
+                        f"rate and check the data for extreme values")
+    elif not median_drop >= drop:
+        problems.append(f"training loss did not fall: median drop from the first to the last "
+                        f"epoch {median_drop:.1%} over {len(reps)} replicas (expected at least "
+                        f"{drop:.0%}); raise train.min_steps or the learning rate")
     problems += classifier_problems("the baseline EnhancedSimpleLSTM", m)
-    maj = m["majority_baseline"]
-    ok = (f"macro-F1 {m['macro_f1']:.3f} (CI {m['ci']['macro_f1'][0]:.3f}-"
-          f"{m['ci']['macro_f1'][1]:.3f}) vs majority baseline {maj['macro_f1']:.3f}; balanced "
-          f"accuracy CI low {m['ci']['balanced_accuracy'][0]:.3f} > chance "
-          f"{m['chance_balanced_accuracy']:.3f}; {w['stopped_reason']}")
-    return _verdict(ctx, gate, t0, problems, ok, model=w["model"], metrics={
-        **m, "train_loss_first": first, "train_loss_last": last, "epochs_run": w["epochs_run"],
-        "best_epoch": w["best_epoch"], "stopped_reason": w["stopped_reason"]},
+    notes = []
+    differs = _seed_disagreement(
+        ctx, w, lambda ms: skill_over_chance(ms)[0] and not ms["degenerate"])
+    if differs:
+        notes.append(differs)
+    if m["one_class_replicas"]:
+        notes.append(f"replicas that predicted one class on their fold: "
+                     f"{', '.join(m['one_class_replicas'])}")
+    notes += _test_note(m)
+    sp = m["seed_spread"]
+    ok = (f"pooled macro-F1 {m['macro_f1']:.3f} (CI {m['ci']['macro_f1'][0]:.3f}-"
+          f"{m['ci']['macro_f1'][1]:.3f}; per seed {sp['min']:.3f}-{sp['max']:.3f}) vs majority "
+          f"baseline {m['majority_baseline']['macro_f1']:.3f}; balanced accuracy CI low "
+          f"{m['ci']['balanced_accuracy'][0]:.3f} > chance {m['chance_balanced_accuracy']:.3f}; "
+          f"{_protocol_text(m)}")
+    return _verdict(ctx, gate, t0, problems, ok, notes=notes, model=w["model"], metrics={
+        **m, "train_loss_first": firsts.tolist(), "train_loss_last": lasts.tolist(),
+        "median_loss_drop": median_drop,
+        "replicas": [{k: r[k] for k in ("replica", "best_epoch", "epochs_run", "stopped_reason",
+                                        "n_fit", "n_stop", "n_scored")} for r in reps]},
         artifacts={"baseline": w["artifact"]},
         key_metric=_key_metric("bal_acc_ci_low", m["ci"]["balanced_accuracy"][0],
                                m["chance_balanced_accuracy"], ">"))
 
 
-def _compare_with(ctx: GateContext, name: str, y: np.ndarray, pred_ref: np.ndarray,
-                  pred_new: np.ndarray) -> dict[str, Any]:
-    from moola.metrics import paired_delta_ci
-
-    g = ctx.cfg.gates
-    d = paired_delta_ci(y, pred_ref, pred_new, metric="macro_f1", n_bootstrap=g.n_bootstrap,
-                        ci_level=g.ci_level, seed=ctx.cfg.run.seed)
-    return {"reference": name, "delta": d["delta"], "delta_ci": d["ci"],
-            "significant": d["significant"]}
-
-
 def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
     """MiniRocket control: sane itself, and the deep baseline is not beaten by it."""
+    from moola.judging import ci_text, decide, inconclusive_text
+
     t0, gate, g = time.time(), "gate_2_control_minirocket", ctx.cfg.gates
     c = work.control(ctx)
     b = work.baseline(ctx)
-    mc = score(ctx, c["y_val"], c["val_pred"])
-    mb = score(ctx, b["y_val"], b["val_pred"])
+    mc = score(ctx, c["y"], c["pred"])
+    mb = score(ctx, b["y"], b["pred"])
     problems = classifier_problems("the MiniRocket control", mc, require_skill=False)
     if mc["balanced_accuracy"] <= mc["chance_balanced_accuracy"]:
         problems.append(f"the MiniRocket control is no better than chance (balanced accuracy "
                         f"{mc['balanced_accuracy']:.3f}); the data may carry no signal")
-    d = _compare_with(ctx, "gate_1_smoke_enhanced", c["y_val"], b["val_pred"], c["val_pred"])
-    comparison = {"baseline_macro_f1": mb["macro_f1"], "control_macro_f1": mc["macro_f1"],
-                  "delta_control_minus_baseline": d["delta"], "delta_ci": d["delta_ci"],
-                  "significant": d["significant"], "margin": g.control_margin,
-                  "policy": g.control_policy}
-    warnings = []
-    beaten = d["delta"] > g.control_margin and d["delta_ci"][0] > 0
-    if beaten:
-        lo, hi = d["delta_ci"]
-        msg = (f"MiniRocket beats the deep baseline: macro-F1 {mc['macro_f1']:.3f} vs "
-               f"{mb['macro_f1']:.3f} (delta {d['delta']:+.3f}, 95% CI {lo:+.3f} to {hi:+.3f}, "
-               f"margin {g.control_margin}); the deep model is not earning its cost: fix it, "
-               f"or use the control (policy '{g.control_policy}')")
+    # baseline minus control: passed when the baseline is significantly within the margin
+    cmp = _compare(ctx, "gate_2_control_minirocket", c["y"], c["pred"], b["pred"])
+    outcome = decide(cmp, pass_above=-g.control_margin, fail_below=-g.control_margin)
+    cmp.update(baseline_macro_f1=mb["macro_f1"], control_macro_f1=mc["macro_f1"],
+               margin=g.control_margin, policy=g.control_policy, outcome=outcome)
+    warnings, inconclusive = [], None
+    if outcome == "failed":
+        msg = (f"MiniRocket beats the deep baseline by more than the margin {g.control_margin}: "
+               f"macro-F1 {mc['macro_f1']:.3f} vs {mb['macro_f1']:.3f} (baseline minus control "
+               f"{ci_text(cmp)}); the deep model is not earning its cost: fix it, or use the "
+               f"control (policy '{g.control_policy}')")
         (problems if g.control_policy == "fail" else warnings).append(msg)
-    ok = (f"control macro-F1 {mc['macro_f1']:.3f} vs baseline {mb['macro_f1']:.3f} "
-          f"(delta {d['delta']:+.3f}, CI {d['delta_ci'][0]:+.3f} to {d['delta_ci'][1]:+.3f}): "
-          f"the baseline is not significantly beaten")
-    return _verdict(ctx, gate, t0, problems, ok, warnings, model="MiniRocket+RidgeClassifierCV",
-                    metrics=mc, comparison=comparison,
+    elif outcome == "inconclusive":
+        inconclusive = inconclusive_text(
+            cmp, f"whether the deep baseline is within {g.control_margin} macro-F1 of MiniRocket "
+                 f"({mb['macro_f1']:.3f} vs {mc['macro_f1']:.3f})")
+    ok = (f"the baseline is within {g.control_margin} macro-F1 of the control, significantly: "
+          f"baseline {mb['macro_f1']:.3f} vs control {mc['macro_f1']:.3f} ({ci_text(cmp)})")
+    return _verdict(ctx, gate, t0, problems, ok, warnings, inconclusive,
+                    model="MiniRocket+RidgeClassifierCV", metrics=mc, comparison=cmp,
                     artifacts={"control": c["artifact"], "baseline": b["artifact"]},
-                    key_metric=_key_metric("delta_f1", d["delta"], g.control_margin, "<="))
+                    key_metric=_key_metric("delta_f1", cmp["delta"], -g.control_margin, ">"))
 
 
 def gate_3_pretrain_bilstm(ctx: GateContext) -> Verdict:
-    """Masked reconstruction beats interpolation; linear probe clears threshold and majority."""
+    """Masked reconstruction beats interpolation; the encoder's probe beats raw windows and a
+    random encoder of the same architecture."""
+    from moola.judging import ci_text
+
     t0, gate, g = time.time(), "gate_3_pretrain_bilstm", ctx.cfg.gates
     e = work.encoder(ctx)
-    r, p = e["reconstruction"], e["probe"]
+    r, pr = e["reconstruction"], e["probe_predictions"]
     problems = []
     limit = (1 - g.recon_margin) * r["interp_mse"]
     if not r["mae_mse"] < limit:
@@ -200,67 +290,115 @@ def gate_3_pretrain_bilstm(ctx: GateContext) -> Verdict:
             f"{r['interp_mse']:.4f} by the required {g.recon_margin:.0%} (limit {limit:.4f}); "
             f"the encoder learned nothing interpolation cannot do: pretrain longer, check "
             f"normalisation, or raise the mask ratio")
-    if not p["macro_f1_cv"] >= g.probe_min_macro_f1:
-        problems.append(f"linear probe macro-F1 {p['macro_f1_cv']:.3f} (5-fold CV on the train "
-                        f"split) is below the threshold {g.probe_min_macro_f1}")
-    if not p["macro_f1_cv"] > p["majority_macro_f1"]:
-        problems.append(f"linear probe macro-F1 {p['macro_f1_cv']:.3f} does not beat the "
-                        f"majority baseline {p['majority_macro_f1']:.3f}")
-    ok = (f"reconstruction MSE {r['mae_mse']:.4f} vs interpolation {r['interp_mse']:.4f}; probe "
-          f"macro-F1 {p['macro_f1_cv']:.3f} >= {g.probe_min_macro_f1} and > majority "
-          f"{p['majority_macro_f1']:.3f}")
-    return _verdict(ctx, gate, t0, problems, ok, model="BiLSTM masked autoencoder",
-                    metrics={"reconstruction": r, "probe": p, "epochs_run": e["epochs_run"],
+    y = pr["y"]
+    m = score(ctx, y, pr["encoder"])
+    f1 = {name: score(ctx, y, pr[name])["macro_f1"] for name in ("encoder", "raw",
+                                                                 "random_encoder")}
+    vs_raw = _compare(ctx, "raw normalised windows", y, pr["raw"], pr["encoder"])
+    vs_random = _compare(ctx, "random encoder", y, pr["random_encoder"], pr["encoder"])
+    maj = m["majority_baseline"]["macro_f1"]
+    if not m["macro_f1"] >= g.probe_min_macro_f1:
+        problems.append(f"the encoder's linear probe scores macro-F1 {m['macro_f1']:.3f} on "
+                        f"{m['n']} walk-forward windows, below the threshold "
+                        f"{g.probe_min_macro_f1}")
+    if not m["macro_f1"] > maj:
+        problems.append(f"the encoder's linear probe (macro-F1 {m['macro_f1']:.3f}) does not "
+                        f"beat the majority baseline {maj:.3f}")
+    if vs_raw["delta_ci"][1] < 0:
+        problems.append(f"the encoder's features are significantly worse for a linear probe than "
+                        f"the raw normalised windows (macro-F1 {f1['encoder']:.3f} vs "
+                        f"{f1['raw']:.3f}, {ci_text(vs_raw)}): pretraining destroyed information "
+                        f"a linear model reads directly; change the pretraining task or skip it")
+    adds = (f"what the encoder adds: probe macro-F1 {f1['encoder']:.3f} vs raw windows "
+            f"{f1['raw']:.3f} ({ci_text(vs_raw)}) and vs a random encoder "
+            f"{f1['random_encoder']:.3f} ({ci_text(vs_random)})")
+    inconclusive = None
+    if vs_random["delta_ci"][0] <= 0:
+        inconclusive = (f"inconclusive: the pretrained encoder's probe is not significantly "
+                        f"better than a randomly initialised encoder of the same architecture "
+                        f"on {vs_random['n_windows']} windows (they could only detect about "
+                        f"{vs_random['detectable']:.2f} macro-F1); {adds}")
+    ok = (f"reconstruction MSE {r['mae_mse']:.4f} vs interpolation {r['interp_mse']:.4f}; "
+          f"{adds}")
+    return _verdict(ctx, gate, t0, problems, ok, inconclusive=inconclusive,
+                    model="BiLSTM masked autoencoder",
+                    metrics={"reconstruction": r, "probe": {**e["probe"], "metrics": m},
+                             "probe_macro_f1": f1, "epochs_run": e["epochs_run"],
                              "stopped_reason": e["stopped_reason"],
                              "n_unlabeled": e["n_unlabeled"],
                              "encoder_config": e["encoder_config"]},
+                    comparison={"vs_raw": vs_raw, "vs_random_encoder": vs_random},
                     artifacts={"encoder": e["artifact"]},
-                    key_metric=_key_metric("probe_macro_f1", p["macro_f1_cv"],
+                    key_metric=_key_metric("probe_macro_f1", m["macro_f1"],
                                            g.probe_min_macro_f1, ">="))
 
 
 def gate_4_finetune_enhanced(ctx: GateContext) -> Verdict:
-    """Encoder loaded 100%; finetuned model improves on gate 1 under the same recipe."""
+    """Encoder loaded 100%; pretraining helps (significantly), hurts, or cannot be told."""
+    from moola.judging import ci_text, decide, inconclusive_text
+
     t0, gate, g = time.time(), "gate_4_finetune_enhanced", ctx.cfg.gates
     f = work.finetuned(ctx)
     b = work.baseline(ctx)
-    m = score(ctx, f["y_val"], f["val_pred"])
-    mb = score(ctx, b["y_val"], b["val_pred"])
+    m = replicated_metrics(ctx, f)
+    mb = score(ctx, b["y"], b["pred"])
     lr = f["load_report"]
     problems = []
     if not lr["ok"]:
         problems.append(f"pretrained encoder did not load completely: {lr['loaded']}/"
                         f"{lr['total']} encoder tensors ({lr['ratio']:.0%}); {lr.get('message', '')}")
     problems += classifier_problems("the finetuned EnhancedSimpleLSTM", m)
-    cmp = _compare_with(ctx, "gate_1_smoke_enhanced", f["y_val"], b["val_pred"], f["val_pred"])
+    cmp = _compare(ctx, "gate_1_smoke_enhanced", f["y"], b["pred"], f["pred"])
+    outcome = decide(cmp, pass_above=g.min_delta, fail_below=-g.max_harm)
     cmp.update(baseline_macro_f1=mb["macro_f1"], finetuned_macro_f1=m["macro_f1"],
-               min_delta=g.min_delta, same_recipe=True)
-    sig = "significant" if cmp["significant"] else "not significant"
-    if not cmp["delta"] > g.min_delta:
+               min_delta=g.min_delta, max_harm=g.max_harm, same_recipe=True, outcome=outcome)
+    inconclusive = None
+    if outcome == "failed":
         problems.append(
-            f"pretraining did not help: macro-F1 {m['macro_f1']:.3f} vs baseline "
-            f"{mb['macro_f1']:.3f} (delta {cmp['delta']:+.3f}, 95% CI {cmp['delta_ci'][0]:+.3f} "
-            f"to {cmp['delta_ci'][1]:+.3f}, {sig}; required > {g.min_delta:+.3f}); same recipe "
-            f"and budget as gate 1, so the encoder is the cause: improve gate 3 or use the "
-            f"baseline")
-    ok = (f"macro-F1 {m['macro_f1']:.3f} vs baseline {mb['macro_f1']:.3f}: delta "
-          f"{cmp['delta']:+.3f} (95% CI {cmp['delta_ci'][0]:+.3f} to {cmp['delta_ci'][1]:+.3f}, "
-          f"{sig}); encoder tensors loaded {lr['loaded']}/{lr['total']}")
-    return _verdict(ctx, gate, t0, problems, ok, model=f["model"],
-                    metrics={**m, "load_report": lr, "transfer": f.get("transfer"),
-                             "epochs_run": f["epochs_run"], "stopped_reason": f["stopped_reason"]},
-                    comparison=cmp, artifacts={"finetuned": f["artifact"]},
+            f"pretraining hurts: macro-F1 {m['macro_f1']:.3f} vs baseline {mb['macro_f1']:.3f} "
+            f"({ci_text(cmp)}, below -{g.max_harm}); same recipe and budget as gate 1, so the "
+            f"encoder is the cause: improve gate 3 or use the baseline")
+    elif outcome == "inconclusive":
+        inconclusive = inconclusive_text(
+            cmp, f"whether pretraining helps (finetuned {m['macro_f1']:.3f} vs baseline "
+                 f"{mb['macro_f1']:.3f})")
+    ok = (f"pretraining helps, significantly: macro-F1 {m['macro_f1']:.3f} vs baseline "
+          f"{mb['macro_f1']:.3f} ({ci_text(cmp)}, above {g.min_delta:+.3f}); encoder tensors "
+          f"loaded {lr['loaded']}/{lr['total']}; {_protocol_text(m)}")
+    return _verdict(ctx, gate, t0, problems, ok, inconclusive=inconclusive,
+                    notes=_test_note(m), model=f["model"],
+                    metrics={**m, "load_report": lr}, comparison=cmp,
+                    artifacts={"finetuned": f["artifact"]},
                     key_metric=_key_metric("delta_f1", cmp["delta"], g.min_delta, ">"))
 
 
+def _pseudo_summary(replicas: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pseudo-sample statistics over every replica's fold (worst case where it matters)."""
+    ps = [r["pseudo"] for r in replicas if "pseudo" in r]
+    rejected: dict[str, int] = {}
+    ks: dict[str, float | None] = {}
+    for p in ps:
+        for k, v in p["rejected"].items():
+            rejected[k] = rejected.get(k, 0) + int(v)
+        for k, v in p["ks_pvalues"].items():
+            ks[k] = None if v is None or ks.get(k, 1.0) is None else min(ks.get(k, 1.0), v)
+    qs = [p["quality_min_accepted"] for p in ps if p["quality_min_accepted"] is not None]
+    return {"n_generated": sum(p["n_generated"] for p in ps),
+            "n_accepted": sum(p["n_accepted"] for p in ps), "rejected": rejected,
+            "ks_pvalues": ks, "quality_min_accepted": min(qs) if qs else None,
+            "n_folds": len(ps)}
+
+
 def gate_5_augment(ctx: GateContext) -> Verdict:
-    """Pseudo-samples pass KS / quality / dedup; no drop beyond max_drop_pp vs gate 4."""
+    """Pseudo-samples pass KS / quality / dedup; no significant drop beyond max_drop_pp."""
+    from moola.judging import ci_text, decide, inconclusive_text
+
     t0, gate, g, a = time.time(), "gate_5_augment", ctx.cfg.gates, ctx.cfg.augment
     w = work.augmented(ctx)
     f = work.finetuned(ctx)
-    m = score(ctx, w["y_val"], w["val_pred"])
-    mf = score(ctx, f["y_val"], f["val_pred"])
-    ps = w["pseudo"]
+    m = replicated_metrics(ctx, w)
+    mf = score(ctx, f["y"], f["pred"])
+    ps = _pseudo_summary(w["replicas"])
     problems = []
     if ps["n_accepted"] == 0:
         problems.append(f"no pseudo-sample survived the filters ({ps['n_generated']} generated; "
@@ -273,56 +411,69 @@ def gate_5_augment(ctx: GateContext) -> Verdict:
     if qmin is not None and qmin < a.quality_min:
         problems.append(f"an accepted pseudo-sample has quality {qmin:.3f} < {a.quality_min}")
     problems += classifier_problems("the augmented model", m)
-    cmp = _compare_with(ctx, "gate_4_finetune_enhanced", w["y_val"], f["val_pred"], w["val_pred"])
+    cmp = _compare(ctx, "gate_4_finetune_enhanced", w["y"], f["pred"], w["pred"])
+    allowed = g.max_drop_pp / 100
+    outcome = decide(cmp, pass_above=-allowed, fail_below=-allowed)
     drop_pp = -cmp["delta"] * 100
     cmp.update(finetuned_macro_f1=mf["macro_f1"], augmented_macro_f1=m["macro_f1"],
-               drop_pp=drop_pp, max_drop_pp=g.max_drop_pp)
-    warnings = []
-    if drop_pp > g.max_drop_pp:
-        # with a few dozen validation windows one flipped window moves macro-F1 by several
-        # points: a drop fails the gate only when the paired bootstrap CI says it is real
-        msg = (f"macro-F1 on real validation windows fell {drop_pp:.1f} pp ({mf['macro_f1']:.3f} "
-               f"-> {m['macro_f1']:.3f}; delta 95% CI {cmp['delta_ci'][0]:+.3f} to "
-               f"{cmp['delta_ci'][1]:+.3f}), more than the allowed {g.max_drop_pp} pp")
-        if cmp["significant"]:
-            problems.append(f"pseudo-samples hurt: {msg}, and the drop is significant; tighten "
-                            f"augment.quality_min or lower augment.ratio")
-        else:
-            warnings.append(f"{msg}, but the drop is within noise (not significant); watch it")
-    ok = (f"{ps['n_accepted']}/{ps['n_generated']} pseudo-samples accepted (rejected "
-          f"{ps['rejected']}); macro-F1 {m['macro_f1']:.3f} vs gate 4 {mf['macro_f1']:.3f} "
-          f"(change {-drop_pp:+.1f} pp, allowed drop {g.max_drop_pp} pp); validation is 100% real")
-    return _verdict(ctx, gate, t0, problems, ok, warnings, model=w["model"],
-                    metrics={**m, "pseudo": ps, "epochs_run": w["epochs_run"]},
+               drop_pp=drop_pp, max_drop_pp=g.max_drop_pp, outcome=outcome)
+    inconclusive = None
+    if outcome == "failed":
+        problems.append(f"pseudo-samples hurt: macro-F1 on real scored windows fell "
+                        f"{drop_pp:.1f} pp ({mf['macro_f1']:.3f} -> {m['macro_f1']:.3f}; "
+                        f"{ci_text(cmp)}), significantly more than the allowed "
+                        f"{g.max_drop_pp} pp; tighten augment.quality_min or lower augment.ratio")
+    elif outcome == "inconclusive":
+        inconclusive = inconclusive_text(
+            cmp, f"whether pseudo-samples cost more than {g.max_drop_pp} pp of macro-F1 "
+                 f"({mf['macro_f1']:.3f} -> {m['macro_f1']:.3f})")
+    ok = (f"{ps['n_accepted']}/{ps['n_generated']} pseudo-samples accepted over "
+          f"{ps['n_folds']} replicas; macro-F1 {m['macro_f1']:.3f} vs gate 4 {mf['macro_f1']:.3f} "
+          f"({ci_text(cmp)}): significantly no drop beyond {g.max_drop_pp} pp; scored windows "
+          f"are 100% real")
+    return _verdict(ctx, gate, t0, problems, ok, inconclusive=inconclusive,
+                    notes=_test_note(m), model=w["model"], metrics={**m, "pseudo": ps},
                     comparison=cmp, artifacts={"augmented": w["artifact"]},
                     key_metric=_key_metric("drop_pp", drop_pp, g.max_drop_pp, "<="))
 
 
 def gate_6_baseline_simplelstm(ctx: GateContext) -> Verdict:
-    """SimpleLSTM trains on the selected device; warns if it matches the pretrained model."""
-    t0, gate = time.time(), "gate_6_baseline_simplelstm"
+    """SimpleLSTM trains on the selected device; does the pretrained model beat it?"""
+    from moola.judging import ci_text, decide, inconclusive_text
+
+    t0, gate, g = time.time(), "gate_6_baseline_simplelstm", ctx.cfg.gates
     s = work.simple(ctx)
     f = work.finetuned(ctx)
-    m = score(ctx, s["y_val"], s["val_pred"])
-    mf = score(ctx, f["y_val"], f["val_pred"])
+    m = replicated_metrics(ctx, s)
+    mf = score(ctx, f["y"], f["pred"])
     problems = []
-    if s["param_devices"] != [s["device"]]:
-        problems.append(f"SimpleLSTM parameters ended on {s['param_devices']}, expected all on "
+    devices = sorted({d for r in s["replicas"] for d in r["param_devices"]})
+    if devices != [s["device"]]:
+        problems.append(f"SimpleLSTM parameters ended on {devices}, expected all on "
                         f"{s['device']}: a layer was created off-device")
     problems += classifier_problems("SimpleLSTM", m, require_skill=False)
-    cmp = _compare_with(ctx, "gate_4_finetune_enhanced", s["y_val"], f["val_pred"], s["val_pred"])
-    cmp.update(simple_macro_f1=m["macro_f1"], finetuned_macro_f1=mf["macro_f1"])
-    warnings = []
-    if m["macro_f1"] >= mf["macro_f1"]:
-        warnings.append(f"the simple unidirectional SimpleLSTM (hidden {ctx.cfg.model.simple_hidden}"
-                        f") matches or beats the pretrained model: macro-F1 {m['macro_f1']:.3f} vs "
-                        f"{mf['macro_f1']:.3f}; the extra machinery is not paying for itself")
-    ok = (f"SimpleLSTM trained on {s['device']}: macro-F1 {m['macro_f1']:.3f} below the "
-          f"pretrained model's {mf['macro_f1']:.3f}")
-    return _verdict(ctx, gate, t0, problems, ok, warnings, model="SimpleLSTM",
-                    metrics={**m, "device": s["device"], "param_devices": s["param_devices"]},
+    # finetuned minus simple: passed when the pretrained machinery is significantly better
+    cmp = _compare(ctx, "gate_6_baseline_simplelstm", s["y"], s["pred"], f["pred"])
+    outcome = decide(cmp, pass_above=0.0, fail_below=0.0)
+    cmp.update(simple_macro_f1=m["macro_f1"], finetuned_macro_f1=mf["macro_f1"],
+               policy=g.simple_policy, outcome=outcome)
+    warnings, inconclusive = [], None
+    if outcome == "failed":
+        msg = (f"the simple unidirectional SimpleLSTM (hidden {ctx.cfg.model.simple_hidden}) is "
+               f"significantly better than the pretrained model: macro-F1 {m['macro_f1']:.3f} "
+               f"vs {mf['macro_f1']:.3f} (pretrained minus simple {ci_text(cmp)}); the extra "
+               f"machinery is not paying for itself (policy '{g.simple_policy}')")
+        (problems if g.simple_policy == "fail" else warnings).append(msg)
+    elif outcome == "inconclusive":
+        inconclusive = inconclusive_text(
+            cmp, f"whether the pretrained model beats the simple SimpleLSTM ({mf['macro_f1']:.3f} "
+                 f"vs {m['macro_f1']:.3f})")
+    ok = (f"SimpleLSTM trained on {s['device']}: macro-F1 {m['macro_f1']:.3f}, significantly "
+          f"below the pretrained model's {mf['macro_f1']:.3f} ({ci_text(cmp)})")
+    return _verdict(ctx, gate, t0, problems, ok, warnings, inconclusive, model="SimpleLSTM",
+                    metrics={**m, "device": s["device"], "param_devices": devices},
                     comparison=cmp, artifacts={"simple": s["artifact"]},
-                    key_metric=_key_metric("macro_f1", m["macro_f1"], mf["macro_f1"], "<"))
+                    key_metric=_key_metric("delta_f1", cmp["delta"], 0.0, ">"))
 
 
 APPROVABLE = {
@@ -333,43 +484,81 @@ APPROVABLE = {
 }
 
 
-def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None) -> Verdict:
-    """Isotonic-calibrated average of the approved models; warn if worse than the best member."""
-    from moola.ensemble import average_proba
-    from moola.gates.ensemble_work import ensemble
+def _ece(y: np.ndarray, proba: np.ndarray, bins: int) -> float:
+    """ECE of (R, n, K) replicas' probabilities, pooled over replicas."""
     from moola.metrics import expected_calibration_error
+
+    r = proba.shape[0]
+    return expected_calibration_error(np.tile(y, r), proba.reshape(-1, proba.shape[-1]), bins)
+
+
+def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None) -> Verdict:
+    """Cross-fitted isotonic-calibrated average of the approved, non-degenerate members;
+    compared with its best member by the paired window bootstrap."""
+    from moola.gates.ensemble_work import ensemble
+    from moola.judging import ci_text, decide, inconclusive_text
 
     t0, gate, g = time.time(), "gate_7_ensemble", ctx.cfg.gates
     upstream = upstream or {}
     approved = [n for n, gt in APPROVABLE.items()
                 if gt not in upstream or upstream[gt].passed]
     e = ensemble(ctx, approved)
-    y = e["y_val"]
-    members, ece = {}, {}
+    y = e["y"]
+    members, ece, excluded, notes = {}, {}, {}, []
     for name, mm in e["members"].items():
-        members[name] = score(ctx, y, mm["calibrated"].argmax(1))["macro_f1"]
-        ece[name] = {"before": expected_calibration_error(y, mm["raw"], g.ece_bins),
-                     "after": expected_calibration_error(y, mm["calibrated"], g.ece_bins)}
-    avg = average_proba([mm["calibrated"] for mm in e["members"].values()])
-    m = score(ctx, y, avg.argmax(1))
-    raw_avg = average_proba([mm["raw"] for mm in e["members"].values()])
-    ece["ensemble"] = {"before": expected_calibration_error(y, raw_avg, g.ece_bins),
-                       "after": expected_calibration_error(y, avg, g.ece_bins)}
+        cal = mm["calibrated"]
+        mc = score(ctx, y, cal.argmax(axis=2))
+        ece[name] = {"before": _ece(y, mm["raw"], g.ece_bins),
+                     "after": _ece(y, cal, g.ece_bins)}
+        if ece[name]["after"] > ece[name]["before"]:
+            notes.append(f"calibration raised member '{name}'s ECE from "
+                         f"{ece[name]['before']:.3f} to {ece[name]['after']:.3f} (isotonic maps "
+                         f"fitted on a few dozen windows overfit); kept, as calibrated")
+        if mc["degenerate"]:
+            dist = ", ".join(f"{k}: {v}" for k, v in mc["predicted_distribution"].items())
+            excluded[name] = (f"its calibrated predictions are one class ({dist}); a constant "
+                              f"predictor cannot join the ensemble")
+            continue
+        members[name] = mc["macro_f1"]
+    problems: list[str] = []
+    metrics: dict[str, Any] = {"members_macro_f1": members, "ece": ece, "excluded": excluded,
+                               "approved": approved}
+    if excluded:
+        notes.insert(0, "left out of the ensemble: " + "; ".join(
+            f"'{k}': {v}" for k, v in excluded.items()))
+    if not members:
+        problems.append(f"no member remains for the ensemble (approved: {approved}; excluded: "
+                        f"{excluded}); fix the members' gates first")
+        return _verdict(ctx, gate, t0, problems, "", notes=notes, model="calibrated ensemble",
+                        metrics=metrics, artifacts={"ensemble": e["artifact"]})
+    avg = np.mean([e["members"][n]["calibrated"] for n in members], axis=0)  # (R, n, K)
+    m = score(ctx, y, avg.argmax(axis=2))
+    raw_avg = np.mean([e["members"][n]["raw"] for n in members], axis=0)
+    ece["ensemble"] = {"before": _ece(y, raw_avg, g.ece_bins), "after": _ece(y, avg, g.ece_bins)}
     best = max(members, key=members.get)
-    drop_pp = (members[best] - m["macro_f1"]) * 100
-    problems = classifier_problems("the ensemble", m)
-    warnings = []
-    if drop_pp > g.max_ensemble_drop_pp:
-        warnings.append(f"the ensemble (macro-F1 {m['macro_f1']:.3f}) is {drop_pp:.1f} pp worse "
-                        f"than its best member '{best}' ({members[best]:.3f}), more than "
-                        f"{g.max_ensemble_drop_pp} pp; prefer the best member alone")
-    ok = (f"ensemble of {', '.join(members)}: macro-F1 {m['macro_f1']:.3f} vs best member "
-          f"'{best}' {members[best]:.3f}; ECE {ece['ensemble']['before']:.3f} -> "
-          f"{ece['ensemble']['after']:.3f} after isotonic calibration (fitted on training OOF)")
-    return _verdict(ctx, gate, t0, problems, ok, warnings, model="calibrated ensemble",
-                    metrics={**m, "members_macro_f1": members, "ece": ece},
-                    comparison={"best_member": best, "best_member_macro_f1": members[best],
-                                "drop_pp": drop_pp, "max_drop_pp": g.max_ensemble_drop_pp},
+    best_pred = e["members"][best]["calibrated"].argmax(axis=2)
+    cmp = _compare(ctx, best, y, best_pred, avg.argmax(axis=2))
+    allowed = g.max_ensemble_drop_pp / 100
+    outcome = decide(cmp, pass_above=-allowed, fail_below=-allowed)
+    drop_pp = -cmp["delta"] * 100
+    cmp.update(best_member=best, best_member_macro_f1=members[best], drop_pp=drop_pp,
+               max_drop_pp=g.max_ensemble_drop_pp, outcome=outcome)
+    problems += classifier_problems("the ensemble", m)
+    inconclusive = None
+    if outcome == "failed":
+        problems.append(f"the ensemble (macro-F1 {m['macro_f1']:.3f}) is significantly worse "
+                        f"than its best member '{best}' ({members[best]:.3f}; {ci_text(cmp)}) by "
+                        f"more than {g.max_ensemble_drop_pp} pp; use the best member alone")
+    elif outcome == "inconclusive":
+        inconclusive = inconclusive_text(
+            cmp, f"whether the ensemble ({m['macro_f1']:.3f}) is within "
+                 f"{g.max_ensemble_drop_pp} pp of its best member '{best}' ({members[best]:.3f})")
+    ok = (f"ensemble of {', '.join(members)}: macro-F1 {m['macro_f1']:.3f}, significantly within "
+          f"{g.max_ensemble_drop_pp} pp of its best member '{best}' {members[best]:.3f} "
+          f"({ci_text(cmp)}); ECE {ece['ensemble']['before']:.3f} -> "
+          f"{ece['ensemble']['after']:.3f} after cross-fitted isotonic calibration")
+    return _verdict(ctx, gate, t0, problems, ok, inconclusive=inconclusive, notes=notes,
+                    model="calibrated ensemble", metrics={**m, **metrics}, comparison=cmp,
                     artifacts={"ensemble": e["artifact"]},
                     key_metric=_key_metric("drop_pp", drop_pp, g.max_ensemble_drop_pp, "<="))
 

@@ -238,7 +238,7 @@ def gate(request: pytest.FixtureRequest, moola_ctx):
     _write_plots(request.config, moola_ctx, verdict)
     if verdict.status == "skipped":
         pytest.skip(verdict.reason)
-    if verdict.status == "warning":
+    if verdict.status in ("warning", "inconclusive"):
         warnings.warn(MoolaGateWarning(f"{name}: {verdict.reason}"))
     return verdict
 

@@ -6,15 +6,17 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-STATUSES = ("passed", "failed", "warning", "skipped")
+STATUSES = ("passed", "failed", "warning", "inconclusive", "skipped")
 
 
 @dataclass
 class Verdict:
     """Outcome of one gate.
 
-    `status` is passed | failed | warning | skipped. A warning passes (the chain continues) but
-    is shown as such in the summary and results log. `reason` is one line a person can act on:
+    `status` is passed | failed | warning | inconclusive | skipped. A warning passes (the chain
+    continues) but is shown as such in the summary and results log. Inconclusive: a comparison
+    these windows cannot decide either way; the chain continues and the reason states the
+    smallest difference the data could have detected. `reason` is one line a person can act on:
     what was expected, what was observed, what to do.
     """
 
@@ -35,8 +37,8 @@ class Verdict:
 
     @property
     def passed(self) -> bool:
-        """True for passed and warning: the chain may continue."""
-        return self.status in ("passed", "warning")
+        """True for passed, warning and inconclusive: the chain may continue."""
+        return self.status in ("passed", "warning", "inconclusive")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (NaN/inf become None, numpy scalars become Python numbers)."""

@@ -85,11 +85,6 @@ def _load_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
-def _split(ctx: GateContext):
-    ds = ctx.dataset
-    return (ds.X[ds.train_idx], ds.y[ds.train_idx], ds.X[ds.val_idx], ds.y[ds.val_idx])
-
-
 def _build(ctx: GateContext, gate: str, kind: str, key: str,
            build: Callable[[Path, Path], dict | None]) -> CacheEntry:
     def seeded_build(tmp: Path, workdir: Path):
@@ -150,18 +145,28 @@ def build_pretrained(ctx: GateContext, encoder_ckpt: Path, n_classes: int):
     return build_from_encoder(encoder_ckpt, n_classes, ctx.cfg.model)
 
 
-def train_classifier(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, y_tr, X_va, y_va,
-                     run_dir: Path, *, pretrained: bool = False, max_epochs: int | None = None):
+def train_classifier(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, y_tr, X_stop,
+                     y_stop, run_dir: Path, *, pretrained: bool = False, seed: int | None = None):
     """Train `model` with the shared recipe; pretrained models get freeze + progressive unfreeze.
 
-    Returns (ClassifierFit, extra) where extra describes the transfer schedule.
+    (X_stop, y_stop) is the stopping slice: training windows that early stopping and checkpoint
+    selection look at, never scored. An empty slice means a fixed budget: max_epochs (raised to
+    train.min_steps), final weights. `seed` replaces run.seed (replicas). Returns
+    (ClassifierFit, extra) where extra describes the transfer schedule.
     """
     from moola.train import fit_classifier, seed_everything
+    from moola.train.classify import steps_per_epoch
 
-    cfg = ctx.cfg
-    if max_epochs is not None:  # out-of-fold refits: a fixed budget, final weights, no selection
-        cfg = cfg.replace("train", max_epochs=max_epochs, min_epochs=max_epochs,
-                          early_stop_patience=max_epochs + 1, checkpoint_save_top_k=0)
+    cfg = ctx.cfg if seed is None else ctx.cfg.replace("run", seed=seed)
+    fixed = len(y_stop) == 0
+    if fixed:  # nothing to select on: a fixed budget whose final weights are the result
+        spe = steps_per_epoch(len(y_tr), cfg.train.batch_size)
+        budget = max(cfg.train.max_epochs, -(-cfg.train.min_steps // spe))
+        cfg = cfg.replace("train", max_epochs=budget, min_epochs=budget,
+                          early_stop_patience=budget + 1, checkpoint_save_top_k=0)
+        # the loop logs an evaluation of the final epoch: a few of the fit windows themselves
+        pick = np.unique(np.linspace(0, len(y_tr) - 1, min(32, len(y_tr))).astype(int))
+        X_stop, y_stop = X_tr[pick], y_tr[pick]
     seed_everything(cfg.run.seed, cfg.run.deterministic)
     epoch_hook, param_groups, extra = None, None, {}
     if pretrained:
@@ -178,91 +183,114 @@ def train_classifier(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, 
         extra = {"freeze_epochs": cfg.finetune.freeze_epochs,
                  "unfreeze_every": cfg.finetune.unfreeze_every,
                  "encoder_lr_mult": cfg.finetune.encoder_lr_mult}
-    fit = fit_classifier(model, X_tr, y_tr, X_va, y_va, cfg, run_dir, ctx.device, gate,
+    fit = fit_classifier(model, X_tr, y_tr, X_stop, y_stop, cfg, run_dir, ctx.device, gate,
                          status=_status_for(ctx, gate), epoch_hook=epoch_hook,
-                         param_groups=param_groups, eval_final_epoch_only=max_epochs is not None,
+                         param_groups=param_groups, eval_final_epoch_only=fixed,
                          **ctx.training_hooks())
     return fit, extra
 
 
-def _save_classifier(tmp: Path, workdir: Path, fit, y_val: np.ndarray, meta: dict) -> dict:
-    torch.save(fit.model.state_dict(), tmp / "model.pt")
-    _save_npz(tmp / "preds.npz", val_proba=fit.val_proba, val_pred=fit.val_pred, y_val=y_val)
-    r = fit.fit
-    _save_json(tmp / "fit.json", {
-        "history": r.history, "best_epoch": r.best_epoch, "epochs_run": r.epochs_run,
-        "stopped_reason": r.stopped_reason, "best_score": r.best_score, "steps": r.steps,
-        "duration_s": r.duration_s, "timed_out_evals": r.timed_out_evals,
-        # first epoch this build ran itself when it resumed a killed build's checkpoint, else None
-        "resumed_from_epoch": r.resumed_from_epoch,
-        "train_loss_first": fit.train_loss_first, "train_loss_last": fit.train_loss_last,
-        **meta,
-    })
-    if (workdir / "metrics.csv").exists():
-        shutil.copyfile(workdir / "metrics.csv", tmp / "metrics.csv")
-    return {"best_epoch": r.best_epoch}
+def folds(ctx: GateContext):
+    """The folds every supervised verdict is judged on (cfg.protocol; see moola.protocol)."""
+    from moola.protocol import folds_for_dataset
+
+    p = ctx.cfg.protocol
+    return folds_for_dataset(ctx.dataset, p.folds, min_train_fraction=p.min_train_fraction,
+                             purge=p.purge, inner_fraction=p.inner_fraction,
+                             source=p.fold_source)
+
+
+def seeds(ctx: GateContext) -> list[int]:
+    """Training seeds of the replicas: run.seed, run.seed + 1, ... (protocol.seeds of them)."""
+    from moola.protocol.replicas import replica_seeds
+
+    return replica_seeds(ctx.cfg.run.seed, ctx.cfg.protocol.seeds)
 
 
 def _load_classifier(entry: CacheEntry) -> dict[str, Any]:
-    out = _load_npz(entry.path / "preds.npz")
+    """Pooled predictions of a replicated classifier: proba (R, n, K), pred (R, n), y (n,), ..."""
+    out = _load_npz(entry.path / "pooled.npz")
+    out["pred"] = out["proba"].argmax(axis=2)
+    out["replicas"] = _load_json(entry.path / "replicas.json")
     out.update(_load_json(entry.path / "fit.json"))
     out["artifact"] = {"path": str(entry.path), "key": entry.key, "cache_hit": entry.hit,
                        "built_by_run": entry.manifest.get("run_id")}
-    out["model_path"] = entry.path / "model.pt"
+    out["model_paths"] = sorted((entry.path / "models").glob("*.pt"))
     return out
+
+
+def _replicated(ctx: GateContext, gate: str, kind: str, key: str, make_model, meta: dict,
+                *, pretrained: bool = False, extend_training=None) -> dict[str, Any]:
+    """Build (or load) the cached replicas of one recipe and return the pooled predictions."""
+    def build(tmp: Path, workdir: Path):
+        from moola.protocol.replicas import train_replicas
+
+        train_replicas(ctx, gate, folds(ctx), seeds(ctx), make_model, workdir, tmp,
+                       pretrained=pretrained, extend_training=extend_training)
+        _save_json(tmp / "fit.json", meta)
+        return {"replicas": len(seeds(ctx)) * len(folds(ctx))}
+
+    return _load_classifier(_build(ctx, gate, kind, key, build))
 
 
 # ---------------------------------------------------------------------------------------------
 # gate work
 # ---------------------------------------------------------------------------------------------
 
-CLASSIFIER_SECTIONS = ("data", "model", "train")
+CLASSIFIER_SECTIONS = ("data", "model", "train", "protocol")
 
 
 def baseline(ctx: GateContext) -> dict[str, Any]:
-    """Gate 1: EnhancedSimpleLSTM from scratch with the shared recipe."""
+    """Gate 1: EnhancedSimpleLSTM from scratch with the shared recipe, every replica."""
     ds = ctx.dataset
     key = _key(ctx, "baseline", CLASSIFIER_SECTIONS)
-
-    def build(tmp: Path, workdir: Path):
-        X_tr, y_tr, X_va, y_va = _split(ctx)
-        model = build_enhanced(ctx, len(ds.classes), ds.X.shape[2])
-        fit, _ = train_classifier(ctx, "gate_1_smoke_enhanced", model, X_tr, y_tr, X_va, y_va,
-                                  workdir)
-        return _save_classifier(tmp, workdir, fit, y_va, {"model": "EnhancedSimpleLSTM"})
-
-    return _load_classifier(_build(ctx, "gate_1_smoke_enhanced", "baseline", key, build))
+    return _replicated(ctx, "gate_1_smoke_enhanced", "baseline", key,
+                       lambda seed: build_enhanced(ctx, len(ds.classes), ds.X.shape[2]),
+                       {"model": "EnhancedSimpleLSTM"})
 
 
 def control(ctx: GateContext) -> dict[str, Any]:
-    """Gate 2: sktime MiniRocket + RidgeClassifierCV on the same split."""
-    key = _key(ctx, "control", ("data",))
+    """Gate 2: sktime MiniRocket + RidgeClassifierCV on the same folds (one replica per fold)."""
+    ds = ctx.dataset
+    key = _key(ctx, "control", ("data", "protocol"))
 
     def build(tmp: Path, workdir: Path):
         from moola.models import MiniRocketControl
 
-        X_tr, y_tr, X_va, y_va = _split(ctx)
-        ctrl = MiniRocketControl(seed=ctx.cfg.run.seed)
-        ctrl.fit(X_tr, y_tr)
-        pred = np.asarray(ctrl.predict(X_va))
-        _save_npz(tmp / "preds.npz", val_pred=pred, y_val=y_va,
-                  val_proba=np.asarray(ctrl.predict_proba(X_va)))
+        fs = folds(ctx)
+        probas, tprobas = [], None
+        for f in fs:
+            tr = np.concatenate([f.fit_idx, f.stop_idx])  # nothing to stop: all training rows
+            ctrl = MiniRocketControl(seed=ctx.cfg.run.seed)
+            ctrl.fit(ds.X[tr], ds.y[tr])
+            probas.append(np.asarray(ctrl.predict_proba(ds.X[f.score_idx])))
+            if len(ds.test_idx) and f is fs[-1]:
+                tprobas = np.asarray(ctrl.predict_proba(ds.X[ds.test_idx]))
+        score_idx = np.concatenate([f.score_idx for f in fs])
+        k = len(ds.classes)
+        _save_npz(tmp / "pooled.npz", score_idx=score_idx, y=ds.y[score_idx],
+                  fold_of=np.concatenate([np.full(len(f.score_idx), f.index) for f in fs]),
+                  proba=np.concatenate(probas)[None], test_idx=ds.test_idx,
+                  y_test=ds.y[ds.test_idx],
+                  test_proba=(tprobas if tprobas is not None else np.zeros((0, k)))[None],
+                  seeds=np.asarray([ctx.cfg.run.seed]))
         _save_json(tmp / "fit.json", {"model": "MiniRocket+RidgeClassifierCV"})
 
     entry = _build(ctx, "gate_2_control_minirocket", "control", key, build)
-    out = _load_npz(entry.path / "preds.npz")
+    out = _load_npz(entry.path / "pooled.npz")
+    out["pred"] = out["proba"].argmax(axis=2)
     out["artifact"] = {"path": str(entry.path), "key": entry.key, "cache_hit": entry.hit}
     return out
 
 
 def encoder(ctx: GateContext) -> dict[str, Any]:
-    """Gate 3: masked-autoencoder pretraining, reconstruction check and linear probe."""
+    """Gate 3: masked-autoencoder pretraining, reconstruction check and linear probes."""
     ds = ctx.dataset
-    key = _key(ctx, "encoder", ("data", "model", "pretrain"))
+    key = _key(ctx, "encoder", ("data", "model", "pretrain", "protocol"))
     gate = "gate_3_pretrain_bilstm"
 
     def build(tmp: Path, workdir: Path):
-        from moola.pretrain import (linear_probe, pretrain_encoder, reconstruction_report,
+        from moola.pretrain import (probe_baselines, pretrain_encoder, reconstruction_report,
                                     save_encoder)
         from moola.train import seed_everything
 
@@ -275,11 +303,12 @@ def encoder(ctx: GateContext) -> dict[str, Any]:
                      extra={"data": ds.fingerprint, "epochs_run": res.fit.epochs_run})
         X_held = ds.X_unlabeled[res.heldout_idx]
         recon = reconstruction_report(mae, X_held, res.val_masks, ctx.device)
-        probe = linear_probe(mae.encoder, ds.X[ds.train_idx], ds.y[ds.train_idx], ctx.device,
-                             seed=ctx.cfg.run.seed)
+        probes = probe_baselines(mae.encoder, res.encoder_cfg, ds.X, ds.y, folds(ctx),
+                                 ctx.device, seed=ctx.cfg.run.seed)
+        _save_npz(tmp / "probes.npz", **probes.pop("arrays"))
         r = res.fit
         _save_json(tmp / "report.json", {
-            "reconstruction": recon, "probe": probe, "history": r.history,
+            "reconstruction": recon, "probe": probes, "history": r.history,
             "epochs_run": r.epochs_run, "stopped_reason": r.stopped_reason,
             "resumed_from_epoch": r.resumed_from_epoch,
             "duration_s": r.duration_s, "n_unlabeled": int(len(ds.X_unlabeled)),
@@ -290,6 +319,7 @@ def encoder(ctx: GateContext) -> dict[str, Any]:
 
     entry = _build(ctx, gate, "encoder", key, build)
     out = _load_json(entry.path / "report.json")
+    out["probe_predictions"] = _load_npz(entry.path / "probes.npz")
     out["encoder_path"] = entry.path / "encoder.pt"
     out["artifact"] = {"path": str(entry.path), "key": entry.key, "cache_hit": entry.hit,
                        "built_by_run": entry.manifest.get("run_id")}
@@ -297,75 +327,59 @@ def encoder(ctx: GateContext) -> dict[str, Any]:
 
 
 def finetuned(ctx: GateContext) -> dict[str, Any]:
-    """Gate 4: the gate-1 recipe, starting from the pretrained encoder."""
+    """Gate 4: the gate-1 recipe, starting from the pretrained encoder, every replica."""
     ds = ctx.dataset
     enc = encoder(ctx)
     key = _key(ctx, "finetuned", CLASSIFIER_SECTIONS + ("finetune",),
                encoder=enc["artifact"]["key"])
-    gate = "gate_4_finetune_enhanced"
+    def make(seed):
+        return build_pretrained(ctx, enc["encoder_path"], len(ds.classes))[0]
 
-    def build(tmp: Path, workdir: Path):
-        X_tr, y_tr, X_va, y_va = _split(ctx)
-        model, report = build_pretrained(ctx, enc["encoder_path"], len(ds.classes))
-        fit, extra = train_classifier(ctx, gate, model, X_tr, y_tr, X_va, y_va, workdir,
-                                      pretrained=True)
-        return _save_classifier(tmp, workdir, fit, y_va, {
-            "model": "EnhancedSimpleLSTM (pretrained encoder)", "load_report": report.to_dict(),
-            "transfer": extra})
-
-    return _load_classifier(_build(ctx, gate, "finetuned", key, build))
+    _, probe_report = build_pretrained(ctx, enc["encoder_path"], len(ds.classes))
+    return _replicated(ctx, "gate_4_finetune_enhanced", "finetuned", key, make, {
+        "model": "EnhancedSimpleLSTM (pretrained encoder)",
+        "load_report": probe_report.to_dict()}, pretrained=True)
 
 
 def augmented(ctx: GateContext) -> dict[str, Any]:
-    """Gate 5: the gate-4 recipe trained on real + accepted pseudo-samples (train split only)."""
+    """Gate 5: the gate-4 recipe on real + accepted pseudo-samples (each fold's fit rows only)."""
     ds = ctx.dataset
     enc = encoder(ctx)
     key = _key(ctx, "augmented", CLASSIFIER_SECTIONS + ("finetune", "augment"),
                encoder=enc["artifact"]["key"])
-    gate = "gate_5_augment"
 
-    def build(tmp: Path, workdir: Path):
+    def extend(X_fit, y_fit, fold, seed):
         from moola.pseudo import assert_no_leakage, generate_pseudo_samples
 
-        X_tr, y_tr, X_va, y_va = _split(ctx)
-        rng = np.random.default_rng(ctx.cfg.run.seed)
-        pseudo = generate_pseudo_samples(X_tr, y_tr, ctx.cfg.augment, rng,
-                                         ohlc=_is_ohlc(ds))
-        held_out = [X_va] + ([ds.X[ds.test_idx]] if len(ds.test_idx) else [])
+        rng = np.random.default_rng(seed * 1000 + fold.index)
+        pseudo = generate_pseudo_samples(X_fit, y_fit, ctx.cfg.augment, rng, ohlc=_is_ohlc(ds))
+        held_out = [ds.X[fold.score_idx], ds.X[fold.stop_idx]] + (
+            [ds.X[ds.test_idx]] if len(ds.test_idx) else [])
         assert_no_leakage(pseudo.X, np.concatenate(held_out))
-        X_aug = np.concatenate([X_tr, pseudo.X]).astype(np.float32)
-        y_aug = np.concatenate([y_tr, pseudo.y]).astype(np.int64)
-        model, report = build_pretrained(ctx, enc["encoder_path"], len(ds.classes))
-        fit, extra = train_classifier(ctx, gate, model, X_aug, y_aug, X_va, y_va, workdir,
-                                      pretrained=True)
-        _save_npz(tmp / "pseudo.npz", X=pseudo.X, y=pseudo.y, quality=pseudo.quality)
-        return _save_classifier(tmp, workdir, fit, y_va, {
-            "model": "EnhancedSimpleLSTM (pretrained encoder + pseudo-samples)",
-            "pseudo": {"n_generated": pseudo.n_generated, "n_accepted": pseudo.n_accepted,
-                       "rejected": pseudo.rejected, "ks_pvalues": pseudo.ks_pvalues,
-                       "quality_min_accepted": float(np.min(pseudo.quality))
-                       if len(pseudo.quality) else None,
-                       "n_train_real": int(len(X_tr)), "n_val_real": int(len(X_va))},
-            "load_report": report.to_dict(), "transfer": extra})
+        X = np.concatenate([X_fit, pseudo.X]).astype(np.float32)
+        y = np.concatenate([y_fit, pseudo.y]).astype(np.int64)
+        return X, y, {"pseudo": {
+            "n_generated": pseudo.n_generated, "n_accepted": pseudo.n_accepted,
+            "rejected": pseudo.rejected, "ks_pvalues": pseudo.ks_pvalues,
+            "quality_min_accepted": float(np.min(pseudo.quality)) if len(pseudo.quality)
+            else None, "n_train_real": int(len(X_fit))}}
 
-    return _load_classifier(_build(ctx, gate, "augmented", key, build))
+    def make(seed):
+        return build_pretrained(ctx, enc["encoder_path"], len(ds.classes))[0]
+
+    return _replicated(ctx, "gate_5_augment", "augmented", key, make, {
+        "model": "EnhancedSimpleLSTM (pretrained encoder + pseudo-samples)"}, pretrained=True,
+        extend_training=extend)
 
 
 def simple(ctx: GateContext) -> dict[str, Any]:
     """Gate 6: unidirectional SimpleLSTM from scratch, same recipe, on the selected device."""
     ds = ctx.dataset
     key = _key(ctx, "simple", CLASSIFIER_SECTIONS)
-    gate = "gate_6_baseline_simplelstm"
-
-    def build(tmp: Path, workdir: Path):
-        X_tr, y_tr, X_va, y_va = _split(ctx)
-        model = build_simple(ctx, len(ds.classes), ds.X.shape[2]).to(ctx.device)
-        fit, _ = train_classifier(ctx, gate, model, X_tr, y_tr, X_va, y_va, workdir)
-        devices = sorted({p.device.type for p in fit.model.parameters()})
-        return _save_classifier(tmp, workdir, fit, y_va, {
-            "model": "SimpleLSTM", "param_devices": devices, "device": ctx.device.type})
-
-    return _load_classifier(_build(ctx, gate, "simple", key, build))
+    return _replicated(ctx, "gate_6_baseline_simplelstm", "simple", key,
+                       lambda seed: build_simple(ctx, len(ds.classes),
+                                                 ds.X.shape[2]).to(ctx.device),
+                       {"model": "SimpleLSTM", "device": ctx.device.type})
 
 
 def _is_ohlc(ds) -> bool:

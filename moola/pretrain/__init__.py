@@ -15,6 +15,7 @@ from moola.pretrain.quality import (
     interpolate_masked_torch,
     interpolation_baseline_mse,
     linear_probe,
+    probe_baselines,
     reconstruction_report,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "interpolate_masked_torch",
     "interpolation_baseline_mse",
     "linear_probe",
+    "probe_baselines",
     "load_encoder_checkpoint",
     "make_mask",
     "masked_mse",

@@ -34,6 +34,7 @@ MAX_PNG_BYTES = 5 * 1024 * 1024  # a bigger "plot" is not a plot; keep the page 
 STATUS_COLOURS = {
     "passed": ("#1a7f37", "#dafbe1"),
     "warning": ("#9a6700", "#fff8c5"),
+    "inconclusive": ("#0550ae", "#ddf4ff"),
     "failed": ("#cf222e", "#ffebe9"),
     "skipped": ("#57606a", "#eaeef2"),
 }

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-STATUS_MARK = {"passed": "PASS", "failed": "FAIL", "warning": "WARN", "skipped": "SKIP"}
+STATUS_MARK = {"passed": "PASS", "failed": "FAIL", "warning": "WARN",
+               "inconclusive": "INCONCLUSIVE", "skipped": "SKIP"}
 
 
 def _fmt(x: Any) -> str:

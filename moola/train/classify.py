@@ -123,6 +123,21 @@ def _n_classes(model: torch.nn.Module, X: np.ndarray, device: torch.device) -> i
     return int(predict_proba(model, X[:1], device).shape[1])
 
 
+def steps_per_epoch(n_windows: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch over n windows (the last batch may be short)."""
+    return max(1, -(-int(n_windows) // int(batch_size)))
+
+
+def step_budget(settings: LoopSettings, steps_per_epoch: int, min_steps: int) -> LoopSettings:
+    """Raise min_epochs so that early stopping cannot fire before `min_steps` optimizer steps,
+    and max_epochs so that the run can get past them by a full patience."""
+    if min_steps <= 0 or steps_per_epoch <= 0:
+        return settings
+    min_epochs = max(settings.min_epochs, -(-min_steps // steps_per_epoch))
+    max_epochs = max(settings.max_epochs, min_epochs + settings.early_stop_patience)
+    return dataclasses.replace(settings, min_epochs=min_epochs, max_epochs=max_epochs)
+
+
 def fit_classifier(model: torch.nn.Module, X_train: np.ndarray, y_train: np.ndarray,
                    X_val: np.ndarray, y_val: np.ndarray, cfg: Any, run_dir: str | os.PathLike,
                    device: torch.device, gate: str, status: Any = None,
@@ -155,6 +170,8 @@ def fit_classifier(model: torch.nn.Module, X_train: np.ndarray, y_train: np.ndar
                         generator=torch.Generator().manual_seed(cfg.run.seed),
                         num_workers=cfg.run.num_workers)
     settings = LoopSettings.from_config(cfg, "train", monitor="val_loss", mode="min")
+    if not eval_final_epoch_only:
+        settings = step_budget(settings, len(loader), getattr(cfg.train, "min_steps", 0))
     if eval_final_epoch_only:
         settings = dataclasses.replace(settings, eval_final_epoch_only=True)
     trainer = Trainer(settings, run_dir, device, gate, status=status, on_checkpoint=on_checkpoint,

@@ -243,7 +243,11 @@ class Trainer(CheckpointMixin):
                     record = self._full_tier(module, epoch, train_loss, epoch_end=True)
                 # early stopping (a timed-out or skipped evaluation counts as no improvement)
                 unscored = record["eval_timed_out"] or record.get("evaluated") is False
-                score = None if unscored else self.early.score_from(record)
+                # epochs before min_epochs are not candidates for the best checkpoint: on small
+                # data the first ~100 steps sit on the ln(K) plateau, and a stopping slice of a
+                # few windows can rank that near-uniform model first (a one-class result)
+                warming_up = epoch + 1 < s.min_epochs
+                score = None if unscored or warming_up else self.early.score_from(record)
                 should_stop, reason = self.early.update(epoch, score)
                 if not math.isfinite(train_loss):
                     should_stop, reason = True, (

@@ -1,0 +1,126 @@
+"""Train one recipe as replicas (seed x fold) and pool their predictions of the scored windows.
+
+Every replica trains on its fold's fit rows, stops early and picks its best checkpoint on the
+fold's stopping slice (training rows, never scored), then predicts the fold's scored rows and,
+when the split has them, the held-out test rows. A replica that finished is written to the
+build's work directory at once, so a build killed half-way resumes with the replicas it has
+(and the unfinished one resumes from its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from moola.protocol.folds import Fold
+
+# make_model(seed) -> a fresh nn.Module (the caller's recipe); called right after seeding
+ModelFactory = Callable[[int], torch.nn.Module]
+# extend_training(X_fit, y_fit, fold, seed) -> (X, y, info): e.g. gate 5's pseudo-samples
+TrainingExtension = Callable[[np.ndarray, np.ndarray, Fold, int], tuple[np.ndarray, np.ndarray, dict]]
+
+
+@dataclass(frozen=True)
+class Replica:
+    """Which replica: the training seed and the fold."""
+
+    seed: int
+    fold: Fold
+
+    @property
+    def name(self) -> str:
+        return f"seed{self.seed}_fold{self.fold.index}"
+
+
+def replica_seeds(base_seed: int, n_seeds: int) -> list[int]:
+    """The training seeds of a run: base, base + 1, ... (``--seed`` moves them all)."""
+    return [base_seed + i for i in range(n_seeds)]
+
+
+def train_replicas(ctx, gate: str, folds: list[Fold], seeds: list[int], make_model: ModelFactory,
+                   workdir: Path, out_dir: Path, *, pretrained: bool = False,
+                   extend_training: TrainingExtension | None = None) -> dict[str, Any]:
+    """Train every (seed, fold) replica; write the pooled predictions into `out_dir`.
+
+    Writes ``pooled.npz`` (score_idx, fold_of, y, proba (R, n, K), test_idx, y_test,
+    test_proba (R, n_test, K) from each seed's last-fold model), ``replicas.json`` (per replica:
+    seed, fold, sizes, best/epochs run, stop reason, first/last training loss, parameter
+    devices, extra info) and ``models/<replica>.pt`` (state dicts). Returns the replica list.
+    """
+    from moola.gates.work import train_classifier
+    from moola.train import predict_proba, seed_everything
+
+    ds = ctx.dataset
+    test_idx = np.asarray(ds.test_idx, dtype=np.int64)
+    (out_dir / "models").mkdir(exist_ok=True)
+    summaries, probas, test_probas = [], {}, {}
+    for seed in seeds:
+        for fold in folds:
+            rep = Replica(seed, fold)
+            rdir = workdir / rep.name
+            done = rdir / "done.json"
+            if not done.is_file():  # train it (resuming from its last checkpoint if killed)
+                rdir.mkdir(parents=True, exist_ok=True)
+                X_fit, y_fit = ds.X[fold.fit_idx], ds.y[fold.fit_idx]
+                info: dict[str, Any] = {}
+                if extend_training is not None:
+                    X_fit, y_fit, info = extend_training(X_fit, y_fit, fold, seed)
+                seed_everything(seed, ctx.cfg.run.deterministic)
+                model = make_model(seed)
+                fit, extra = train_classifier(
+                    ctx, gate, model, X_fit, y_fit, ds.X[fold.stop_idx], ds.y[fold.stop_idx],
+                    rdir, pretrained=pretrained, seed=seed)
+                proba = predict_proba(fit.model, ds.X[fold.score_idx], ctx.device)
+                tproba = (predict_proba(fit.model, ds.X[test_idx], ctx.device) if len(test_idx)
+                          else np.zeros((0, proba.shape[1])))
+                torch.save(fit.model.state_dict(), rdir / "model.pt")
+                np.savez(rdir / "preds.npz", proba=proba, test_proba=tproba)
+                r = fit.fit
+                summary = {
+                    "replica": rep.name, "seed": seed, "fold": fold.index,
+                    "fold_source": fold.source, "n_fit": int(len(y_fit)),
+                    "n_fit_real": int(len(fold.fit_idx)), "n_stop": int(len(fold.stop_idx)),
+                    "n_scored": int(len(fold.score_idx)), "best_epoch": r.best_epoch,
+                    "epochs_run": r.epochs_run, "stopped_reason": r.stopped_reason,
+                    "train_loss_first": fit.train_loss_first,
+                    "train_loss_last": fit.train_loss_last, "history": r.history,
+                    "param_devices": sorted({p.device.type for p in fit.model.parameters()}),
+                    "transfer": extra, **info}
+                _write_json(done, summary)  # last: its presence means the replica is complete
+            summary = json.loads(done.read_text())
+            with np.load(rdir / "preds.npz") as z:
+                probas[(seed, fold.index)] = z["proba"]
+                test_probas[(seed, fold.index)] = z["test_proba"]
+            shutil.copyfile(rdir / "model.pt", out_dir / "models" / f"{rep.name}.pt")
+            if (rdir / "metrics.csv").is_file():
+                (out_dir / "replicas").mkdir(exist_ok=True)
+                shutil.copyfile(rdir / "metrics.csv", out_dir / "replicas" / f"{rep.name}.csv")
+            summaries.append(summary)
+    score_idx = np.concatenate([f.score_idx for f in folds])
+    fold_of = np.concatenate([np.full(len(f.score_idx), f.index) for f in folds])
+    proba = np.stack([np.concatenate([probas[(s, f.index)] for f in folds]) for s in seeds])
+    last = folds[-1].index
+    test_proba = np.stack([test_probas[(s, last)] for s in seeds])
+    np.savez(out_dir / "pooled.npz", score_idx=score_idx, fold_of=fold_of, y=ds.y[score_idx],
+             proba=proba, test_idx=test_idx, y_test=ds.y[test_idx], test_proba=test_proba,
+             seeds=np.asarray(seeds))
+    _write_json(out_dir / "replicas.json", summaries)
+    # the learning curve people see first: the first seed's last fold (trained on the most rows)
+    rep_csv = out_dir / "replicas" / f"seed{seeds[0]}_fold{last}.csv"
+    if rep_csv.is_file():
+        shutil.copyfile(rep_csv, out_dir / "metrics.csv")
+    return {"replicas": summaries}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    from moola.gates.verdict import jsonable
+
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(jsonable(obj), indent=1, sort_keys=True))
+    tmp.replace(path)
