@@ -150,7 +150,7 @@ class ProtocolSettings:
     """
 
     folds: int = 4  # rolling-origin folds over the development rows (train + val of the split)
-    seeds: int = 2  # training seeds per fold: run.seed, run.seed + 1, ...
+    seeds: int = 2  # training seeds per fold: run.seed, run.seed + 1000, ...
     # the first share of the development rows only ever trains: fold 0 needs enough windows
     min_train_fraction: float = 0.5
     purge: int = 1  # rows dropped before each scored block and each stopping slice (overlap)

@@ -96,7 +96,7 @@ def load_dataset(
             f"configuration expects {expected_timesteps}; set data.expected_timesteps = 0 or "
             f"{p.X.shape[1]}, or use a dataset with {expected_timesteps}-step windows"
         )
-    all_splits = _all_splits(Path(path), len(p.window_ids), problems)
+    all_splits = _all_splits(Path(path), len(p.window_ids), problems) if report.ok else {}
     if problems:
         raise DataValidationError(problems)
     U, u_ids = p.X_unlabeled, p.unlabeled_ids

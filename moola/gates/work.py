@@ -201,7 +201,7 @@ def folds(ctx: GateContext):
 
 
 def seeds(ctx: GateContext) -> list[int]:
-    """Training seeds of the replicas: run.seed, run.seed + 1, ... (protocol.seeds of them)."""
+    """Training seeds of the replicas: run.seed, run.seed + 1000, ... (protocol.seeds of them)."""
     from moola.protocol.replicas import replica_seeds
 
     return replica_seeds(ctx.cfg.run.seed, ctx.cfg.protocol.seeds)

@@ -39,8 +39,12 @@ class Replica:
 
 
 def replica_seeds(base_seed: int, n_seeds: int) -> list[int]:
-    """The training seeds of a run: base, base + 1, ... (``--seed`` moves them all)."""
-    return [base_seed + i for i in range(n_seeds)]
+    """The training seeds of a run: base, base + 1000, base + 2000, ...
+
+    Spaced so that runs at ``--seed`` 1, 2, 3, ... share no replica (base + 1 would make the
+    second seed of run 1 the first of run 2, and a seed sweep would count one model twice).
+    """
+    return [base_seed + 1000 * i for i in range(n_seeds)]
 
 
 def train_replicas(ctx, gate: str, folds: list[Fold], seeds: list[int], make_model: ModelFactory,
@@ -88,6 +92,7 @@ def train_replicas(ctx, gate: str, folds: list[Fold], seeds: list[int], make_mod
                     "n_fit_real": int(len(fold.fit_idx)), "n_stop": int(len(fold.stop_idx)),
                     "n_scored": int(len(fold.score_idx)), "best_epoch": r.best_epoch,
                     "epochs_run": r.epochs_run, "stopped_reason": r.stopped_reason,
+                    "resumed_from_epoch": r.resumed_from_epoch,
                     "train_loss_first": fit.train_loss_first,
                     "train_loss_last": fit.train_loss_last, "history": r.history,
                     "param_devices": sorted({p.device.type for p in fit.model.parameters()}),

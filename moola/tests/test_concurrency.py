@@ -94,7 +94,7 @@ def test_xdist_judges_every_gate_like_a_serial_run(serial_and_xdist):
         assert _judged(x, roots["xdist"]) == _judged(s, roots["serial"]), (
             f"{s['gate']}: -n 2 judged {x['status']} ({x['reason']}), serially "
             f"{s['status']} ({s['reason']})")
-    assert all(r["status"] in ("passed", "warning") for r in serial)
+    assert all(r["status"] in ("passed", "warning", "inconclusive") for r in serial)
     f1 = {r["gate"]: r["metrics"]["macro_f1"] for r in xdist if "macro_f1" in (r["metrics"] or {})}
     assert set(f1) >= {"gate_1_smoke_enhanced", "gate_4_finetune_enhanced", "gate_5_augment",
                        "gate_6_baseline_simplelstm"}

@@ -42,11 +42,12 @@ def _outcome(root: Path) -> dict:
             art = r["artifacts"][kind]
             path = Path(art["path"])
             got["key"] = art["key"]
-            with np.load(path / "preds.npz", allow_pickle=False) as z:
+            with np.load(path / "pooled.npz", allow_pickle=False) as z:
                 got["preds"] = {k: z[k] for k in z.files}
-            fit = json.loads((path / "fit.json").read_text())
-            got["losses"] = [(h.get("train_loss"), h.get("val_loss"))
-                             for h in fit.get("history", [])]
+            if (path / "replicas.json").is_file():  # trained replicas (the control has none)
+                reps = json.loads((path / "replicas.json").read_text())
+                got["losses"] = [[(h.get("train_loss"), h.get("val_loss"))
+                                  for h in r["history"]] for r in reps]
         out[r["gate"]] = got
     return out
 

@@ -37,11 +37,21 @@ def _proba(pred: np.ndarray) -> np.ndarray:
     return p
 
 
-def _classifier_work(pred: np.ndarray, **extra) -> dict:
-    return {"y_val": Y_VAL, "val_pred": pred, "val_proba": _proba(pred), "history":
-            [{"train_loss": 0.7}, {"train_loss": 0.3}], "train_loss_first": 0.7,
-            "train_loss_last": 0.3, "epochs_run": 2, "best_epoch": 1,
-            "stopped_reason": "max_epochs=2 reached", "model": "fake",
+FOLD_OF = np.array([0] * 15 + [1] * 15)  # two walk-forward folds of 15 scored windows
+
+
+def _classifier_work(pred: np.ndarray, pred2: np.ndarray | None = None, **extra) -> dict:
+    """What a replicated work function returns: 2 seeds x 30 pooled windows."""
+    preds = np.stack([pred, pred if pred2 is None else pred2])
+    replicas = [{"replica": f"seed{s}_fold{f}", "seed": s, "fold": f, "train_loss_first": 0.7,
+                 "train_loss_last": 0.3, "best_epoch": 1, "epochs_run": 2,
+                 "stopped_reason": "max_epochs=2 reached", "n_fit": 20, "n_stop": 5,
+                 "n_scored": 15, "param_devices": extra.pop("param_devices", ["cpu"]),
+                 **({"pseudo": extra["pseudo"]} if "pseudo" in extra else {})}
+                for s in (17, 1017) for f in (0, 1)]
+    return {"y": Y_VAL, "pred": preds, "proba": np.stack([_proba(p) for p in preds]),
+            "fold_of": FOLD_OF, "score_idx": np.arange(30), "seeds": np.array([17, 1017]),
+            "test_idx": np.zeros(0, np.int64), "replicas": replicas, "model": "fake",
             "artifact": {"key": "k"}, **extra}
 
 
@@ -73,15 +83,24 @@ def test_gate_1_fails_one_class_model_and_names_majority_baseline(ctx, monkeypat
     assert "predicts essentially one class" in v.reason
     assert "majority-class baseline" in v.reason
     assert v.metrics["degenerate"] is True
-    assert v.metrics["predicted_distribution"] == {"consolidation": 30, "retracement": 0}
+    # pooled over 2 seeds x 30 windows
+    assert v.metrics["predicted_distribution"] == {"consolidation": 60, "retracement": 0}
 
 
 def test_gate_1_passes_skilful_model(ctx, monkeypatch):
     _patch(monkeypatch, _classifier_work(_good_pred()), None)
     v = chain.gate_1_smoke_enhanced(ctx)
     assert v.status == "passed", v.reason
-    for key in ("macro_f1", "majority_baseline", "predicted_distribution", "ci"):
+    for key in ("macro_f1", "majority_baseline", "predicted_distribution", "ci", "seed_spread"):
         assert key in v.metrics
+    assert v.metrics["n"] == 30 and v.metrics["n_replicas"] == 2
+
+
+def test_gate_1_says_when_the_outcome_differs_across_seeds(ctx, monkeypatch):
+    coin = np.array([0, 1] * 15)  # right on half the windows: no skill at this seed
+    _patch(monkeypatch, _classifier_work(_good_pred(), coin), None)
+    v = chain.gate_1_smoke_enhanced(ctx)
+    assert "differs across seeds" in v.reason and "[17]" in v.reason, v.reason
 
 
 def test_gate_4_cannot_pass_one_class_model_even_with_positive_delta(ctx, monkeypatch):
@@ -113,12 +132,23 @@ def test_gate_5_cannot_pass_one_class_model(ctx, monkeypatch):
     assert "one class" in v.reason
 
 
-def test_gate_6_warns_when_simple_model_matches(ctx, monkeypatch):
+def test_gate_6_is_inconclusive_when_simple_model_matches(ctx, monkeypatch):
     simple = _classifier_work(_good_pred(), param_devices=["cpu"], device="cpu")
     _patch(monkeypatch, None, _classifier_work(_good_pred(), load_report=LOAD_OK), None, simple)
     v = chain.gate_6_baseline_simplelstm(ctx)
-    assert v.status == "warning" and v.passed
-    assert "matches or beats" in v.reason
+    assert v.status == "inconclusive" and v.passed
+    assert "could only detect" in v.reason
+
+
+def test_gate_6_warns_when_simple_model_is_significantly_better(ctx, monkeypatch):
+    simple = _classifier_work(Y_VAL.copy(), param_devices=["cpu"], device="cpu")
+    worse = Y_VAL.copy()
+    worse[17:27] = 0  # ten retracements missed
+    _patch(monkeypatch, None, _classifier_work(worse, load_report=LOAD_OK), None, simple)
+    v = chain.gate_6_baseline_simplelstm(ctx)
+    assert v.status == "warning" and "significantly better" in v.reason, v.reason
+    ctx.cfg = ctx.cfg.replace("gates", simple_policy="fail")
+    assert chain.gate_6_baseline_simplelstm(ctx).status == "failed"
 
 
 def test_gate_6_fails_parameters_off_device(ctx, monkeypatch):
@@ -129,27 +159,61 @@ def test_gate_6_fails_parameters_off_device(ctx, monkeypatch):
     assert "off-device" in v.reason
 
 
-def test_gate_7_cannot_pass_one_class_ensemble(ctx, monkeypatch):
-    one = _proba(_one_class_pred())
-    fake = {"y_val": Y_VAL, "artifact": {"key": "e"},
-            "members": {n: {"raw": one, "calibrated": one, "oof": one}
-                        for n in ("baseline", "finetuned")}}
+def _ensemble_work(members: dict[str, np.ndarray]) -> dict:
+    return {"y": Y_VAL, "fold_of": FOLD_OF, "artifact": {"key": "e"},
+            "members": {n: {"raw": p, "calibrated": p} for n, p in members.items()}}
+
+
+def test_gate_7_fails_when_every_member_is_one_class(ctx, monkeypatch):
+    one = np.stack([_proba(_one_class_pred())] * 2)
+    fake = _ensemble_work({"baseline": one, "finetuned": one})
     monkeypatch.setattr(ensemble_work, "ensemble", lambda ctx, approved: fake)
     v = chain.gate_7_ensemble(ctx, {})
     assert v.status == "failed"
-    assert "one class" in v.reason
-    assert set(v.metrics["ece"]) == {"baseline", "finetuned", "ensemble"}
+    assert "no member remains" in v.reason and "one class" in v.reason
+    assert set(v.metrics["excluded"]) == {"baseline", "finetuned"}
+
+
+def test_gate_7_leaves_a_degenerate_member_out_with_the_reason(ctx, monkeypatch):
+    good = np.stack([_proba(_good_pred())] * 2)
+    one = np.stack([_proba(_one_class_pred())] * 2)
+    fake = _ensemble_work({"baseline": one, "finetuned": good, "simple": good})
+    monkeypatch.setattr(ensemble_work, "ensemble", lambda ctx, approved: fake)
+    v = chain.gate_7_ensemble(ctx, {})
+    assert v.passed, v.reason
+    assert set(v.metrics["members_macro_f1"]) == {"finetuned", "simple"}
+    assert "left out of the ensemble" in v.reason and "'baseline'" in v.reason
+    assert set(v.metrics["ece"]) == {"baseline", "finetuned", "simple", "ensemble"}
 
 
 def test_thresholds_come_from_configuration(ctx, monkeypatch):
     _patch(monkeypatch, _classifier_work(_good_pred()),
            _classifier_work(_good_pred(), load_report=LOAD_OK))
     ctx.cfg = ctx.cfg.replace("gates", min_delta=0.0)
-    assert chain.gate_4_finetune_enhanced(ctx).status == "failed"  # delta 0 is not > 0
+    # identical predictions: delta 0 with a CI of [0, 0], not above 0, not below -max_harm
+    assert chain.gate_4_finetune_enhanced(ctx).status == "inconclusive"
     ctx.cfg = ctx.cfg.replace("gates", min_delta=-0.01)
     v = chain.gate_4_finetune_enhanced(ctx)
     assert v.status == "passed", v.reason
     assert v.config["gates"]["min_delta"] == -0.01  # the config is echoed into the verdict
+
+
+def test_gate_4_three_outcomes(ctx, monkeypatch):
+    worse = Y_VAL.copy()
+    worse[17:27] = 0  # ten retracements missed by the baseline
+    _patch(monkeypatch, _classifier_work(worse), _classifier_work(Y_VAL.copy(), load_report=LOAD_OK))
+    v = chain.gate_4_finetune_enhanced(ctx)
+    assert v.status == "passed" and "pretraining helps, significantly" in v.reason, v.reason
+    _patch(monkeypatch, _classifier_work(Y_VAL.copy()), _classifier_work(worse, load_report=LOAD_OK))
+    ctx.cfg = ctx.cfg.replace("gates", max_harm=0.0)
+    v = chain.gate_4_finetune_enhanced(ctx)
+    assert v.status == "failed" and "pretraining hurts" in v.reason, v.reason
+    noisy = Y_VAL.copy()
+    noisy[20] = 0  # one window apart: the data cannot tell
+    _patch(monkeypatch, _classifier_work(Y_VAL.copy()), _classifier_work(noisy, load_report=LOAD_OK))
+    v = chain.gate_4_finetune_enhanced(ctx)
+    assert v.status == "inconclusive" and "could only detect" in v.reason, v.reason
+    assert v.comparison["detectable"] > 0
 
 
 def test_gate_5_drop_fails_only_when_significant(ctx, monkeypatch):
@@ -159,7 +223,7 @@ def test_gate_5_drop_fails_only_when_significant(ctx, monkeypatch):
     _patch(monkeypatch, None, fine, _classifier_work(noisy, pseudo=PSEUDO_OK))
     v = chain.gate_5_augment(ctx)
     assert v.comparison["drop_pp"] > ctx.cfg.gates.max_drop_pp
-    assert v.status == "warning" and "within noise" in v.reason
+    assert v.status == "inconclusive" and "could only detect" in v.reason
     bad = _good_pred()
     bad[17:24] = 0  # seven retracements missed: a real, significant drop
     _patch(monkeypatch, None, fine, _classifier_work(bad, pseudo=PSEUDO_OK))

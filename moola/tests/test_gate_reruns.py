@@ -50,7 +50,7 @@ def test_chain_logs_every_gate_and_syncs_at_checkpoints_evals_and_end(trained):
         "gate_0_env", "gate_1_smoke_enhanced", "gate_2_control_minirocket",
         "gate_3_pretrain_bilstm", "gate_4_finetune_enhanced", "gate_5_augment",
         "gate_6_baseline_simplelstm"]
-    assert all(r["status"] in ("passed", "warning") for r in recs)
+    assert all(r["status"] in ("passed", "warning", "inconclusive") for r in recs)
     calls = set((trained / "sync_calls.txt").read_text().split())
     assert {"checkpoint", "eval", "final"} <= calls
     run = recs[0]["run_id"]

@@ -47,7 +47,7 @@ def test_a_bad_record_is_rejected_before_anything_is_written(tmp_path):
     path = results_path(tmp_path)
     append_records(path, [rec()])
     before = path.read_bytes()
-    with pytest.raises(ValueError, match="status 'ok'.*allowed: passed, failed, warning, skipped"):
+    with pytest.raises(ValueError, match="status 'ok'.*allowed: passed, failed, warning, inconclusive, skipped"):
         append_records(path, [rec(gate="gate_2"), rec(status="ok")])
     with pytest.raises(ValueError, match="no 'run_id'"):
         append_records(path, [{"gate": "gate_2", "status": "passed"}])
