@@ -62,9 +62,14 @@ def walk_forward_folds(dev_idx: np.ndarray, n_folds: int, *, min_train_fraction:
                        purge: int = 1, inner_fraction: float = 0.2) -> list[Fold]:
     """Rolling-origin folds over the development rows `dev_idx` (row positions, time order).
 
+    The outer split is sklearn's ``TimeSeriesSplit`` (expanding window, ``gap`` = purge) with
+    scored blocks of equal size; rows left over by the division train in every fold.
+
     >>> [len(f.score_idx) for f in walk_forward_folds(np.arange(100), 4)]
-    [13, 13, 12, 12]
+    [12, 12, 12, 12]
     """
+    from sklearn.model_selection import TimeSeriesSplit
+
     dev = np.sort(np.asarray(dev_idx, dtype=np.int64))
     n = len(dev)
     if n_folds < 1:
@@ -72,17 +77,20 @@ def walk_forward_folds(dev_idx: np.ndarray, n_folds: int, *, min_train_fraction:
     if not 0 < min_train_fraction < 1:
         raise ValueError(f"protocol.min_train_fraction must lie in (0, 1), got {min_train_fraction}")
     first = int(math.ceil(n * min_train_fraction))
-    blocks = [b for b in np.array_split(np.arange(first, n), n_folds) if len(b)]
-    if len(blocks) < n_folds or min(len(b) for b in blocks) < 2:
+    block = (n - first) // n_folds
+    if block < 2 or first - purge < 2:
         raise ValueError(
             f"{n} development rows cannot give {n_folds} walk-forward folds of at least 2 scored "
             f"rows after the first {first} training rows; use fewer folds (protocol.folds) or a "
             f"smaller protocol.min_train_fraction")
+    if n_folds == 1:  # TimeSeriesSplit wants two or more; one fold is its last split
+        splits = [(np.arange(n - block - purge), np.arange(n - block, n))]
+    else:
+        splits = TimeSeriesSplit(n_splits=n_folds, test_size=block, gap=purge).split(dev)
     folds = []
-    for k, block in enumerate(blocks):
-        train = dev[: max(0, block[0] - purge)]
-        fit, stop = _inner(train, inner_fraction, purge)
-        folds.append(Fold(k, fit, stop, dev[block]))
+    for k, (train, score) in enumerate(splits):
+        fit, stop = _inner(dev[train], inner_fraction, purge)
+        folds.append(Fold(k, fit, stop, dev[score]))
     return folds
 
 

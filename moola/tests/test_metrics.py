@@ -224,3 +224,23 @@ def test_ece_multiclass_and_edges():
 def test_bad_input_is_explained(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_replicas_of_one_window_are_not_independent_samples():
+    """R identical replicas carry no more evidence than one: the window bootstrap's CI is the
+    same (a bootstrap over R x n predictions would shrink it by sqrt(R))."""
+    from moola.metrics import classification_metrics, paired_delta_ci
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 40)
+    p = np.where(rng.random(40) < 0.75, y, 1 - y)
+    one = classification_metrics(y, p, 2, n_bootstrap=500, seed=1)
+    five = classification_metrics(y, np.stack([p] * 5), 2, n_bootstrap=500, seed=1)
+    assert five["ci"] == one["ci"] and five["n"] == 40 and five["n_replicas"] == 5
+    q = np.where(rng.random(40) < 0.6, y, 1 - y)
+    d1 = paired_delta_ci(y, q, p, n_classes=2, n_bootstrap=500, seed=1)
+    d5 = paired_delta_ci(y, np.stack([q] * 5), np.stack([p] * 5), n_classes=2,
+                         n_bootstrap=500, seed=1)
+    assert d5["ci"] == pytest.approx(d1["ci"]) and d5["detectable"] == pytest.approx(
+        d1["detectable"])
+    assert d1["detectable"] > 0.1  # 40 windows cannot see a few points of macro-F1
