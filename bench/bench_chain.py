@@ -10,6 +10,10 @@ Measures, each as the median of --repeats runs:
     11,873 unlabeled), once per repeat.
 Timings are wall-clock seconds of whole sessions, including interpreter start and imports.
 Not a test: the machines are shared and noisy, so read ratios taken in the same run.
+
+The last column repeats the single-split figures (one split, one seed, before the repeated
+walk-forward protocol of docs/JUDGING.md) measured with this script on commit 744e039 on the
+same kind of machine, so the protocol's cost reads off one table.
 """
 
 from __future__ import annotations
@@ -25,6 +29,24 @@ import time
 from pathlib import Path
 
 from moola.testing import REPO, read_results, write_gate_suite
+
+
+# single split, one seed (commit 744e039, README "Figures" of 2026-11-22), seconds
+SINGLE_SPLIT = {
+    "smoke chain 0-7, cold (fresh cache + numba)": 49.2,
+    "smoke chain 0-7, warm (numba compiled)": 18.2,
+    "pytest -k gate_6, warm moola cache": 6.0,
+    "  gate 6's own training (artifact build_s)": 1.8,
+    "standard chain 0-7, seed-scale synthetic": 130.1,
+    "standard:gate_2_control_minirocket": 23.0,
+    "standard:gate_3_pretrain_bilstm": 55.0,
+    "standard:gate_7_ensemble": 25.0,
+}
+
+
+def ref(name: str) -> str:
+    v = SINGLE_SPLIT.get(name)
+    return f"{v:7.1f}" if v is not None else "      -"
 
 
 def session(root: Path, numba_cache: Path, *args: str) -> float:
@@ -99,14 +121,14 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(("standard chain 0-7, seed-scale synthetic", std))
     print(f"\nmachine: {os.cpu_count()} cpus, python {sys.version.split()[0]}; "
           f"median of {args.repeats} run(s), seconds\n")
-    print(f"{'what':<48} {'median':>7}  runs")
+    print(f"{'what':<48} {'median':>7} {'1-split':>7}  runs")
     for name, xs in rows:
-        print(f"{name:<48} {med(xs)}  {', '.join(f'{x:.1f}' for x in xs)}")
+        print(f"{name:<48} {med(xs)} {ref(name)}  {', '.join(f'{x:.1f}' for x in xs)}")
     if shares:
-        print(f"\n{'gate':<48} {'median':>7}")
+        print(f"\n{'gate':<48} {'median':>7} {'1-split':>7}")
         for gate, xs in shares.items():
             unit = "s" if gate.startswith("standard:") else "% of smoke chain"
-            print(f"{gate:<48} {med(xs)}  {unit}")
+            print(f"{gate:<48} {med(xs)} {ref(gate)}  {unit}")
     return 0
 
 

@@ -1,20 +1,16 @@
-"""Gate 7 building blocks: out-of-fold predictions, isotonic calibration, averaging, report.
+"""Gate 7 building blocks: isotonic calibration (cross-fitted over folds) and averaging.
 
-Calibration is fitted on *training* out-of-fold probabilities only; validation windows are
-used to score, never to fit. :func:`calibrate_and_report` is the whole gate-7 computation for
-members that already have (train OOF proba, val proba).
+Each fold's pooled out-of-fold probabilities are calibrated by a map fitted on the other folds'
+windows (:func:`cross_fitted_calibration`), so a window's own label never shapes its calibrated
+probability. How gate 7 judges the result lives in ``moola.gates.chain.gate_7_ensemble``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
-from sklearn.metrics import f1_score
-from sklearn.model_selection import StratifiedKFold
-
-FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def _check_proba(proba: Any, name: str, n_classes: int | None = None) -> np.ndarray:
@@ -40,48 +36,6 @@ def _normalise_rows(p: np.ndarray, fallback: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------
 # Out-of-fold predictions
-# ---------------------------------------------------------------------------------------------
-
-
-def out_of_fold_proba(
-    fit_predict: FitPredict,
-    X_train: np.ndarray,
-    y_train: np.ndarray,
-    n_splits: int = 5,
-    seed: int = 0,
-    n_classes: int | None = None,
-) -> np.ndarray:
-    """Out-of-fold class probabilities (n, K) for every training window.
-
-    Stratified K-fold (shuffled with `seed`); n_splits is reduced to the smallest class count
-    when a class has fewer members (at least 2 are needed). For each fold
-    ``fit_predict(X_tr, y_tr, X_te) -> proba (n_te, K)`` trains a fresh model on the other
-    folds; each window is predicted exactly once, by a model that never saw it.
-    """
-    X = np.asarray(X_train)
-    y = np.asarray(y_train).astype(np.int64)
-    if y.ndim != 1 or y.shape[0] != X.shape[0]:
-        raise ValueError(f"y_train: expected shape ({X.shape[0]},), got {y.shape}")
-    k = int(n_classes) if n_classes is not None else int(y.max()) + 1
-    smallest = int(np.bincount(y, minlength=k)[np.unique(y)].min())
-    splits = min(n_splits, smallest)
-    if splits < 2:
-        raise ValueError(
-            f"out_of_fold_proba: the smallest class has {smallest} window(s); at least 2 are "
-            "needed for out-of-fold predictions"
-        )
-    oof = np.full((y.size, k), np.nan)
-    skf = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
-    for fold, (tr, te) in enumerate(skf.split(np.zeros(y.size), y)):
-        p = _check_proba(fit_predict(X[tr], y[tr], X[te]), f"fit_predict (fold {fold})", k)
-        if p.shape[0] != te.size:
-            raise ValueError(f"fit_predict (fold {fold}): returned {p.shape[0]} rows for {te.size} windows")
-        oof[te] = p
-    return oof
-
-
-# ---------------------------------------------------------------------------------------------
-# Isotonic calibration
 # ---------------------------------------------------------------------------------------------
 
 
@@ -183,96 +137,6 @@ def average_proba(probas: Sequence[np.ndarray], weights: Sequence[float] | None 
         raise ValueError(f"average_proba: need {len(ps)} non-negative weights with a positive sum, got {weights}")
     avg = np.tensordot(w / w.sum(), np.stack(ps), axes=1)
     return _normalise_rows(avg, fallback=np.ones_like(avg))
-
-
-def _macro_f1(y: np.ndarray, proba: np.ndarray) -> float:
-    k = proba.shape[1]
-    return float(f1_score(y, proba.argmax(axis=1), labels=list(range(k)), average="macro", zero_division=0))
-
-
-def ensemble_report(
-    members: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    y_val: np.ndarray,
-    weights: Mapping[str, float] | None = None,
-    n_bins: int = 10,
-    max_drop_pp: float | None = None,
-    ece_fn: Callable[..., float] | None = None,
-) -> dict[str, Any]:
-    """Score members and their calibrated average on validation windows.
-
-    members: name -> (val_proba_raw (n, K), val_proba_calibrated (n, K)). The ensemble is the
-    (weighted) average of the calibrated probabilities. Macro-F1 is sklearn's over all K
-    classes; ECE is moola.metrics.expected_calibration_error (or `ece_fn`) with `n_bins`.
-    The best member is the one with the highest raw macro-F1 (as the upstream gates scored it);
-    drop_pp = 100 x (best member's macro-F1 - ensemble macro-F1), positive when the ensemble is
-    worse. With max_drop_pp, `warn` is True when drop_pp exceeds it. Returns a JSON-safe dict.
-    """
-    if not members:
-        raise ValueError("ensemble_report: no members")
-    if ece_fn is None:
-        from moola.metrics import expected_calibration_error as ece_fn
-    y = np.asarray(y_val).astype(np.int64)
-    names = list(members)
-    per: dict[str, dict[str, float]] = {}
-    raws, cals = [], []
-    for name in names:
-        raw = _check_proba(members[name][0], f"{name} (raw)")
-        cal = _check_proba(members[name][1], f"{name} (calibrated)", raw.shape[1])
-        if raw.shape != cal.shape or raw.shape[0] != y.size:
-            raise ValueError(
-                f"member {name}: raw {raw.shape} and calibrated {cal.shape} must both be ({y.size}, K)"
-            )
-        raws.append(raw)
-        cals.append(cal)
-        per[name] = {
-            "macro_f1_raw": _macro_f1(y, raw),
-            "macro_f1_calibrated": _macro_f1(y, cal),
-            "ece_raw": float(ece_fn(y, raw, n_bins=n_bins)),
-            "ece_calibrated": float(ece_fn(y, cal, n_bins=n_bins)),
-        }
-    w = None if weights is None else [float(weights[n]) for n in names]
-    ens_raw, ens_cal = average_proba(raws, w), average_proba(cals, w)
-    best = max(names, key=lambda n: per[n]["macro_f1_raw"])
-    ens_f1 = _macro_f1(y, ens_cal)
-    drop_pp = 100.0 * (per[best]["macro_f1_raw"] - ens_f1)
-    return {
-        "members": per,
-        "ensemble": {
-            "macro_f1": ens_f1,
-            "ece": float(ece_fn(y, ens_cal, n_bins=n_bins)),
-            "macro_f1_uncalibrated": _macro_f1(y, ens_raw),
-            "ece_uncalibrated": float(ece_fn(y, ens_raw, n_bins=n_bins)),
-            "predicted_distribution": np.bincount(ens_cal.argmax(axis=1), minlength=ens_cal.shape[1]).tolist(),
-        },
-        "best_member": best,
-        "best_member_macro_f1": per[best]["macro_f1_raw"],
-        "drop_pp": drop_pp,
-        "warn": (drop_pp > max_drop_pp) if max_drop_pp is not None else None,
-        "weights": dict(zip(names, w)) if w is not None else None,
-        "n_val": int(y.size),
-        "n_bins": n_bins,
-    }
-
-
-def calibrate_and_report(
-    members: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    y_train: np.ndarray,
-    y_val: np.ndarray,
-    **report_kwargs: Any,
-) -> tuple[dict[str, Any], dict[str, IsotonicCalibrator]]:
-    """Gate 7 in one call: members name -> (train_oof_proba, val_proba_raw).
-
-    Each member's calibrator is fitted on its training OOF probabilities and y_train only, then
-    applied to its validation probabilities; y_val is used for scoring alone. Returns
-    (ensemble_report(...), {name: calibrator}).
-    """
-    calibrators: dict[str, IsotonicCalibrator] = {}
-    scored: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for name, (oof, val_raw) in members.items():
-        cal = IsotonicCalibrator().fit(oof, y_train, split="train")
-        calibrators[name] = cal
-        scored[name] = (np.asarray(val_raw, dtype=np.float64), cal.transform(val_raw))
-    return ensemble_report(scored, y_val, **report_kwargs), calibrators
 
 
 def cross_fitted_calibration(proba: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray:

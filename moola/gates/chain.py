@@ -154,6 +154,33 @@ def _compare(ctx: GateContext, reference: str, y: np.ndarray, pred_ref: np.ndarr
                              ci_level=g.ci_level, seed=ctx.cfg.run.seed)
 
 
+def _decide(ctx: GateContext, cmp: dict[str, Any], y: np.ndarray, pred_ref: np.ndarray,
+            pred_new: np.ndarray, seeds: Any, *, pass_above: float,
+            fail_below: float) -> tuple[str, str | None]:
+    """The pooled outcome, and a note when a single seed's comparison would decide otherwise.
+
+    Per-seed outcomes pair seed i of both sides (a one-replica reference, the control, is
+    paired with every seed). They are reported, never acted on.
+    """
+    from moola.judging import decide
+
+    outcome = decide(cmp, pass_above=pass_above, fail_below=fail_below)
+    cmp["outcome"] = outcome
+    ref, new = np.atleast_2d(pred_ref), np.atleast_2d(pred_new)
+    if new.shape[0] < 2 or ref.shape[0] not in (1, new.shape[0]):
+        return outcome, None
+    per_seed = {}
+    for i, s in enumerate(seeds):
+        c = _compare(ctx, cmp["reference"], y, ref[min(i, ref.shape[0] - 1)], new[i])
+        per_seed[int(s)] = decide(c, pass_above=pass_above, fail_below=fail_below)
+    cmp["per_seed_outcome"] = per_seed
+    if len(set(per_seed.values())) < 2:
+        return outcome, None
+    each = ", ".join(f"seed {s}: {o}" for s, o in per_seed.items())
+    return outcome, (f"the outcome differs across seeds ({each}); the pooled outcome over all "
+                     f"seeds is the one to act on")
+
+
 def _protocol_text(m: dict[str, Any]) -> str:
     return (f"{m['n']} scored windows x {m.get('n_replicas', 1)} seeds over "
             f"{m.get('n_folds', '?')} walk-forward folds")
@@ -239,7 +266,7 @@ def gate_1_smoke_enhanced(ctx: GateContext) -> Verdict:
 
 def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
     """MiniRocket control: sane itself, and the deep baseline is not beaten by it."""
-    from moola.judging import ci_text, decide, inconclusive_text
+    from moola.judging import ci_text, inconclusive_text
 
     t0, gate, g = time.time(), "gate_2_control_minirocket", ctx.cfg.gates
     c = work.control(ctx)
@@ -252,7 +279,8 @@ def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
                         f"{mc['balanced_accuracy']:.3f}); the data may carry no signal")
     # baseline minus control: passed when the baseline is significantly within the margin
     cmp = _compare(ctx, "gate_2_control_minirocket", c["y"], c["pred"], b["pred"])
-    outcome = decide(cmp, pass_above=-g.control_margin, fail_below=-g.control_margin)
+    outcome, differs = _decide(ctx, cmp, c["y"], c["pred"], b["pred"], b["seeds"],
+                               pass_above=-g.control_margin, fail_below=-g.control_margin)
     cmp.update(baseline_macro_f1=mb["macro_f1"], control_macro_f1=mc["macro_f1"],
                margin=g.control_margin, policy=g.control_policy, outcome=outcome)
     warnings, inconclusive = [], None
@@ -269,6 +297,7 @@ def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
     ok = (f"the baseline is within {g.control_margin} macro-F1 of the control, significantly: "
           f"baseline {mb['macro_f1']:.3f} vs control {mc['macro_f1']:.3f} ({ci_text(cmp)})")
     return _verdict(ctx, gate, t0, problems, ok, warnings, inconclusive,
+                    notes=[n for n in [differs] if n],
                     model="MiniRocket+RidgeClassifierCV", metrics=mc, comparison=cmp,
                     artifacts={"control": c["artifact"], "baseline": b["artifact"]},
                     key_metric=_key_metric("delta_f1", cmp["delta"], -g.control_margin, ">"))
@@ -335,7 +364,7 @@ def gate_3_pretrain_bilstm(ctx: GateContext) -> Verdict:
 
 def gate_4_finetune_enhanced(ctx: GateContext) -> Verdict:
     """Encoder loaded 100%; pretraining helps (significantly), hurts, or cannot be told."""
-    from moola.judging import ci_text, decide, inconclusive_text
+    from moola.judging import ci_text, inconclusive_text
 
     t0, gate, g = time.time(), "gate_4_finetune_enhanced", ctx.cfg.gates
     f = work.finetuned(ctx)
@@ -349,7 +378,8 @@ def gate_4_finetune_enhanced(ctx: GateContext) -> Verdict:
                         f"{lr['total']} encoder tensors ({lr['ratio']:.0%}); {lr.get('message', '')}")
     problems += classifier_problems("the finetuned EnhancedSimpleLSTM", m)
     cmp = _compare(ctx, "gate_1_smoke_enhanced", f["y"], b["pred"], f["pred"])
-    outcome = decide(cmp, pass_above=g.min_delta, fail_below=-g.max_harm)
+    outcome, differs = _decide(ctx, cmp, f["y"], b["pred"], f["pred"], f["seeds"],
+                               pass_above=g.min_delta, fail_below=-g.max_harm)
     cmp.update(baseline_macro_f1=mb["macro_f1"], finetuned_macro_f1=m["macro_f1"],
                min_delta=g.min_delta, max_harm=g.max_harm, same_recipe=True, outcome=outcome)
     inconclusive = None
@@ -366,7 +396,7 @@ def gate_4_finetune_enhanced(ctx: GateContext) -> Verdict:
           f"{mb['macro_f1']:.3f} ({ci_text(cmp)}, above {g.min_delta:+.3f}); encoder tensors "
           f"loaded {lr['loaded']}/{lr['total']}; {_protocol_text(m)}")
     return _verdict(ctx, gate, t0, problems, ok, inconclusive=inconclusive,
-                    notes=_test_note(m), model=f["model"],
+                    notes=[n for n in [differs] if n] + _test_note(m), model=f["model"],
                     metrics={**m, "load_report": lr}, comparison=cmp,
                     artifacts={"finetuned": f["artifact"]},
                     key_metric=_key_metric("delta_f1", cmp["delta"], g.min_delta, ">"))
@@ -391,7 +421,7 @@ def _pseudo_summary(replicas: list[dict[str, Any]]) -> dict[str, Any]:
 
 def gate_5_augment(ctx: GateContext) -> Verdict:
     """Pseudo-samples pass KS / quality / dedup; no significant drop beyond max_drop_pp."""
-    from moola.judging import ci_text, decide, inconclusive_text
+    from moola.judging import ci_text, inconclusive_text
 
     t0, gate, g, a = time.time(), "gate_5_augment", ctx.cfg.gates, ctx.cfg.augment
     w = work.augmented(ctx)
@@ -413,7 +443,8 @@ def gate_5_augment(ctx: GateContext) -> Verdict:
     problems += classifier_problems("the augmented model", m)
     cmp = _compare(ctx, "gate_4_finetune_enhanced", w["y"], f["pred"], w["pred"])
     allowed = g.max_drop_pp / 100
-    outcome = decide(cmp, pass_above=-allowed, fail_below=-allowed)
+    outcome, differs = _decide(ctx, cmp, w["y"], f["pred"], w["pred"], w["seeds"],
+                               pass_above=-allowed, fail_below=-allowed)
     drop_pp = -cmp["delta"] * 100
     cmp.update(finetuned_macro_f1=mf["macro_f1"], augmented_macro_f1=m["macro_f1"],
                drop_pp=drop_pp, max_drop_pp=g.max_drop_pp, outcome=outcome)
@@ -432,14 +463,15 @@ def gate_5_augment(ctx: GateContext) -> Verdict:
           f"({ci_text(cmp)}): significantly no drop beyond {g.max_drop_pp} pp; scored windows "
           f"are 100% real")
     return _verdict(ctx, gate, t0, problems, ok, inconclusive=inconclusive,
-                    notes=_test_note(m), model=w["model"], metrics={**m, "pseudo": ps},
+                    notes=[n for n in [differs] if n] + _test_note(m), model=w["model"],
+                    metrics={**m, "pseudo": ps},
                     comparison=cmp, artifacts={"augmented": w["artifact"]},
                     key_metric=_key_metric("drop_pp", drop_pp, g.max_drop_pp, "<="))
 
 
 def gate_6_baseline_simplelstm(ctx: GateContext) -> Verdict:
     """SimpleLSTM trains on the selected device; does the pretrained model beat it?"""
-    from moola.judging import ci_text, decide, inconclusive_text
+    from moola.judging import ci_text, inconclusive_text
 
     t0, gate, g = time.time(), "gate_6_baseline_simplelstm", ctx.cfg.gates
     s = work.simple(ctx)
@@ -454,7 +486,8 @@ def gate_6_baseline_simplelstm(ctx: GateContext) -> Verdict:
     problems += classifier_problems("SimpleLSTM", m, require_skill=False)
     # finetuned minus simple: passed when the pretrained machinery is significantly better
     cmp = _compare(ctx, "gate_6_baseline_simplelstm", s["y"], s["pred"], f["pred"])
-    outcome = decide(cmp, pass_above=0.0, fail_below=0.0)
+    outcome, differs = _decide(ctx, cmp, s["y"], s["pred"], f["pred"], s["seeds"],
+                               pass_above=0.0, fail_below=0.0)
     cmp.update(simple_macro_f1=m["macro_f1"], finetuned_macro_f1=mf["macro_f1"],
                policy=g.simple_policy, outcome=outcome)
     warnings, inconclusive = [], None
@@ -470,7 +503,8 @@ def gate_6_baseline_simplelstm(ctx: GateContext) -> Verdict:
                  f"vs {m['macro_f1']:.3f})")
     ok = (f"SimpleLSTM trained on {s['device']}: macro-F1 {m['macro_f1']:.3f}, significantly "
           f"below the pretrained model's {mf['macro_f1']:.3f} ({ci_text(cmp)})")
-    return _verdict(ctx, gate, t0, problems, ok, warnings, inconclusive, model="SimpleLSTM",
+    return _verdict(ctx, gate, t0, problems, ok, warnings, inconclusive,
+                    notes=[n for n in [differs] if n], model="SimpleLSTM",
                     metrics={**m, "device": s["device"], "param_devices": devices},
                     comparison=cmp, artifacts={"simple": s["artifact"]},
                     key_metric=_key_metric("delta_f1", cmp["delta"], 0.0, ">"))
@@ -496,7 +530,7 @@ def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None
     """Cross-fitted isotonic-calibrated average of the approved, non-degenerate members;
     compared with its best member by the paired window bootstrap."""
     from moola.gates.ensemble_work import ensemble
-    from moola.judging import ci_text, decide, inconclusive_text
+    from moola.judging import ci_text, inconclusive_text
 
     t0, gate, g = time.time(), "gate_7_ensemble", ctx.cfg.gates
     upstream = upstream or {}
@@ -539,7 +573,11 @@ def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None
     best_pred = e["members"][best]["calibrated"].argmax(axis=2)
     cmp = _compare(ctx, best, y, best_pred, avg.argmax(axis=2))
     allowed = g.max_ensemble_drop_pp / 100
-    outcome = decide(cmp, pass_above=-allowed, fail_below=-allowed)
+    outcome, differs = _decide(ctx, cmp, y, best_pred, avg.argmax(axis=2),
+                               range(best_pred.shape[0]), pass_above=-allowed,
+                               fail_below=-allowed)
+    if differs:
+        notes.append(differs)
     drop_pp = -cmp["delta"] * 100
     cmp.update(best_member=best, best_member_macro_f1=members[best], drop_pp=drop_pp,
                max_drop_pp=g.max_ensemble_drop_pp, outcome=outcome)

@@ -6,7 +6,11 @@ entry first when it is missing (or when its gate is selected in this run, see
 the data fingerprint, the keys of upstream artifacts and the producing code's version.
 
 Compared models share one recipe (``cfg.train``): gate 1 (baseline), 4 (pretrained encoder),
-5 (plus pseudo-samples) and 6 (SimpleLSTM) differ only in the factor under test.
+5 (plus pseudo-samples) and 6 (SimpleLSTM) differ only in the factor under test. Each is trained
+as replicas (``cfg.protocol``: seeds x walk-forward folds, :mod:`moola.protocol`) and returns
+the pooled out-of-fold predictions of the scored windows: ``y`` (n,), ``proba`` (R, n, K),
+``pred`` (R, n), ``fold_of`` (n,), ``seeds`` (R,), the held-out ``test_proba`` and the
+per-replica summaries. Gate 2's control is the same folds with one replica per fold.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from moola.cache import CacheEntry, code_version, make_key
 from moola.gates.context import GateContext
 
 # moola modules whose source is part of every trained artifact's key
-TRAIN_CODE = ["models", "train", "data", "transfer", "pretrain", "augment", "pseudo", "ensemble"]
+TRAIN_CODE = ["models", "train", "data", "transfer", "pretrain", "augment", "pseudo", "ensemble",
+              "protocol"]
 
 # torch's intra-op thread count when the gates' work is first imported (run.torch_threads, if
 # set, is applied before). Every build runs with it: numba, inside sktime's MiniRocket (gate 2),

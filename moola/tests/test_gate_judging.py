@@ -229,3 +229,14 @@ def test_gate_5_drop_fails_only_when_significant(ctx, monkeypatch):
     _patch(monkeypatch, None, fine, _classifier_work(bad, pseudo=PSEUDO_OK))
     v = chain.gate_5_augment(ctx)
     assert v.status == "failed" and "significant" in v.reason
+
+
+def test_a_comparison_says_when_one_seed_would_decide_otherwise(ctx, monkeypatch):
+    worse = Y_VAL.copy()
+    worse[17:27] = 0  # the baseline misses ten retracements at both seeds
+    # seed 17 of the finetuned model is perfect (helps); seed 1017 is as bad as the baseline
+    _patch(monkeypatch, _classifier_work(worse),
+           _classifier_work(Y_VAL.copy(), worse, load_report=LOAD_OK))
+    v = chain.gate_4_finetune_enhanced(ctx)
+    assert v.comparison["per_seed_outcome"] == {17: "passed", 1017: "inconclusive"}
+    assert "differs across seeds" in v.reason, v.reason
