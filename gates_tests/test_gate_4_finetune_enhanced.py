@@ -1,4 +1,7 @@
-"""gate_4_finetune_enhanced: finetuning the pretrained encoder improves on gate 1 under the same recipe."""
+"""gate_4_finetune_enhanced: does finetuning the pretrained encoder help over gate 1 (same recipe)?
+
+Passes when it helps significantly; inconclusive (the chain continues) when the windows cannot
+tell; fails when it significantly hurts or the model is degenerate (docs/JUDGING.md)."""
 
 import pytest
 

@@ -1,4 +1,5 @@
-"""gate_5_augment: pseudo-samples are faithful and do not hurt real validation."""
+"""gate_5_augment: pseudo-samples are faithful and do not significantly hurt the real scored
+windows (inconclusive when the windows cannot tell)."""
 
 import pytest
 

@@ -1,4 +1,5 @@
-"""gate_6_baseline_simplelstm: a simple SimpleLSTM trains on the selected device (warns if it matches)."""
+"""gate_6_baseline_simplelstm: a simple SimpleLSTM trains on the selected device; does the
+pretrained model beat it (warns when the simple model is significantly better)?"""
 
 import pytest
 

@@ -219,6 +219,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 # keys that may be negative (a non-inferiority margin); every other number must be >= 0
 SIGNED = {"gates.min_delta", "gates.control_margin"}
+# counts that must be at least 1 (0 would mean "no evidence at all")
+POSITIVE = {"protocol.folds", "protocol.seeds"}
 
 # Profile overrides: smoke = tiny and fast (CI), standard = seed-scale on a CPU, full = GPU recipe.
 PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
@@ -350,9 +352,18 @@ def _apply(cfg: Config, layer: Mapping[str, Any], source: str) -> Config:
             if (isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0
                     and f"{section}.{key}" not in SIGNED):
                 raise ConfigError(f"{where} = {v!r}; must not be negative")
+            if f"{section}.{key}" in POSITIVE and v < 1:
+                raise ConfigError(f"{where} = {v!r}; must be at least 1")
             changes[key] = v
         new_sections[section] = dataclasses.replace(current, **changes)
-    return dataclasses.replace(cfg, **new_sections)
+    out = dataclasses.replace(cfg, **new_sections)
+    g = out.gates
+    if g.min_delta < -g.max_harm:
+        raise ConfigError(
+            f"{source}: gates.min_delta = {g.min_delta} lies below -gates.max_harm = "
+            f"{-g.max_harm}: a comparison could pass and fail at once; keep min_delta >= "
+            f"-max_harm")
+    return out
 
 
 def apply_overrides(cfg: Config, layer: Mapping[str, Any], source: str) -> Config:

@@ -35,12 +35,13 @@ def _normalise_rows(p: np.ndarray, fallback: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# Out-of-fold predictions
+# Isotonic calibration
 # ---------------------------------------------------------------------------------------------
 
 
 class IsotonicCalibrator:
-    """One-vs-rest isotonic calibration of class probabilities, fitted on training OOF only.
+    """One-vs-rest isotonic calibration of class probabilities, fitted on out-of-fold
+    predictions of windows other than those it is applied to (see cross_fitted_calibration).
 
     For class k an increasing map proba[:, k] -> P(y == k) is fitted (sklearn
     IsotonicRegression, clipped outside the fitted range, values in [0, 1]); calibrated rows
@@ -61,10 +62,10 @@ class IsotonicCalibrator:
         return self.n_classes > 0
 
     def fit(self, oof_proba: np.ndarray, y_train: np.ndarray, *, split: str = "train") -> "IsotonicCalibrator":
-        """Fit on out-of-fold probabilities (n, K) of the *training* windows and their labels.
+        """Fit on out-of-fold probabilities (n, K) of calibration windows and their labels.
 
         `split` names where the arrays come from; anything but "train" is refused, because a
-        calibrator fitted on validation windows makes the validation ECE meaningless.
+        calibrator fitted on the windows it is then scored on makes their ECE meaningless.
         """
         if split != "train":
             raise ValueError(
@@ -120,7 +121,7 @@ class IsotonicCalibrator:
 
 
 # ---------------------------------------------------------------------------------------------
-# Averaging and the gate-7 report
+# Averaging
 # ---------------------------------------------------------------------------------------------
 
 

@@ -31,7 +31,8 @@ def paired_comparison(y: np.ndarray, pred_ref: np.ndarray, pred_new: np.ndarray,
                         n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed)
     return {"reference": reference, "delta": d["delta"], "delta_ci": d["ci"],
             "significant": d["significant"], "se": d["se"], "detectable": d["detectable"],
-            "n_windows": d["n"], "test": "paired window bootstrap (replicas resampled together)"}
+            "n_windows": d["n"], "ci_level": ci_level,
+            "test": "paired window bootstrap (replicas resampled together)"}
 
 
 def decide(cmp: dict[str, Any], *, pass_above: float, fail_below: float) -> str:
@@ -47,11 +48,15 @@ def decide(cmp: dict[str, Any], *, pass_above: float, fail_below: float) -> str:
 def ci_text(cmp: dict[str, Any]) -> str:
     """'delta +0.047 (95% CI -0.212 to +0.330)'."""
     lo, hi = cmp["delta_ci"]
-    return f"delta {cmp['delta']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f})"
+    return f"delta {cmp['delta']:+.3f} ({cmp['ci_level']:.0%} CI {lo:+.3f} to {hi:+.3f})"
 
 
 def inconclusive_text(cmp: dict[str, Any], what: str) -> str:
     """The reason of an inconclusive comparison: what could not be told, and what could have."""
+    if cmp["se"] == 0.0:  # the two models predicted every scored window alike
+        return (f"inconclusive: {what}: the two models predict all {cmp['n_windows']} scored "
+                f"windows identically (delta {cmp['delta']:+.3f}), so these windows hold no "
+                f"evidence either way")
     return (f"inconclusive: {what} cannot be told on these {cmp['n_windows']} scored windows "
             f"({ci_text(cmp)}); they could only detect a macro-F1 difference of about "
             f"{cmp['detectable']:.2f} (80% power): more labeled windows, more folds or seeds "

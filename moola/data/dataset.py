@@ -107,6 +107,9 @@ def load_dataset(
     index = {c: i for i, c in enumerate(classes)}
     names = p.meta.get("feature_names") or default_feature_names(p.X.shape[2])
     files = [f for f in (p.labeled_path, p.unlabeled_path, p.split_path) if f is not None]
+    if all_splits:  # the folds come from every split file: all of them key the cache
+        files += [Path(path) / "splits" / f"fold_{k}.json" for k in sorted(all_splits)
+                  if Path(path) / "splits" / f"fold_{k}.json" != p.split_path]
     return Dataset(
         path=Path(path),
         X=normalize(p.X, normalization),

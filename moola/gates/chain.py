@@ -70,7 +70,8 @@ def classifier_problems(name: str, m: dict[str, Any], require_skill: bool = True
         hi = m["ci"]["balanced_accuracy"][1]
         problems.append(
             f"{name} shows no significant skill over chance: balanced accuracy "
-            f"{m['balanced_accuracy']:.3f}, 95% CI [{lo:.3f}, {hi:.3f}] does not clear chance "
+            f"{m['balanced_accuracy']:.3f}, {m['ci_level']:.0%} CI [{lo:.3f}, {hi:.3f}] does not "
+            f"clear chance "
             f"{chance:.3f} on {m['n']} scored windows x {m.get('n_replicas', 1)} seeds "
             f"(macro-F1 {m['macro_f1']:.3f}; {baseline_txt}); more or cleaner labels, or a "
             f"longer training budget, are needed before any comparison means anything")
@@ -142,6 +143,17 @@ def _test_note(m: dict[str, Any]) -> list[str]:
         return []
     return [f"held-out test windows (never used by a gate): macro-F1 {t['macro_f1']:.3f} "
             f"(CI {t['ci'][0]:.3f}-{t['ci'][1]:.3f}, n={t['n']})"]
+
+
+def _same_windows(*works: dict[str, Any]) -> None:
+    """Paired comparisons need both models' predictions of the same scored windows."""
+    first = works[0]
+    for w in works[1:]:
+        if not np.array_equal(w["score_idx"], first["score_idx"]):
+            raise ValueError(
+                f"paired comparison of artifacts {first['artifact'].get('key')} and "
+                f"{w['artifact'].get('key')}: they scored different windows (built under other "
+                f"folds); rerun with --rebuild")
 
 
 def _compare(ctx: GateContext, reference: str, y: np.ndarray, pred_ref: np.ndarray,
@@ -271,6 +283,7 @@ def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
     t0, gate, g = time.time(), "gate_2_control_minirocket", ctx.cfg.gates
     c = work.control(ctx)
     b = work.baseline(ctx)
+    _same_windows(c, b)
     mc = score(ctx, c["y"], c["pred"])
     mb = score(ctx, b["y"], b["pred"])
     problems = classifier_problems("the MiniRocket control", mc, require_skill=False)
@@ -369,6 +382,7 @@ def gate_4_finetune_enhanced(ctx: GateContext) -> Verdict:
     t0, gate, g = time.time(), "gate_4_finetune_enhanced", ctx.cfg.gates
     f = work.finetuned(ctx)
     b = work.baseline(ctx)
+    _same_windows(b, f)
     m = replicated_metrics(ctx, f)
     mb = score(ctx, b["y"], b["pred"])
     lr = f["load_report"]
@@ -426,6 +440,7 @@ def gate_5_augment(ctx: GateContext) -> Verdict:
     t0, gate, g, a = time.time(), "gate_5_augment", ctx.cfg.gates, ctx.cfg.augment
     w = work.augmented(ctx)
     f = work.finetuned(ctx)
+    _same_windows(f, w)
     m = replicated_metrics(ctx, w)
     mf = score(ctx, f["y"], f["pred"])
     ps = _pseudo_summary(w["replicas"])
@@ -476,6 +491,7 @@ def gate_6_baseline_simplelstm(ctx: GateContext) -> Verdict:
     t0, gate, g = time.time(), "gate_6_baseline_simplelstm", ctx.cfg.gates
     s = work.simple(ctx)
     f = work.finetuned(ctx)
+    _same_windows(f, s)
     m = replicated_metrics(ctx, s)
     mf = score(ctx, f["y"], f["pred"])
     problems = []
@@ -529,6 +545,7 @@ def _ece(y: np.ndarray, proba: np.ndarray, bins: int) -> float:
 def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None) -> Verdict:
     """Cross-fitted isotonic-calibrated average of the approved, non-degenerate members;
     compared with its best member by the paired window bootstrap."""
+    from moola.ensemble import average_proba
     from moola.gates.ensemble_work import ensemble
     from moola.judging import ci_text, inconclusive_text
 
@@ -565,17 +582,18 @@ def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None
                         f"{excluded}); fix the members' gates first")
         return _verdict(ctx, gate, t0, problems, "", notes=notes, model="calibrated ensemble",
                         metrics=metrics, artifacts={"ensemble": e["artifact"]})
-    avg = np.mean([e["members"][n]["calibrated"] for n in members], axis=0)  # (R, n, K)
+    avg = np.stack([average_proba([e["members"][n]["calibrated"][r] for n in members])
+                    for r in range(len(e["seeds"]))])  # (R, n, K): per seed
     m = score(ctx, y, avg.argmax(axis=2))
-    raw_avg = np.mean([e["members"][n]["raw"] for n in members], axis=0)
+    raw_avg = np.stack([average_proba([e["members"][n]["raw"][r] for n in members])
+                        for r in range(len(e["seeds"]))])
     ece["ensemble"] = {"before": _ece(y, raw_avg, g.ece_bins), "after": _ece(y, avg, g.ece_bins)}
     best = max(members, key=members.get)
     best_pred = e["members"][best]["calibrated"].argmax(axis=2)
     cmp = _compare(ctx, best, y, best_pred, avg.argmax(axis=2))
     allowed = g.max_ensemble_drop_pp / 100
-    outcome, differs = _decide(ctx, cmp, y, best_pred, avg.argmax(axis=2),
-                               range(best_pred.shape[0]), pass_above=-allowed,
-                               fail_below=-allowed)
+    outcome, differs = _decide(ctx, cmp, y, best_pred, avg.argmax(axis=2), e["seeds"],
+                               pass_above=-allowed, fail_below=-allowed)
     if differs:
         notes.append(differs)
     drop_pp = -cmp["delta"] * 100

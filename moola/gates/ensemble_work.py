@@ -46,12 +46,12 @@ def ensemble(ctx: GateContext, approved: list[str]) -> dict[str, Any]:
             arrays[f"{name}__raw"] = m["proba"]
             arrays[f"{name}__cal"] = cross_fitted_calibration(m["proba"], m["y"], m["fold_of"])
         np.savez(tmp / "ensemble.npz", y=ref["y"], fold_of=ref["fold_of"],
-                 score_idx=ref["score_idx"], **arrays)
+                 score_idx=ref["score_idx"], seeds=ref["seeds"], **arrays)
         return {"members": list(members)}
 
     entry = work._build(ctx, gate, "ensemble", key, build)
     z = work._load_npz(entry.path / "ensemble.npz")
-    out = {"y": z["y"], "fold_of": z["fold_of"], "members": {}}
+    out = {"y": z["y"], "fold_of": z["fold_of"], "seeds": z["seeds"], "members": {}}
     for name in members:
         out["members"][name] = {"raw": z[f"{name}__raw"], "calibrated": z[f"{name}__cal"]}
     out["artifact"] = {"path": str(entry.path), "key": entry.key, "cache_hit": entry.hit,

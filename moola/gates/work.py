@@ -28,7 +28,7 @@ from moola.gates.context import GateContext
 
 # moola modules whose source is part of every trained artifact's key
 TRAIN_CODE = ["models", "train", "data", "transfer", "pretrain", "augment", "pseudo", "ensemble",
-              "protocol"]
+              "protocol", "gates.work", "gates.ensemble_work"]
 
 # torch's intra-op thread count when the gates' work is first imported (run.torch_threads, if
 # set, is applied before). Every build runs with it: numba, inside sktime's MiniRocket (gate 2),
@@ -121,7 +121,7 @@ def _status_for(ctx: GateContext, gate: str):
 
 
 # ---------------------------------------------------------------------------------------------
-# supervised training shared by gates 1, 4, 5, 6 and the ensemble's out-of-fold fits
+# supervised training shared by gates 1, 4, 5 and 6 (every replica)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -263,16 +263,26 @@ def control(ctx: GateContext) -> dict[str, Any]:
         from moola.models import MiniRocketControl
 
         fs = folds(ctx)
+        k = len(ds.classes)
         probas, tprobas = [], None
         for f in fs:
             tr = np.concatenate([f.fit_idx, f.stop_idx])  # nothing to stop: all training rows
-            ctrl = MiniRocketControl(seed=ctx.cfg.run.seed)
-            ctrl.fit(ds.X[tr], ds.y[tr])
-            probas.append(np.asarray(ctrl.predict_proba(ds.X[f.score_idx])))
-            if len(ds.test_idx) and f is fs[-1]:
-                tprobas = np.asarray(ctrl.predict_proba(ds.X[ds.test_idx]))
+            present = np.unique(ds.y[tr])
+            rows = [f.score_idx] + ([ds.test_idx] if len(ds.test_idx) and f is fs[-1] else [])
+            if len(present) == 1:  # a one-class training block can only predict that class
+                out = [np.eye(k)[np.full(len(r), present[0])] for r in rows]
+            else:
+                ctrl = MiniRocketControl(seed=ctx.cfg.run.seed)
+                ctrl.fit(ds.X[tr], ds.y[tr])
+                out = []
+                for r in rows:  # scatter the fold's classes into all K columns
+                    p = np.zeros((len(r), k))
+                    p[:, np.asarray(ctrl.classes_, dtype=np.int64)] = ctrl.predict_proba(ds.X[r])
+                    out.append(p)
+            probas.append(out[0])
+            if len(out) > 1:
+                tprobas = out[1]
         score_idx = np.concatenate([f.score_idx for f in fs])
-        k = len(ds.classes)
         _save_npz(tmp / "pooled.npz", score_idx=score_idx, y=ds.y[score_idx],
                   fold_of=np.concatenate([np.full(len(f.score_idx), f.index) for f in fs]),
                   proba=np.concatenate(probas)[None], test_idx=ds.test_idx,
@@ -291,12 +301,11 @@ def control(ctx: GateContext) -> dict[str, Any]:
 def encoder(ctx: GateContext) -> dict[str, Any]:
     """Gate 3: masked-autoencoder pretraining, reconstruction check and linear probes."""
     ds = ctx.dataset
-    key = _key(ctx, "encoder", ("data", "model", "pretrain", "protocol"))
+    key = _key(ctx, "encoder", ("data", "model", "pretrain"))
     gate = "gate_3_pretrain_bilstm"
 
     def build(tmp: Path, workdir: Path):
-        from moola.pretrain import (probe_baselines, pretrain_encoder, reconstruction_report,
-                                    save_encoder)
+        from moola.pretrain import pretrain_encoder, reconstruction_report, save_encoder
         from moola.train import seed_everything
 
         seed_everything(ctx.cfg.run.seed, ctx.cfg.run.deterministic)
@@ -308,12 +317,9 @@ def encoder(ctx: GateContext) -> dict[str, Any]:
                      extra={"data": ds.fingerprint, "epochs_run": res.fit.epochs_run})
         X_held = ds.X_unlabeled[res.heldout_idx]
         recon = reconstruction_report(mae, X_held, res.val_masks, ctx.device)
-        probes = probe_baselines(mae.encoder, res.encoder_cfg, ds.X, ds.y, folds(ctx),
-                                 ctx.device, seed=ctx.cfg.run.seed)
-        _save_npz(tmp / "probes.npz", **probes.pop("arrays"))
         r = res.fit
         _save_json(tmp / "report.json", {
-            "reconstruction": recon, "probe": probes, "history": r.history,
+            "reconstruction": recon, "history": r.history,
             "epochs_run": r.epochs_run, "stopped_reason": r.stopped_reason,
             "resumed_from_epoch": r.resumed_from_epoch,
             "duration_s": r.duration_s, "n_unlabeled": int(len(ds.X_unlabeled)),
@@ -324,11 +330,34 @@ def encoder(ctx: GateContext) -> dict[str, Any]:
 
     entry = _build(ctx, gate, "encoder", key, build)
     out = _load_json(entry.path / "report.json")
-    out["probe_predictions"] = _load_npz(entry.path / "probes.npz")
     out["encoder_path"] = entry.path / "encoder.pt"
     out["artifact"] = {"path": str(entry.path), "key": entry.key, "cache_hit": entry.hit,
                        "built_by_run": entry.manifest.get("run_id")}
+    out.update(probes(ctx, out))
     return out
+
+
+def probes(ctx: GateContext, enc: dict[str, Any]) -> dict[str, Any]:
+    """Gate 3's linear probes on the protocol's folds: pretrained encoder, raw windows, random
+    encoder (their own artifact: a protocol change re-probes without re-pretraining)."""
+    ds = ctx.dataset
+    key = _key(ctx, "probes", ("data", "protocol"), encoder=enc["artifact"]["key"])
+
+    def build(tmp: Path, workdir: Path):
+        from moola.models import BiLSTMEncoder
+        from moola.pretrain import load_encoder_checkpoint, probe_baselines
+
+        enc_cfg, state, _ = load_encoder_checkpoint(enc["encoder_path"])
+        encoder = BiLSTMEncoder(enc_cfg)
+        encoder.load_state_dict(state)
+        out = probe_baselines(encoder.to(ctx.device), enc_cfg, ds.X, ds.y, folds(ctx),
+                              ctx.device, seed=ctx.cfg.run.seed)
+        _save_npz(tmp / "probes.npz", **out.pop("arrays"))
+        _save_json(tmp / "probe.json", out)
+
+    entry = _build(ctx, "gate_3_pretrain_bilstm", "probes", key, build)
+    return {"probe": _load_json(entry.path / "probe.json"),
+            "probe_predictions": _load_npz(entry.path / "probes.npz")}
 
 
 def finetuned(ctx: GateContext) -> dict[str, Any]:

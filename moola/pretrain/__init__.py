@@ -14,7 +14,6 @@ from moola.pretrain.quality import (
     interpolate_masked,
     interpolate_masked_torch,
     interpolation_baseline_mse,
-    linear_probe,
     probe_baselines,
     reconstruction_report,
 )
@@ -28,7 +27,6 @@ __all__ = [
     "interpolate_masked",
     "interpolate_masked_torch",
     "interpolation_baseline_mse",
-    "linear_probe",
     "probe_baselines",
     "load_encoder_checkpoint",
     "make_mask",

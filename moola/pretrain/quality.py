@@ -185,60 +185,6 @@ def encode_windows(encoder: torch.nn.Module, X: Any, device: torch.device | str,
     return np.concatenate(feats).astype(np.float64)
 
 
-def linear_probe(
-    encoder: torch.nn.Module,
-    X_train: Any,
-    y_train: Any,
-    device: torch.device | str,
-    seed: int,
-    n_splits: int = 5,
-) -> dict[str, Any]:
-    """Cross-validated linear probe of a frozen encoder on the labeled TRAIN split only.
-
-    Takes train arrays only, by design: the validation split is never seen by the probe (gate 3
-    must not spend the windows that gates 1 and 4 are judged on). Features come from
-    :func:`encode_windows`; the probe is StandardScaler + LogisticRegression(class_weight=
-    "balanced") in a Pipeline; folds are StratifiedKFold(shuffle, seed) with
-    ``min(n_splits, smallest class count)`` folds. Out-of-fold predictions from
-    ``cross_val_predict`` are scored together with macro-F1 (``macro_f1_cv``); ``macro_f1_folds``
-    has each fold's macro-F1 for the spread. ``majority_macro_f1`` is the macro-F1 of always
-    answering ``majority_class`` (an int class index) on the same windows.
-    """
-    y = _as_numpy(y_train).astype(np.int64)
-    classes, counts = np.unique(y, return_counts=True)
-    if len(classes) < 2:
-        raise ValueError(f"linear_probe: y_train holds a single class ({classes.tolist()}); a probe needs two or more")
-    k = int(min(n_splits, counts.min()))
-    if k < 2:
-        raise ValueError(
-            f"linear_probe: the smallest class has {counts.min()} window(s); stratified CV needs at "
-            "least 2 per class (use more labeled training windows)"
-        )
-    feats = encode_windows(encoder, X_train, device)
-    probe = Pipeline([
-        ("scale", StandardScaler()),
-        ("logreg", LogisticRegression(class_weight="balanced", max_iter=2000)),
-    ])
-    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    oof = cross_val_predict(probe, feats, y, cv=cv)
-    folds = [
-        float(f1_score(y[test], oof[test], average="macro", labels=classes, zero_division=0))
-        for _, test in cv.split(feats, y)
-    ]
-    majority = int(classes[np.argmax(counts)])
-    return {
-        "macro_f1_cv": float(f1_score(y, oof, average="macro", labels=classes, zero_division=0)),
-        "macro_f1_folds": folds,
-        "majority_macro_f1": float(
-            f1_score(y, np.full_like(y, majority), average="macro", labels=classes, zero_division=0)
-        ),
-        "majority_class": majority,
-        "n": int(len(y)),
-        "n_splits": k,
-        "predicted_distribution": {int(c): int((oof == c).sum()) for c in classes},
-    }
-
-
 def _probe_pipeline() -> Pipeline:
     return Pipeline([
         ("scale", StandardScaler()),

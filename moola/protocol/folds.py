@@ -95,13 +95,35 @@ def walk_forward_folds(dev_idx: np.ndarray, n_folds: int, *, min_train_fraction:
 
 
 def folds_from_split_files(data_dir: Path, splits: dict[int, dict[str, np.ndarray]], *,
-                           purge: int = 1, inner_fraction: float = 0.2) -> list[Fold]:
-    """Folds given by the user's ``splits/fold_<k>.json`` files: train -> fit + stop, val -> score."""
-    folds = []
+                           test_idx: np.ndarray, purge: int = 1,
+                           inner_fraction: float = 0.2) -> list[Fold]:
+    """Folds given by the user's ``splits/fold_<k>.json`` files: train -> fit + stop, val -> score.
+
+    Each file's val rows are scored once across all files (a window scored twice would count as
+    two independent windows), none may be a held-out test row of the configured split, and the
+    `purge` training rows just before a file's val rows are dropped, as in walk-forward folds.
+    """
+    folds, seen = [], {}
+    test = set(np.asarray(test_idx).tolist())
     for k in sorted(splits):
         s = splits[k]
-        fit, stop = _inner(s["train"], inner_fraction, purge)
-        folds.append(Fold(k, fit, stop, np.sort(s["val"]), source=f"splits/fold_{k}.json"))
+        where = data_dir / "splits" / f"fold_{k}.json"
+        val = np.sort(s["val"])
+        twice = [int(v) for v in val if int(v) in seen]
+        if twice:
+            raise ValueError(
+                f"{where}: val row {twice[0]} is also scored by splits/fold_{seen[twice[0]]}.json "
+                f"({len(twice)} rows); with several split files each row may be scored by one "
+                f"file only - make the val ranges disjoint (walk-forward)")
+        held = sorted(test & set(val.tolist()) | test & set(s["train"].tolist()))
+        if held:
+            raise ValueError(
+                f"{where}: row {held[0]} is a held-out test row of the configured split "
+                f"({len(held)} rows); test rows never train or score - remove them from this file")
+        seen.update({int(v): k for v in val})
+        train = s["train"][s["train"] < val.min() - purge]
+        fit, stop = _inner(train, inner_fraction, purge)
+        folds.append(Fold(k, fit, stop, val, source=f"splits/fold_{k}.json"))
     return folds
 
 
@@ -119,7 +141,8 @@ def folds_for_dataset(ds, n_folds: int, *, min_train_fraction: float, purge: int
             raise ValueError(
                 f"{ds.path}/splits: protocol.fold_source = 'files' needs at least two "
                 f"splits/fold_<k>.json files, found {len(user)}; add them or use 'walk-forward'")
-        return folds_from_split_files(ds.path, user, purge=purge, inner_fraction=inner_fraction)
+        return folds_from_split_files(ds.path, user, test_idx=ds.test_idx, purge=purge,
+                                      inner_fraction=inner_fraction)
     dev = np.union1d(ds.train_idx, ds.val_idx)
     return walk_forward_folds(dev, n_folds, min_train_fraction=min_train_fraction, purge=purge,
                               inner_fraction=inner_fraction)

@@ -12,7 +12,8 @@ Writes are made crash-tolerant and interleave-free:
   crashing.
 
 Record fields (DESIGN.md, Outputs): ``run_id, gate, timestamp, model, config, metrics,
-comparison, status (passed|failed|warning|skipped), reason, duration_s, artifacts``.
+comparison, status (passed|failed|warning|inconclusive|skipped), reason, duration_s,
+artifacts``.
 """
 
 from __future__ import annotations

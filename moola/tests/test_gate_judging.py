@@ -137,7 +137,12 @@ def test_gate_6_is_inconclusive_when_simple_model_matches(ctx, monkeypatch):
     _patch(monkeypatch, None, _classifier_work(_good_pred(), load_report=LOAD_OK), None, simple)
     v = chain.gate_6_baseline_simplelstm(ctx)
     assert v.status == "inconclusive" and v.passed
-    assert "could only detect" in v.reason
+    assert "predict all 30 scored windows identically" in v.reason  # no evidence either way
+    near = _good_pred()
+    near[20] = 0  # one window apart: a difference too small for 30 windows
+    _patch(monkeypatch, None, _classifier_work(near, load_report=LOAD_OK), None, simple)
+    v = chain.gate_6_baseline_simplelstm(ctx)
+    assert v.status == "inconclusive" and "could only detect" in v.reason, v.reason
 
 
 def test_gate_6_warns_when_simple_model_is_significantly_better(ctx, monkeypatch):
@@ -161,7 +166,8 @@ def test_gate_6_fails_parameters_off_device(ctx, monkeypatch):
 
 def _ensemble_work(members: dict[str, np.ndarray]) -> dict:
     return {"y": Y_VAL, "fold_of": FOLD_OF, "artifact": {"key": "e"},
-            "members": {n: {"raw": p, "calibrated": p} for n, p in members.items()}}
+            "members": {n: {"raw": p, "calibrated": p} for n, p in members.items()},
+            "seeds": np.array([17, 1017])}
 
 
 def test_gate_7_fails_when_every_member_is_one_class(ctx, monkeypatch):

@@ -23,7 +23,6 @@ from moola.pretrain.quality import (
     interpolate_masked,
     interpolate_masked_torch,
     interpolation_baseline_mse,
-    linear_probe,
     reconstruction_report,
     window_mean_mse,
 )
@@ -190,36 +189,6 @@ def test_reconstruction_report_keys_and_ratio():
     assert rep["ratio"] == pytest.approx(rep["mae_mse"] / rep["interp_mse"])
     assert rep["interp_mse"] < rep["mean_mse"], "interpolation beats the mean on smooth sines"
     assert mae.training, "mode restored"
-
-
-# --- linear probe -----------------------------------------------------------------------------
-
-
-def test_linear_probe_separable_classes_and_majority_baseline():
-    torch.manual_seed(0)
-    from moola.models import BiLSTMEncoder
-
-    enc = BiLSTMEncoder(EncoderConfig(2, 8, 1))
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(60, 20, 2)).astype(np.float32)
-    y = np.array([0] * 40 + [1] * 20)
-    X[y == 1] += 2.0  # a level shift every encoder can see
-    res = linear_probe(enc, X, y, "cpu", seed=0, n_splits=5)
-    assert res["n"] == 60 and res["majority_class"] == 0 and len(res["macro_f1_folds"]) == 5
-    assert res["majority_macro_f1"] == pytest.approx(0.4)  # F1 0.8 for class 0, 0 for class 1
-    assert res["macro_f1_cv"] > 0.9 > res["majority_macro_f1"]
-    assert enc.training, "encoder mode restored"
-
-
-def test_linear_probe_rejects_tiny_or_single_class_data():
-    from moola.models import BiLSTMEncoder
-
-    enc = BiLSTMEncoder(EncoderConfig(2, 4, 1))
-    X = np.zeros((6, 10, 2), np.float32)
-    with pytest.raises(ValueError, match="single class"):
-        linear_probe(enc, X, np.zeros(6, int), "cpu", seed=0)
-    with pytest.raises(ValueError, match="at least 2 per class"):
-        linear_probe(enc, X, np.array([0, 0, 0, 0, 0, 1]), "cpu", seed=0)
 
 
 # --- pretraining in the Trainer ---------------------------------------------------------------

@@ -118,3 +118,39 @@ def test_relabelling_the_scored_windows_leaves_the_trained_weights_unchanged(tmp
     y2[fold.stop_idx] = 1 - y2[fold.stop_idx]
     c, _ = _train_fold0(tmp_path, dataclasses.replace(ds, y=y2), "c")
     assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_split_files_that_score_a_row_twice_or_touch_test_rows_are_refused(tmp_path):
+    from moola.data import load_dataset
+
+    data = tmp_path / "data"
+    shutil.copytree(SMOKE, data)
+    for k in (0, 1):  # both files score rows 60-67
+        (data / "splits" / f"fold_{k}.json").write_text(json.dumps(
+            {"train_idx": list(range(50)), "val_idx": list(range(60, 68))}))
+    ds = load_dataset(data)
+    with pytest.raises(ValueError, match=r"fold_1.json: val row 60 is also scored by "
+                                         r"splits/fold_0.json"):
+        folds_for_dataset(ds, 3, min_train_fraction=0.5, purge=1, inner_fraction=0.2)
+    (data / "splits" / "fold_0.json").write_text(json.dumps(
+        {"train_idx": list(range(50)), "val_idx": list(range(52, 60)),
+         "test_idx": list(range(70, 80))}))
+    (data / "splits" / "fold_1.json").write_text(json.dumps(
+        {"train_idx": list(range(65)), "val_idx": list(range(70, 78))}))
+    with pytest.raises(ValueError, match="fold_1.json: row 70 is a held-out test row"):
+        folds_for_dataset(load_dataset(data), 3, min_train_fraction=0.5, purge=1,
+                          inner_fraction=0.2)
+
+
+def test_every_split_file_keys_the_cache(tmp_path):
+    from moola.data import load_dataset
+
+    data = tmp_path / "data"
+    shutil.copytree(SMOKE, data)
+    for k, (tr, va) in enumerate([(40, (42, 50)), (52, (54, 62))]):
+        (data / "splits" / f"fold_{k}.json").write_text(json.dumps(
+            {"train_idx": list(range(tr)), "val_idx": list(range(*va))}))
+    before = load_dataset(data).fingerprint
+    (data / "splits" / "fold_1.json").write_text(json.dumps(
+        {"train_idx": list(range(52)), "val_idx": list(range(54, 64))}))
+    assert load_dataset(data).fingerprint != before

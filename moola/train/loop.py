@@ -49,7 +49,7 @@ class LoopSettings:
     logger: str = "csv"  # csv | none
     monitor: str = "val_loss"
     mode: str = "min"  # min | max
-    # a fixed budget with nothing to select (gate 7's out-of-fold refits): evaluate the last
+    # a fixed budget with nothing to select (protocol.inner_fraction = 0): evaluate the last
     # epoch only; its weights are the result
     eval_final_epoch_only: bool = False
 
