@@ -166,6 +166,10 @@ class GateThresholds:
 
     ci_level: float = 0.95
     n_bootstrap: int = 1000
+    # scored windows resampled in runs of this many consecutive windows (moving-block
+    # bootstrap): set it to how many neighbouring labeled windows overlap in time; 1 = the
+    # windows are independent (the synthetic and UCR data)
+    bootstrap_block: int = 1
     # a classifier is degenerate when one class takes more than this share of its predictions
     max_predicted_share: float = 0.95
     # gate 1: the training loss must fall by at least this fraction from the first epoch
@@ -220,7 +224,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # keys that may be negative (a non-inferiority margin); every other number must be >= 0
 SIGNED = {"gates.min_delta", "gates.control_margin"}
 # counts that must be at least 1 (0 would mean "no evidence at all")
-POSITIVE = {"protocol.folds", "protocol.seeds"}
+POSITIVE = {"protocol.folds", "protocol.seeds", "gates.bootstrap_block"}
 
 # Profile overrides: smoke = tiny and fast (CI), standard = seed-scale on a CPU, full = GPU recipe.
 PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {

@@ -23,15 +23,15 @@ OUTCOMES = ("passed", "failed", "inconclusive")
 
 def paired_comparison(y: np.ndarray, pred_ref: np.ndarray, pred_new: np.ndarray, *,
                       reference: str, n_classes: int, n_bootstrap: int, ci_level: float,
-                      seed: int) -> dict[str, Any]:
+                      seed: int, block: int = 1) -> dict[str, Any]:
     """Macro-F1 of new minus reference with its window-bootstrap CI and detectable difference."""
     from moola.metrics import paired_delta_ci
 
     d = paired_delta_ci(y, pred_ref, pred_new, metric="macro_f1", n_classes=n_classes,
-                        n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed)
+                        n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed, block=block)
     return {"reference": reference, "delta": d["delta"], "delta_ci": d["ci"],
             "significant": d["significant"], "se": d["se"], "detectable": d["detectable"],
-            "n_windows": d["n"], "ci_level": ci_level,
+            "n_windows": d["n"], "ci_level": ci_level, "bootstrap_block": block,
             "test": "paired window bootstrap (replicas resampled together)"}
 
 

@@ -155,13 +155,15 @@ def _bootstrap_ci(
     n_bootstrap: int,
     ci_level: float,
     seed: int,
+    block: int = 1,
 ) -> list[float]:
     """Percentile CI of statistic(idx (B, n)) -> (B,) over resampled window indices.
 
     A degenerate bootstrap distribution (all values equal, e.g. a perfect predictor) has no
     spread; scipy warns and may return NaN. Then the interval is [v, v].
     """
-    return _bootstrap(statistic, n, n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed)[0]
+    return _bootstrap(statistic, n, n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed,
+                      block=block)[0]
 
 
 def _bootstrap(
@@ -171,16 +173,29 @@ def _bootstrap(
     n_bootstrap: int,
     ci_level: float,
     seed: int,
+    block: int = 1,
 ) -> tuple[list[float], float]:
-    """([low, high], standard error) of statistic over resampled window indices."""
+    """([low, high], standard error) of statistic over resampled window indices.
+
+    `block` > 1: a moving-block bootstrap (Kuensch 1989) for windows in time order that overlap
+    or are otherwise dependent: runs of `block` consecutive windows are drawn together, ceil(n /
+    block) of them, truncated to n. scipy draws the block starts (it resamples as many starts
+    as there are; the first ceil(n / block) of an i.i.d. draw are an i.i.d. draw).
+    """
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
     if not 0.0 < ci_level < 1.0:
         raise ValueError(f"ci_level must lie in (0, 1), got {ci_level}")
-    idx = np.arange(n, dtype=np.int64)
+    block = max(1, min(int(block), n))
+    idx = np.arange(n - block + 1, dtype=np.int64)  # block starts (window indices when block=1)
+    per_sample = -(-n // block)
 
     def stat(sample: np.ndarray, axis: int = -1) -> np.ndarray:
-        return statistic(np.moveaxis(np.asarray(sample, dtype=np.int64), axis, -1))
+        starts = np.moveaxis(np.asarray(sample, dtype=np.int64), axis, -1)
+        if block == 1:
+            return statistic(starts)
+        runs = starts[..., :per_sample, None] + np.arange(block)  # (B, m, block)
+        return statistic(runs.reshape(*runs.shape[:-2], -1)[..., :n])
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
@@ -256,6 +271,7 @@ def classification_metrics(
     max_predicted_share: float = 0.95,
     class_names: Sequence[str] | None = None,
     majority_class: int | None = None,
+    block: int = 1,
 ) -> dict[str, Any]:
     """Everything a classifier verdict needs, JSON-ready.
 
@@ -271,6 +287,7 @@ def classification_metrics(
     `y_pred` (R, n): R replicas (seeds) of the same n windows. Point metrics pool all R x n
     predictions, CIs resample windows (all replicas of a window together), ``n`` counts windows,
     ``n_replicas`` is R, and ``per_replica_macro_f1`` lists each replica's own macro-F1.
+    `block` > 1 resamples runs of that many consecutive windows (moving-block bootstrap).
     """
     t, P = _pair_replicas(y_true, y_pred, n_classes)
     names = _names(class_names, n_classes)
@@ -304,6 +321,7 @@ def classification_metrics(
             n_bootstrap=n_bootstrap,
             ci_level=ci_level,
             seed=seed,
+            block=block,
         )
 
     return {
@@ -355,6 +373,7 @@ def paired_delta_ci(
     n_bootstrap: int = 1000,
     ci_level: float = 0.95,
     seed: int = 0,
+    block: int = 1,
 ) -> dict[str, Any]:
     """Difference metric(b) - metric(a) on the same windows, with a paired bootstrap CI.
 
@@ -383,7 +402,8 @@ def paired_delta_ci(
 
     va = float(_stat_from_confusion(_replica_confusion(t, a, full, n_classes), metric)[0])
     vb = float(_stat_from_confusion(_replica_confusion(t, b, full, n_classes), metric)[0])
-    ci, se = _bootstrap(delta, t.size, n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed)
+    ci, se = _bootstrap(delta, t.size, n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed,
+                        block=block)
     z = float(stats.norm.ppf(1 - (1 - ci_level) / 2) + stats.norm.ppf(0.8))
     return {
         "se": se,

@@ -47,7 +47,7 @@ def score(ctx: GateContext, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str,
     return classification_metrics(
         y_true, y_pred, len(ctx.dataset.classes), n_bootstrap=g.n_bootstrap,
         ci_level=g.ci_level, seed=ctx.cfg.run.seed, max_predicted_share=g.max_predicted_share,
-        class_names=ctx.dataset.classes,
+        class_names=ctx.dataset.classes, block=g.bootstrap_block,
     )
 
 
@@ -163,7 +163,8 @@ def _compare(ctx: GateContext, reference: str, y: np.ndarray, pred_ref: np.ndarr
     g = ctx.cfg.gates
     return paired_comparison(y, pred_ref, pred_new, reference=reference,
                              n_classes=len(ctx.dataset.classes), n_bootstrap=g.n_bootstrap,
-                             ci_level=g.ci_level, seed=ctx.cfg.run.seed)
+                             ci_level=g.ci_level, seed=ctx.cfg.run.seed,
+                             block=g.bootstrap_block)
 
 
 def _decide(ctx: GateContext, cmp: dict[str, Any], y: np.ndarray, pred_ref: np.ndarray,

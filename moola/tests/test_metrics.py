@@ -244,3 +244,20 @@ def test_replicas_of_one_window_are_not_independent_samples():
     assert d5["ci"] == pytest.approx(d1["ci"]) and d5["detectable"] == pytest.approx(
         d1["detectable"])
     assert d1["detectable"] > 0.1  # 40 windows cannot see a few points of macro-F1
+
+
+def test_block_bootstrap_widens_the_ci_of_dependent_windows():
+    """Runs of identical neighbours (overlapping windows) are one piece of evidence: resampling
+    them in blocks gives a wider CI than treating each window as independent."""
+    from moola.metrics import classification_metrics
+
+    rng = np.random.default_rng(3)
+    y0 = rng.integers(0, 2, 20)
+    right = rng.random(20) < 0.75
+    y = np.repeat(y0, 5)  # every window repeated by its 4 overlapping neighbours
+    p = np.repeat(np.where(right, y0, 1 - y0), 5)
+    plain = classification_metrics(y, p, 2, n_bootstrap=1000, seed=1)
+    blocks = classification_metrics(y, p, 2, n_bootstrap=1000, seed=1, block=5)
+    width = lambda m: m["ci"]["macro_f1"][1] - m["ci"]["macro_f1"][0]  # noqa: E731
+    assert width(blocks) > 1.5 * width(plain)
+    assert blocks["macro_f1"] == plain["macro_f1"]  # the point estimate does not move
