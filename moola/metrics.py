@@ -148,24 +148,6 @@ def _stat_from_confusion(cm: np.ndarray, metric: str) -> np.ndarray:
     )
 
 
-def _bootstrap_ci(
-    statistic: Callable[[np.ndarray], np.ndarray],
-    n: int,
-    *,
-    n_bootstrap: int,
-    ci_level: float,
-    seed: int,
-    block: int = 1,
-) -> list[float]:
-    """Percentile CI of statistic(idx (B, n)) -> (B,) over resampled window indices.
-
-    A degenerate bootstrap distribution (all values equal, e.g. a perfect predictor) has no
-    spread; scipy warns and may return NaN. Then the interval is [v, v].
-    """
-    return _bootstrap(statistic, n, n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed,
-                      block=block)[0]
-
-
 def _bootstrap(
     statistic: Callable[[np.ndarray], np.ndarray],
     n: int,
@@ -175,7 +157,9 @@ def _bootstrap(
     seed: int,
     block: int = 1,
 ) -> tuple[list[float], float]:
-    """([low, high], standard error) of statistic over resampled window indices.
+    """([low, high], standard error) of statistic(idx (B, n)) -> (B,) over resampled window
+    indices (percentile CI). A degenerate bootstrap distribution (all values equal, e.g. a
+    perfect predictor) has no spread; scipy warns and may return NaN: then [v, v] and 0.
 
     `block` > 1: a moving-block bootstrap (Kuensch 1989) for windows in time order that overlap
     or are otherwise dependent: runs of `block` consecutive windows are drawn together, ceil(n /
@@ -315,14 +299,14 @@ def classification_metrics(
     one_class = k > 1 and int((pred_counts > 0).sum()) == 1
 
     def ci_of(metric: str) -> list[float]:
-        return _bootstrap_ci(
+        return _bootstrap(
             lambda idx: _stat_from_confusion(_replica_confusion(t_one, P, idx, k), metric),
             n,
             n_bootstrap=n_bootstrap,
             ci_level=ci_level,
             seed=seed,
             block=block,
-        )
+        )[0]
 
     return {
         "n": int(n),

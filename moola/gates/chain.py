@@ -194,6 +194,19 @@ def _decide(ctx: GateContext, cmp: dict[str, Any], y: np.ndarray, pred_ref: np.n
                      f"seeds is the one to act on")
 
 
+def _route(outcome: str, cmp: dict[str, Any], *, policy: str, failed: str, what: str,
+           problems: list[str]) -> tuple[list[str], str | None]:
+    """Where a policy-governed comparison's outcome goes: failed -> `problems` (policy "fail")
+    or the warnings (policy "warn"); inconclusive -> the reason (see moola.judging)."""
+    from moola.judging import inconclusive_text
+
+    warnings: list[str] = []
+    if outcome == "failed":
+        (problems if policy == "fail" else warnings).append(f"{failed} (policy '{policy}')")
+        return warnings, None
+    return warnings, inconclusive_text(cmp, what) if outcome == "inconclusive" else None
+
+
 def _protocol_text(m: dict[str, Any]) -> str:
     return (f"{m['n']} scored windows x {m.get('n_replicas', 1)} seeds over "
             f"{m.get('n_folds', '?')} walk-forward folds")
@@ -279,7 +292,7 @@ def gate_1_smoke_enhanced(ctx: GateContext) -> Verdict:
 
 def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
     """MiniRocket control: sane itself, and the deep baseline is not beaten by it."""
-    from moola.judging import ci_text, inconclusive_text
+    from moola.judging import ci_text
 
     t0, gate, g = time.time(), "gate_2_control_minirocket", ctx.cfg.gates
     c = work.control(ctx)
@@ -297,17 +310,14 @@ def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
                                pass_above=-g.control_margin, fail_below=-g.control_margin)
     cmp.update(baseline_macro_f1=mb["macro_f1"], control_macro_f1=mc["macro_f1"],
                margin=g.control_margin, policy=g.control_policy, outcome=outcome)
-    warnings, inconclusive = [], None
-    if outcome == "failed":
-        msg = (f"MiniRocket beats the deep baseline by more than the margin {g.control_margin}: "
-               f"macro-F1 {mc['macro_f1']:.3f} vs {mb['macro_f1']:.3f} (baseline minus control "
-               f"{ci_text(cmp)}); the deep model is not earning its cost: fix it, or use the "
-               f"control (policy '{g.control_policy}')")
-        (problems if g.control_policy == "fail" else warnings).append(msg)
-    elif outcome == "inconclusive":
-        inconclusive = inconclusive_text(
-            cmp, f"whether the deep baseline is within {g.control_margin} macro-F1 of MiniRocket "
-                 f"({mb['macro_f1']:.3f} vs {mc['macro_f1']:.3f})")
+    warnings, inconclusive = _route(
+        outcome, cmp, policy=g.control_policy, problems=problems,
+        failed=(f"MiniRocket beats the deep baseline by more than the margin "
+                f"{g.control_margin}: macro-F1 {mc['macro_f1']:.3f} vs {mb['macro_f1']:.3f} "
+                f"(baseline minus control {ci_text(cmp)}); the deep model is not earning its "
+                f"cost: fix it, or use the control"),
+        what=(f"whether the deep baseline is within {g.control_margin} macro-F1 of MiniRocket "
+              f"({mb['macro_f1']:.3f} vs {mc['macro_f1']:.3f})"))
     ok = (f"the baseline is within {g.control_margin} macro-F1 of the control, significantly: "
           f"baseline {mb['macro_f1']:.3f} vs control {mc['macro_f1']:.3f} ({ci_text(cmp)})")
     return _verdict(ctx, gate, t0, problems, ok, warnings, inconclusive,
@@ -487,7 +497,7 @@ def gate_5_augment(ctx: GateContext) -> Verdict:
 
 def gate_6_baseline_simplelstm(ctx: GateContext) -> Verdict:
     """SimpleLSTM trains on the selected device; does the pretrained model beat it?"""
-    from moola.judging import ci_text, inconclusive_text
+    from moola.judging import ci_text
 
     t0, gate, g = time.time(), "gate_6_baseline_simplelstm", ctx.cfg.gates
     s = work.simple(ctx)
@@ -507,17 +517,14 @@ def gate_6_baseline_simplelstm(ctx: GateContext) -> Verdict:
                                pass_above=0.0, fail_below=0.0)
     cmp.update(simple_macro_f1=m["macro_f1"], finetuned_macro_f1=mf["macro_f1"],
                policy=g.simple_policy, outcome=outcome)
-    warnings, inconclusive = [], None
-    if outcome == "failed":
-        msg = (f"the simple unidirectional SimpleLSTM (hidden {ctx.cfg.model.simple_hidden}) is "
-               f"significantly better than the pretrained model: macro-F1 {m['macro_f1']:.3f} "
-               f"vs {mf['macro_f1']:.3f} (pretrained minus simple {ci_text(cmp)}); the extra "
-               f"machinery is not paying for itself (policy '{g.simple_policy}')")
-        (problems if g.simple_policy == "fail" else warnings).append(msg)
-    elif outcome == "inconclusive":
-        inconclusive = inconclusive_text(
-            cmp, f"whether the pretrained model beats the simple SimpleLSTM ({mf['macro_f1']:.3f} "
-                 f"vs {m['macro_f1']:.3f})")
+    warnings, inconclusive = _route(
+        outcome, cmp, policy=g.simple_policy, problems=problems,
+        failed=(f"the simple unidirectional SimpleLSTM (hidden {ctx.cfg.model.simple_hidden}) "
+                f"is significantly better than the pretrained model: macro-F1 "
+                f"{m['macro_f1']:.3f} vs {mf['macro_f1']:.3f} (pretrained minus simple "
+                f"{ci_text(cmp)}); the extra machinery is not paying for itself"),
+        what=(f"whether the pretrained model beats the simple SimpleLSTM "
+              f"({mf['macro_f1']:.3f} vs {m['macro_f1']:.3f})"))
     ok = (f"SimpleLSTM trained on {s['device']}: macro-F1 {m['macro_f1']:.3f}, significantly "
           f"below the pretrained model's {mf['macro_f1']:.3f} ({ci_text(cmp)})")
     return _verdict(ctx, gate, t0, problems, ok, warnings, inconclusive,

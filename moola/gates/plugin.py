@@ -166,7 +166,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"accelerator={c.run.accelerator} seed={c.run.seed} deterministic={c.run.deterministic}",
         f"moola: train max_epochs={c.train.max_epochs} batch_size={c.train.batch_size} "
         f"lr={c.train.lr} patience={c.train.early_stop_patience} top_k="
-        f"{c.train.checkpoint_save_top_k}; model hidden={c.model.hidden} layers={c.model.layers}",
+        f"{c.train.checkpoint_save_top_k} min_steps={c.train.min_steps}; model hidden="
+        f"{c.model.hidden} layers={c.model.layers}",
+        f"moola: protocol {c.protocol.seeds} seeds x {c.protocol.folds} folds "
+        f"({c.protocol.fold_source}, purge {c.protocol.purge}, stopping slice "
+        f"{c.protocol.inner_fraction:.0%} of each fold's training rows); docs/JUDGING.md",
         f"moola: logger={c.run.logger} log_every_n_steps={c.run.log_every_n_steps} "
         f"eval_every_n_steps={c.run.eval_every_n_steps} eval_timeout={c.run.eval_timeout}s "
         f"reports={c.run.reports} cache={c.run.cache} rebuild={c.run.rebuild}",
