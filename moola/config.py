@@ -221,10 +221,61 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "protocol.fold_source": ("auto", "walk-forward", "files"),
 }
 
-# keys that may be negative (a non-inferiority margin); every other number must be >= 0
-SIGNED = {"gates.min_delta", "gates.control_margin"}
-# counts that must be at least 1 (0 would mean "no evidence at all")
-POSITIVE = {"protocol.folds", "protocol.seeds", "gates.bootstrap_block"}
+INF = float("inf")
+# The allowed range of every number: (low, high, low_open, high_open). Checked on every layer
+# (profile, --gates-config, ini, command line), so an impossible setting is a usage error that
+# names the key and its source, never a crash in a gate; moola/tests/test_config_ranges.py walks
+# the schema, so a new numeric key cannot skip this table. 0 is allowed where it means "off" or
+# "default" (the comment on the key says so).
+_COUNT, _ATLEAST1 = (0, INF, False, True), (1, INF, False, True)
+_POS, _NONNEG = (0, INF, True, True), (0, INF, False, True)
+_UNIT, _UNIT_OPEN = (0, 1, False, False), (0, 1, True, True)
+RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "run.seed": _COUNT, "run.num_workers": _COUNT, "run.torch_threads": _COUNT,
+    "run.log_every_n_steps": _COUNT, "run.eval_every_n_steps": _COUNT,
+    "run.eval_timeout": _NONNEG, "run.fold": _COUNT,
+    "data.expected_timesteps": _COUNT, "data.max_unlabeled": _COUNT,
+    "model.hidden": _ATLEAST1, "model.layers": _ATLEAST1, "model.dropout": (0, 1, False, True),
+    "model.attention_heads": _ATLEAST1, "model.head_hidden": _ATLEAST1,
+    "model.simple_hidden": _ATLEAST1,
+    "train.max_epochs": _ATLEAST1, "train.min_epochs": _COUNT, "train.min_steps": _COUNT,
+    "train.batch_size": _ATLEAST1, "train.lr": _POS, "train.weight_decay": _NONNEG,
+    "train.grad_clip": _NONNEG, "train.early_stop_patience": _ATLEAST1,
+    "train.checkpoint_save_top_k": _COUNT, "train.torch_threads": _COUNT,
+    "pretrain.mask_ratio": _UNIT_OPEN, "pretrain.patch_size": _ATLEAST1,
+    "pretrain.max_epochs": _ATLEAST1, "pretrain.batch_size": _ATLEAST1, "pretrain.lr": _POS,
+    "pretrain.val_fraction": _UNIT_OPEN, "pretrain.early_stop_patience": _ATLEAST1,
+    "finetune.freeze_epochs": _COUNT, "finetune.unfreeze_every": _ATLEAST1,
+    "finetune.encoder_lr_mult": _POS,
+    "augment.ratio": _NONNEG, "augment.max_samples": _COUNT, "augment.quality_min": _UNIT,
+    "augment.ks_p_min": _UNIT, "augment.dedup_threshold": _NONNEG,
+    "augment.jitter_sigma": _NONNEG, "augment.scaling_sigma": _NONNEG,
+    "augment.time_warp_sigma": _NONNEG, "augment.mixup_alpha": _NONNEG,
+    "augment.cutmix_prob": _UNIT,
+    "protocol.folds": _ATLEAST1, "protocol.seeds": _ATLEAST1,
+    "protocol.min_train_fraction": _UNIT_OPEN, "protocol.purge": _COUNT,
+    "protocol.inner_fraction": (0, 1, False, True),
+    "gates.ci_level": _UNIT_OPEN, "gates.n_bootstrap": _ATLEAST1,
+    "gates.bootstrap_block": _ATLEAST1, "gates.max_predicted_share": (0, 1, True, False),
+    "gates.min_loss_drop": (0, 1, False, True), "gates.control_margin": (-1, 1, False, False),
+    "gates.recon_margin": (0, 1, False, True), "gates.probe_min_macro_f1": _UNIT,
+    "gates.min_delta": (-1, 1, False, False), "gates.max_harm": _UNIT,
+    "gates.max_drop_pp": (0, 100, False, False), "gates.max_ensemble_drop_pp": (0, 100, False, False),
+    "gates.ece_bins": _ATLEAST1,
+}
+
+
+def range_text(lo: float, hi: float, lo_open: bool, hi_open: bool) -> str:
+    """'>= 1', '> 0', '0 to 1', '(0, 1)' ... in words a user reads in an error."""
+    if hi == INF:
+        return f"{'>' if lo_open else '>='} {lo:g}"
+    return f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+
+
+def _in_range(v: float, lo: float, hi: float, lo_open: bool, hi_open: bool) -> bool:
+    above = v > lo if lo_open else v >= lo
+    below = v < hi if hi_open else v <= hi
+    return above and below
 
 # Profile overrides: smoke = tiny and fast (CI), standard = seed-scale on a CPU, full = GPU recipe.
 PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
@@ -353,11 +404,10 @@ def _apply(cfg: Config, layer: Mapping[str, Any], source: str) -> Config:
             allowed = CHOICES.get(f"{section}.{key}")
             if allowed and v not in allowed:
                 raise ConfigError(f"{where} = {v!r}; allowed values: {', '.join(allowed)}")
-            if (isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0
-                    and f"{section}.{key}" not in SIGNED):
-                raise ConfigError(f"{where} = {v!r}; must not be negative")
-            if f"{section}.{key}" in POSITIVE and v < 1:
-                raise ConfigError(f"{where} = {v!r}; must be at least 1")
+            bounds = RANGES.get(f"{section}.{key}")
+            if (bounds is not None and isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and not _in_range(v, *bounds)):
+                raise ConfigError(f"{where} = {v!r}; allowed range: {range_text(*bounds)}")
             changes[key] = v
         new_sections[section] = dataclasses.replace(current, **changes)
     out = dataclasses.replace(cfg, **new_sections)
