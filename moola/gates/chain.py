@@ -51,8 +51,10 @@ def score(ctx: GateContext, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str,
     )
 
 
-def classifier_problems(name: str, m: dict[str, Any], require_skill: bool = True) -> list[str]:
-    """Why a classifier cannot pass: one-class predictions, or no skill over chance."""
+def classifier_problems(name: str, m: dict[str, Any], require_skill: bool = True,
+                        alpha: float = 0.01) -> list[str]:
+    """Why a classifier cannot pass: one-class predictions, or no skill over chance (the
+    permutation test of balanced accuracy at level `alpha`, gates.skill_alpha)."""
     from moola.metrics import skill_over_chance
 
     problems = []
@@ -65,14 +67,14 @@ def classifier_problems(name: str, m: dict[str, Any], require_skill: bool = True
             f"{name} predicts essentially one class (predicted {dist}); {baseline_txt}; "
             f"a constant predictor is not a model: check normalisation, class weighting and "
             f"the learning rate")
-    skilful, lo, chance = skill_over_chance(m)
+    skilful, p, chance = skill_over_chance(m, alpha)
     if require_skill and not skilful:
-        hi = m["ci"]["balanced_accuracy"][1]
+        lo, hi = m["ci"]["balanced_accuracy"]
         problems.append(
             f"{name} shows no significant skill over chance: balanced accuracy "
-            f"{m['balanced_accuracy']:.3f}, {m['ci_level']:.0%} CI [{lo:.3f}, {hi:.3f}] does not "
-            f"clear chance "
-            f"{chance:.3f} on {m['n']} scored windows x {m.get('n_replicas', 1)} seeds "
+            f"{m['balanced_accuracy']:.3f} ({m['ci_level']:.0%} CI {lo:.3f}-{hi:.3f}) vs chance "
+            f"{chance:.3f}, permutation p = {p:.4f}, not below {alpha} "
+            f"on {m['n']} scored windows x {m.get('n_replicas', 1)} seeds "
             f"(macro-F1 {m['macro_f1']:.3f}; {baseline_txt}); more or cleaner labels, or a "
             f"longer training budget, are needed before any comparison means anything")
     return problems
@@ -246,7 +248,7 @@ def gate_1_smoke_enhanced(ctx: GateContext) -> Verdict:
     """EnhancedSimpleLSTM from scratch: loss finite and falling, not degenerate, skilful."""
     from moola.metrics import skill_over_chance
 
-    t0, gate = time.time(), "gate_1_smoke_enhanced"
+    t0, gate, g = time.time(), "gate_1_smoke_enhanced", ctx.cfg.gates
     w = work.baseline(ctx)
     m = replicated_metrics(ctx, w)
     reps = w["replicas"]
@@ -264,10 +266,10 @@ def gate_1_smoke_enhanced(ctx: GateContext) -> Verdict:
         problems.append(f"training loss did not fall: median drop from the first to the last "
                         f"epoch {median_drop:.1%} over {len(reps)} replicas (expected at least "
                         f"{drop:.0%}); raise train.min_steps or the learning rate")
-    problems += classifier_problems("the baseline EnhancedSimpleLSTM", m)
+    problems += classifier_problems("the baseline EnhancedSimpleLSTM", m, alpha=g.skill_alpha)
     notes = []
     differs = _seed_disagreement(
-        ctx, w, lambda ms: skill_over_chance(ms)[0] and not ms["degenerate"])
+        ctx, w, lambda ms: skill_over_chance(ms, g.skill_alpha)[0] and not ms["degenerate"])
     if differs:
         notes.append(differs)
     if m["one_class_replicas"]:
@@ -277,17 +279,16 @@ def gate_1_smoke_enhanced(ctx: GateContext) -> Verdict:
     sp = m["seed_spread"]
     ok = (f"pooled macro-F1 {m['macro_f1']:.3f} (CI {m['ci']['macro_f1'][0]:.3f}-"
           f"{m['ci']['macro_f1'][1]:.3f}; per seed {sp['min']:.3f}-{sp['max']:.3f}) vs majority "
-          f"baseline {m['majority_baseline']['macro_f1']:.3f}; balanced accuracy CI low "
-          f"{m['ci']['balanced_accuracy'][0]:.3f} > chance {m['chance_balanced_accuracy']:.3f}; "
-          f"{_protocol_text(m)}")
+          f"baseline {m['majority_baseline']['macro_f1']:.3f}; balanced accuracy "
+          f"{m['balanced_accuracy']:.3f} beats chance {m['chance_balanced_accuracy']:.3f} "
+          f"(permutation p = {m['skill_p_value']:.4f} < {g.skill_alpha}); {_protocol_text(m)}")
     return _verdict(ctx, gate, t0, problems, ok, notes=notes, model=w["model"], metrics={
         **m, "train_loss_first": firsts.tolist(), "train_loss_last": lasts.tolist(),
         "median_loss_drop": median_drop,
         "replicas": [{k: r[k] for k in ("replica", "best_epoch", "epochs_run", "stopped_reason",
                                         "n_fit", "n_stop", "n_scored")} for r in reps]},
         artifacts={"baseline": w["artifact"]},
-        key_metric=_key_metric("bal_acc_ci_low", m["ci"]["balanced_accuracy"][0],
-                               m["chance_balanced_accuracy"], ">"))
+        key_metric=_key_metric("skill_p", m["skill_p_value"], g.skill_alpha, "<"))
 
 
 def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
@@ -401,7 +402,7 @@ def gate_4_finetune_enhanced(ctx: GateContext) -> Verdict:
     if not lr["ok"]:
         problems.append(f"pretrained encoder did not load completely: {lr['loaded']}/"
                         f"{lr['total']} encoder tensors ({lr['ratio']:.0%}); {lr.get('message', '')}")
-    problems += classifier_problems("the finetuned EnhancedSimpleLSTM", m)
+    problems += classifier_problems("the finetuned EnhancedSimpleLSTM", m, alpha=g.skill_alpha)
     cmp = _compare(ctx, "gate_1_smoke_enhanced", f["y"], b["pred"], f["pred"])
     outcome, differs = _decide(ctx, cmp, f["y"], b["pred"], f["pred"], f["seeds"],
                                pass_above=g.min_delta, fail_below=-g.max_harm)
@@ -466,7 +467,7 @@ def gate_5_augment(ctx: GateContext) -> Verdict:
     qmin = ps.get("quality_min_accepted")
     if qmin is not None and qmin < a.quality_min:
         problems.append(f"an accepted pseudo-sample has quality {qmin:.3f} < {a.quality_min}")
-    problems += classifier_problems("the augmented model", m)
+    problems += classifier_problems("the augmented model", m, alpha=g.skill_alpha)
     cmp = _compare(ctx, "gate_4_finetune_enhanced", w["y"], f["pred"], w["pred"])
     allowed = g.max_drop_pp / 100
     outcome, differs = _decide(ctx, cmp, w["y"], f["pred"], w["pred"], w["seeds"],
@@ -607,7 +608,7 @@ def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None
     drop_pp = -cmp["delta"] * 100
     cmp.update(best_member=best, best_member_macro_f1=members[best], drop_pp=drop_pp,
                max_drop_pp=g.max_ensemble_drop_pp, outcome=outcome)
-    problems += classifier_problems("the ensemble", m)
+    problems += classifier_problems("the ensemble", m, alpha=g.skill_alpha)
     inconclusive = None
     if outcome == "failed":
         problems.append(f"the ensemble (macro-F1 {m['macro_f1']:.3f}) is significantly worse "

@@ -34,8 +34,8 @@ def test_constant_predictor_is_exposed():
     assert m["predicted_distribution"] == {"A": 20, "B": 0}
     assert m["chance_balanced_accuracy"] == 0.5
     assert m["ci"]["balanced_accuracy"][1] <= 0.5  # never exceeds chance
-    significant, lower, chance = M.skill_over_chance(m)
-    assert (significant, lower, chance) == (False, 0.5, 0.5)
+    significant, p, chance = M.skill_over_chance(m)
+    assert (significant, p, chance) == (False, 1.0, 0.5)  # 1/K under every permutation
     base = m["majority_baseline"]
     assert base["class"] == "A" and base["share"] == pytest.approx(0.7)
     assert base["macro_f1"] == pytest.approx(m["macro_f1"])
@@ -66,11 +66,11 @@ def test_guesser_beats_majority_macro_f1_but_shows_no_skill():
 
 def test_random_guessers_are_rarely_significant():
     rng = np.random.default_rng(1)
-    hits = sum(
-        M.skill_over_chance(seed_metrics(rng.integers(0, 2, 20), n_bootstrap=300, seed=s))[0]
-        for s in range(20)
-    )
-    assert hits <= 3  # a 95% CI: about 1 in 40 one-sided false alarms expected
+    ps = [seed_metrics(rng.integers(0, 2, 20), n_bootstrap=300, seed=s)["skill_p_value"]
+          for s in range(200)]
+    hits = sum(p < 0.01 for p in ps)
+    assert hits <= 6  # an exact test at 1%: about 2 of 200 expected
+    assert 0.3 < np.median(ps) < 0.7  # p-values of no-signal guessers are uniform
 
 
 def test_real_skill_is_significant():
@@ -78,8 +78,8 @@ def test_real_skill_is_significant():
     pred = y.copy()
     pred[::6] = (pred[::6] + 1) % 3  # 15 of 90 wrong
     m = M.classification_metrics(y, pred, 3)
-    ok, lower, chance = M.skill_over_chance(m)
-    assert ok and lower > chance == pytest.approx(1 / 3)
+    ok, p, chance = M.skill_over_chance(m)
+    assert ok and p < 0.001 and chance == pytest.approx(1 / 3)
 
 
 def test_per_class_numbers_three_classes():
