@@ -553,7 +553,7 @@ def _ece(y: np.ndarray, proba: np.ndarray, bins: int) -> float:
 
 def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None) -> Verdict:
     """Cross-fitted isotonic-calibrated average of the approved, non-degenerate members;
-    compared with its best member by the paired window bootstrap."""
+    does it beat its best member (paired window bootstrap)?"""
     from moola.ensemble import average_proba
     from moola.gates.ensemble_work import ensemble
     from moola.judging import ci_text, inconclusive_text
@@ -601,8 +601,10 @@ def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None
     best_pred = e["members"][best]["calibrated"].argmax(axis=2)
     cmp = _compare(ctx, best, y, best_pred, avg.argmax(axis=2))
     allowed = g.max_ensemble_drop_pp / 100
+    # passed: the ensemble is significantly better than its best member (worth deploying);
+    # failed: significantly worse by more than the allowed drop; otherwise use either
     outcome, differs = _decide(ctx, cmp, y, best_pred, avg.argmax(axis=2), e["seeds"],
-                               pass_above=-allowed, fail_below=-allowed)
+                               pass_above=0.0, fail_below=-allowed)
     if differs:
         notes.append(differs)
     drop_pp = -cmp["delta"] * 100
@@ -616,11 +618,12 @@ def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None
                         f"more than {g.max_ensemble_drop_pp} pp; use the best member alone")
     elif outcome == "inconclusive":
         inconclusive = inconclusive_text(
-            cmp, f"whether the ensemble ({m['macro_f1']:.3f}) is within "
-                 f"{g.max_ensemble_drop_pp} pp of its best member '{best}' ({members[best]:.3f})")
-    ok = (f"ensemble of {', '.join(members)}: macro-F1 {m['macro_f1']:.3f}, significantly within "
-          f"{g.max_ensemble_drop_pp} pp of its best member '{best}' {members[best]:.3f} "
-          f"({ci_text(cmp)}); ECE {ece['ensemble']['before']:.3f} -> "
+            cmp, f"whether the ensemble ({m['macro_f1']:.3f}) beats its best member '{best}' "
+                 f"({members[best]:.3f}) (it is not significantly worse by more than "
+                 f"{g.max_ensemble_drop_pp} pp either: the best member alone serves as well)")
+    ok = (f"ensemble of {', '.join(members)}: macro-F1 {m['macro_f1']:.3f}, significantly better "
+          f"than its best member '{best}' {members[best]:.3f} ({ci_text(cmp)}); ECE "
+          f"{ece['ensemble']['before']:.3f} -> "
           f"{ece['ensemble']['after']:.3f} after cross-fitted isotonic calibration")
     return _verdict(ctx, gate, t0, problems, ok, inconclusive=inconclusive, notes=notes,
                     model="calibrated ensemble", metrics={**m, **metrics}, comparison=cmp,
