@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         # a fixed budget: no early stopping, so both loops run exactly --epochs epochs
         cfg = load_config("standard", overrides={
             "train.max_epochs": args.epochs, "train.min_epochs": args.epochs,
-            "train.early_stop_patience": args.epochs + 1, "run.torch_threads": args.threads})
+            "train.early_stop_patience": args.epochs + 1, "train.min_steps": 0,
+            "run.torch_threads": args.threads})
         ctx = GateContext(cfg=cfg, run_id="bench", root=tmp)
         ctx.__dict__["dataset"] = ds
         harness, plain = [], []
