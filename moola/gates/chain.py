@@ -628,7 +628,7 @@ def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None
     return _verdict(ctx, gate, t0, problems, ok, inconclusive=inconclusive, notes=notes,
                     model="calibrated ensemble", metrics={**m, **metrics}, comparison=cmp,
                     artifacts={"ensemble": e["artifact"]},
-                    key_metric=_key_metric("drop_pp", drop_pp, g.max_ensemble_drop_pp, "<="))
+                    key_metric=_key_metric("delta_f1", cmp["delta"], 0.0, ">"))
 
 
 GATES: dict[str, Callable[..., Verdict]] = {
