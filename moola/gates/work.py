@@ -224,15 +224,19 @@ def _load_classifier(entry: CacheEntry) -> dict[str, Any]:
     return out
 
 
-def _replicated(ctx: GateContext, gate: str, kind: str, key: str, make_model, meta: dict,
-                *, pretrained: bool = False, extend_training=None) -> dict[str, Any]:
-    """Build (or load) the cached replicas of one recipe and return the pooled predictions."""
+def _replicated(ctx: GateContext, gate: str, kind: str, key: str, make_model,
+                meta: dict | Callable[[], dict], *, pretrained: bool = False,
+                extend_training=None) -> dict[str, Any]:
+    """Build (or load) the cached replicas of one recipe and return the pooled predictions.
+
+    `meta` (or a callable returning it, evaluated only when the artifact is built) goes into
+    the artifact's fit.json."""
     def build(tmp: Path, workdir: Path):
         from moola.protocol.replicas import train_replicas
 
         train_replicas(ctx, gate, folds(ctx), seeds(ctx), make_model, workdir, tmp,
                        pretrained=pretrained, extend_training=extend_training)
-        _save_json(tmp / "fit.json", meta)
+        _save_json(tmp / "fit.json", meta() if callable(meta) else meta)
         return {"replicas": len(seeds(ctx)) * len(folds(ctx))}
 
     return _load_classifier(_build(ctx, gate, kind, key, build))
@@ -282,9 +286,10 @@ def control(ctx: GateContext) -> dict[str, Any]:
             probas.append(out[0])
             if len(out) > 1:
                 tprobas = out[1]
-        score_idx = np.concatenate([f.score_idx for f in fs])
-        _save_npz(tmp / "pooled.npz", score_idx=score_idx, y=ds.y[score_idx],
-                  fold_of=np.concatenate([np.full(len(f.score_idx), f.index) for f in fs]),
+        from moola.protocol.folds import pooled_index
+
+        score_idx, fold_of = pooled_index(fs)
+        _save_npz(tmp / "pooled.npz", score_idx=score_idx, y=ds.y[score_idx], fold_of=fold_of,
                   proba=np.concatenate(probas)[None], test_idx=ds.test_idx,
                   y_test=ds.y[ds.test_idx],
                   test_proba=(tprobas if tprobas is not None else np.zeros((0, k)))[None],
@@ -369,10 +374,10 @@ def finetuned(ctx: GateContext) -> dict[str, Any]:
     def make(seed):
         return build_pretrained(ctx, enc["encoder_path"], len(ds.classes))[0]
 
-    _, probe_report = build_pretrained(ctx, enc["encoder_path"], len(ds.classes))
-    return _replicated(ctx, "gate_4_finetune_enhanced", "finetuned", key, make, {
+    return _replicated(ctx, "gate_4_finetune_enhanced", "finetuned", key, make, lambda: {
         "model": "EnhancedSimpleLSTM (pretrained encoder)",
-        "load_report": probe_report.to_dict()}, pretrained=True)
+        "load_report": build_pretrained(ctx, enc["encoder_path"],
+                                        len(ds.classes))[1].to_dict()}, pretrained=True)
 
 
 def augmented(ctx: GateContext) -> dict[str, Any]:

@@ -215,7 +215,9 @@ def probe_baselines(encoder: torch.nn.Module, encoder_cfg: Any, X: Any, y: Any, 
         "raw": Xn.reshape(len(Xn), -1).astype(np.float64),
         "random_encoder": encode_windows(random_encoder, Xn, device),
     }
-    score_idx = np.concatenate([f.score_idx for f in folds])
+    from moola.protocol.folds import pooled_index
+
+    score_idx, _ = pooled_index(folds)
     arrays: dict[str, np.ndarray] = {"y": yn[score_idx], "score_idx": score_idx}
     for name, F in feats.items():
         preds = []

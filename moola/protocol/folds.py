@@ -43,6 +43,14 @@ class Fold:
                 f"fold {self.index}: empty")
 
 
+def pooled_index(folds: list[Fold]) -> tuple[np.ndarray, np.ndarray]:
+    """(score_idx, fold_of): every fold's scored rows in fold order, and the fold of each -
+    the order of every pooled prediction array."""
+    score_idx = np.concatenate([f.score_idx for f in folds])
+    fold_of = np.concatenate([np.full(len(f.score_idx), f.index) for f in folds])
+    return score_idx, fold_of
+
+
 def _inner(train: np.ndarray, inner_fraction: float, purge: int) -> tuple[np.ndarray, np.ndarray]:
     """Split time-ordered training rows into (fit, stop): stop is the last slice, after a purge."""
     train = np.sort(np.asarray(train, dtype=np.int64))

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from moola.protocol.folds import Fold
+from moola.protocol.folds import Fold, pooled_index
 
 # make_model(seed) -> a fresh nn.Module (the caller's recipe); called right after seeding
 ModelFactory = Callable[[int], torch.nn.Module]
@@ -81,7 +81,9 @@ def train_replicas(ctx, gate: str, folds: list[Fold], seeds: list[int], make_mod
                     ctx, gate, model, X_fit, y_fit, ds.X[fold.stop_idx], ds.y[fold.stop_idx],
                     rdir, pretrained=pretrained, seed=seed)
                 proba = predict_proba(fit.model, ds.X[fold.score_idx], ctx.device)
-                tproba = (predict_proba(fit.model, ds.X[test_idx], ctx.device) if len(test_idx)
+                # the held-out rows: only each seed's last-fold model is reported on them
+                tproba = (predict_proba(fit.model, ds.X[test_idx], ctx.device)
+                          if len(test_idx) and fold is folds[-1]
                           else np.zeros((0, proba.shape[1])))
                 torch.save(fit.model.state_dict(), rdir / "model.pt")
                 np.savez(rdir / "preds.npz", proba=proba, test_proba=tproba)
@@ -107,8 +109,7 @@ def train_replicas(ctx, gate: str, folds: list[Fold], seeds: list[int], make_mod
                 (out_dir / "replicas").mkdir(exist_ok=True)
                 shutil.copyfile(rdir / "metrics.csv", out_dir / "replicas" / f"{rep.name}.csv")
             summaries.append(summary)
-    score_idx = np.concatenate([f.score_idx for f in folds])
-    fold_of = np.concatenate([np.full(len(f.score_idx), f.index) for f in folds])
+    score_idx, fold_of = pooled_index(folds)
     proba = np.stack([np.concatenate([probas[(s, f.index)] for f in folds]) for s in seeds])
     last = folds[-1].index
     test_proba = np.stack([test_probas[(s, last)] for s in seeds])
@@ -125,7 +126,6 @@ def train_replicas(ctx, gate: str, folds: list[Fold], seeds: list[int], make_mod
 
 def _write_json(path: Path, obj: Any) -> None:
     from moola.gates.verdict import jsonable
+    from moola.io_utils import atomic_write_json
 
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(jsonable(obj), indent=1, sort_keys=True))
-    tmp.replace(path)
+    atomic_write_json(path, jsonable(obj), indent=1, sort_keys=True, fsync=False)
