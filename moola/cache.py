@@ -11,7 +11,11 @@ Writes are safe under concurrency and crashes:
   sessions never train the same artifact twice at once;
 * a build writes into a temporary directory and is renamed into place only when complete, with
   a ``manifest.json`` written last; a directory without a manifest is never served (a SIGKILL
-  mid-build leaves only a temporary directory, removed by the next build).
+  mid-build leaves only a temporary directory, removed by the next build);
+* the manifest records each file's size and SHA-256; an entry is verified the first time a
+  process uses it, and one that fails (a truncated file, a bad copy, a partial sync, a file
+  missing or added) is never served: it is moved aside to ``<kind>/.damaged/``, logged in
+  ``events.jsonl`` and rebuilt, and the caller learns why (``CacheEntry.repaired``).
 
 Artifacts are stored as JSON, ``.npz`` (loaded with ``allow_pickle=False``) and torch state
 dicts (loaded with ``weights_only=True``): the cache never unpickles anything.
@@ -22,6 +26,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -34,7 +39,10 @@ from filelock import FileLock
 import moola
 
 MANIFEST = "manifest.json"
+DAMAGED = ".damaged"  # <kind>/.damaged/<key>-<time>: entries that failed verification, kept to inspect
 PACKAGE_ROOT = Path(moola.__file__).resolve().parent
+
+log = logging.getLogger(__name__)
 
 
 def code_version(modules: Iterable[str]) -> str:
@@ -76,6 +84,11 @@ class CacheEntry:
     path: Path
     hit: bool
     manifest: dict[str, Any]
+    repaired: str | None = None  # why an earlier entry was not served and this one was rebuilt
+
+
+class CacheDamagedError(RuntimeError):
+    """A cache entry failed verification and could not be moved aside or rebuilt."""
 
 
 class ArtifactCache:
@@ -86,15 +99,17 @@ class ArtifactCache:
         self.run_id = run_id
         self.rebuild = rebuild
         self._rebuilt: set[tuple[str, str]] = set()  # --rebuild rebuilds once per process
+        self._verified: set[tuple[str, str, int]] = set()  # (kind, key, manifest mtime)
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key
 
     def lookup(self, kind: str, key: str) -> CacheEntry | None:
-        """The complete artifact for (kind, key), or None. Never returns a partial build."""
+        """The complete, verified artifact for (kind, key), or None. Never returns a partial or
+        damaged build (a damaged one is left in place for the next build to move aside)."""
         p = self.path(kind, key)
         manifest = _read_manifest(p)
-        if manifest is None:
+        if manifest is None or self._damage(kind, key, p, manifest) is not None:
             return None
         return CacheEntry(kind, key, p, True, manifest)
 
@@ -119,6 +134,11 @@ class ArtifactCache:
         final.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(final) + ".lock"):
             manifest = _read_manifest(final)
+            repaired = None
+            damage = None if manifest is None else self._damage(kind, key, final, manifest)
+            if damage is not None:
+                repaired = self._move_aside(kind, key, final, damage)
+                manifest = None
             force = self.rebuild and (kind, key) not in self._rebuilt
             stale = fresh_for_run and manifest is not None and manifest.get("run_id") != self.run_id
             if manifest is not None and not force and not stale:
@@ -142,17 +162,52 @@ class ArtifactCache:
                     "built_at": time.time(),
                     "build_s": round(time.time() - t0, 3),
                     "files": sorted(p.name for p in tmp.iterdir()),
+                    "checksums": file_checksums(tmp),  # before publication: verified on use
                     **extra,
                 }
                 _write_json_atomic(tmp / MANIFEST, manifest)  # last: marks the build complete
                 _publish(tmp, final)
                 shutil.rmtree(workdir, ignore_errors=True)
-            except BaseException:
+            except BaseException as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
+                if repaired is not None and isinstance(exc, Exception):
+                    raise CacheDamagedError(
+                        f"{repaired}, and rebuilding it failed ({type(exc).__name__}: {exc}); "
+                        f"fix the cause above and rerun (the damaged copy is kept under "
+                        f"{final.parent / DAMAGED})") from exc
                 raise
             self._rebuilt.add((kind, key))
+            self._verified.add((kind, key, _manifest_mtime(final)))
             self._log_event(kind, key, "build")
-            return CacheEntry(kind, key, final, False, manifest)
+            return CacheEntry(kind, key, final, False, manifest, repaired)
+
+    def _damage(self, kind: str, key: str, path: Path, manifest: dict[str, Any]) -> str | None:
+        """Why the entry at `path` must not be served, or None. Checked once per process per
+        manifest (the files are small: verifying costs milliseconds, see docs/PERFORMANCE.md)."""
+        stamp = (kind, key, _manifest_mtime(path))
+        if stamp in self._verified:
+            return None
+        problem = verify_files(path, manifest)
+        if problem is None:
+            self._verified.add(stamp)
+        return problem
+
+    def _move_aside(self, kind: str, key: str, final: Path, damage: str) -> str:
+        """Move a damaged entry to <kind>/.damaged/ (we hold its lock), log it, return the note
+        that goes into the gate's verdict."""
+        aside = final.parent / DAMAGED / f"{key}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        try:
+            aside.parent.mkdir(exist_ok=True)
+            os.replace(final, aside)
+        except OSError as exc:
+            raise CacheDamagedError(
+                f"cache entry {final} failed its checksum ({damage}) and could not be moved "
+                f"aside ({exc}); delete that directory (or rerun with --rebuild) and rerun"
+            ) from exc
+        self._log_event(kind, key, "damaged", detail=damage, moved_to=str(aside))
+        log.warning("cache entry %s/%s failed its checksum (%s); moved to %s and rebuilding",
+                    kind, key, damage, aside)
+        return f"rebuilt: entry {kind}/{key} failed its checksum ({damage}; moved to {aside})"
 
     def events(self) -> list[dict[str, Any]]:
         """Every hit/build event recorded in this cache (used by tests and `moola report`)."""
@@ -167,9 +222,9 @@ class ArtifactCache:
                 continue  # a torn last line from a killed process
         return out
 
-    def _log_event(self, kind: str, key: str, event: str) -> None:
+    def _log_event(self, kind: str, key: str, event: str, **detail: Any) -> None:
         rec = {"kind": kind, "key": key, "event": event, "run_id": self.run_id,
-               "pid": os.getpid(), "at": time.time()}
+               "pid": os.getpid(), "at": time.time(), **detail}
         line = (json.dumps(rec) + "\n").encode()
         fd = os.open(self.root / "events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
@@ -186,6 +241,51 @@ def _read_manifest(p: Path) -> dict[str, Any] | None:
         return json.loads(m.read_text())
     except (json.JSONDecodeError, OSError):
         return None
+
+
+def file_checksums(directory: Path) -> dict[str, dict[str, Any]]:
+    """{relative path: {"size", "sha256"}} of every file under `directory` (manifest excluded)."""
+    out = {}
+    for f in sorted(directory.rglob("*")):
+        if f.is_file() and f.name != MANIFEST:
+            out[f.relative_to(directory).as_posix()] = {"size": f.stat().st_size,
+                                                        "sha256": _sha256(f)}
+    return out
+
+
+def verify_files(directory: Path, manifest: dict[str, Any]) -> str | None:
+    """What is wrong with the files of an entry against its manifest's checksums, or None."""
+    expected = manifest.get("checksums")
+    if not isinstance(expected, dict):
+        return "its manifest has no checksums (written by an older moola, or altered)"
+    problems = []
+    for name, want in sorted(expected.items()):
+        f = directory / name
+        if not f.is_file():
+            problems.append(f"{name} is missing")
+        elif f.stat().st_size != want.get("size"):
+            problems.append(f"{name} has {f.stat().st_size} bytes, expected {want.get('size')}")
+        elif _sha256(f) != want.get("sha256"):
+            problems.append(f"{name}'s content changed")
+    present = {f.relative_to(directory).as_posix() for f in directory.rglob("*")
+               if f.is_file() and f.name != MANIFEST}
+    problems += [f"{name} was added" for name in sorted(present - expected.keys())]
+    return "; ".join(problems) or None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _manifest_mtime(path: Path) -> int:
+    try:
+        return (path / MANIFEST).stat().st_mtime_ns
+    except OSError:
+        return -1
 
 
 def _remove_partial_builds(parent: Path, key: str) -> None:

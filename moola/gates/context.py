@@ -41,6 +41,7 @@ class GateContext:
     root: Path = field(default_factory=Path.cwd)  # paths in the config are relative to this
     selected: set[str] = field(default_factory=set)  # gates whose own work is rebuilt this run
     verdicts: dict[str, Any] = field(default_factory=dict)
+    repairs: list[str] = field(default_factory=list)  # damaged cache entries rebuilt (cache.py)
 
     # -- paths --------------------------------------------------------------------------------
     @cached_property

@@ -27,11 +27,16 @@ def upstream_of(gate: str) -> tuple[str, ...]:
 def judge(ctx: GateContext, gate: str) -> Verdict:
     """The verdict of `gate`, computed once per process (upstream gates must have passed)."""
     if gate not in ctx.verdicts:
+        repairs_before = len(ctx.repairs)
         blocked = first_upstream_failure(ctx, gate)
-        if blocked is not None:
-            ctx.verdicts[gate] = _skipped(ctx, gate, blocked)
-        else:
-            ctx.verdicts[gate] = _run(ctx, gate)
+        v = _skipped(ctx, gate, blocked) if blocked is not None else _run(ctx, gate)
+        # damaged cache entries moved aside and rebuilt while judging this gate or the upstream
+        # gates it needed (with `-k gate_6` those are judged here, unrecorded): say so
+        repairs = ctx.repairs[repairs_before:]
+        if repairs:
+            v.reason = f"{v.reason} [{'; '.join(repairs)}]"
+            v.artifacts = {**v.artifacts, "cache_repairs": repairs}
+        ctx.verdicts[gate] = v
     return ctx.verdicts[gate]
 
 

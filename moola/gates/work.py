@@ -103,6 +103,8 @@ def _build(ctx: GateContext, gate: str, kind: str, key: str,
         return build(tmp, workdir)
 
     entry = ctx.cache.get_or_build(kind, key, seeded_build, fresh_for_run=ctx.fresh(gate))
+    if entry.repaired:
+        ctx.repairs.append(entry.repaired)  # the runner puts it into the verdict being judged
     _publish_run_files(ctx, gate, entry.path)
     return entry
 

@@ -8,7 +8,9 @@ What a kill may leave behind, and what it may not:
   (a killed session writes nothing), and a writer killed inside ``append_records`` leaves at
   worst an unterminated last line that readers skip and the next append closes;
 * the build's workdir (``<cache>/<kind>/.<key>.work/checkpoints/last.pt``) survives, and the
-  next session's build resumes training from it instead of starting over.
+  next session's build resumes training from it instead of starting over;
+* a published artifact damaged afterwards (a truncated file) is never served: the next session
+  moves it aside, rebuilds it, and the verdict says so.
 
 Every session is a real ``pytest`` subprocess over a copy of gates_tests/ in a scratch project
 (``moola.testing``, as in test_gate_reruns.py), killed with SIGKILL on its whole process group.
@@ -206,6 +208,34 @@ def test_gate_4_rerun_after_sigkill_resumes_from_the_checkpoint_and_passes(
     # upstream from the cache (judged by gates 3 and 4, so hit more than once); gate 4 built
     assert set(ev["encoder"]) == set(ev["baseline"]) == {"hit"} and ev["finetuned"] == ["build"]
     assert not finetune_killed.workdir.exists()
+
+
+@pytest.fixture(scope="module")
+def damaged_rerun(project, finetune_rerun) -> tuple[Path, subprocess.CompletedProcess]:
+    """Gate 4's published artifact truncated on disk (a bad copy), then `-k gate_6`."""
+    assert finetune_rerun.returncode == 0, finetune_rerun.stdout[-3000:]
+    (artifact,) = _complete_artifacts(project / ".moola-cache", "finetuned")
+    pooled = artifact.parent / "pooled.npz"
+    pooled.write_bytes(pooled.read_bytes()[: pooled.stat().st_size // 2])
+    return artifact.parent, run_gate_session(project, *SESSION_ARGS, "-k", "gate_6")
+
+
+def test_a_damaged_entry_is_moved_aside_and_rebuilt_and_the_verdict_says_so(project,
+                                                                              damaged_rerun):
+    entry, r = damaged_rerun
+    assert r.returncode == 0, r.stdout[-3000:]
+    rec = _assert_log_whole(project)[-1]
+    assert rec["gate"] == "gate_6_baseline_simplelstm" and rec["status"] != "skipped", rec
+    note = f"rebuilt: entry finetuned/{entry.name} failed its checksum (pooled.npz has"
+    assert note in rec["reason"], rec["reason"]
+    assert rec["artifacts"]["cache_repairs"][0].startswith(note)
+    (aside,) = (entry.parent / ".damaged").iterdir()
+    assert aside.name.startswith(entry.name) and (aside / "pooled.npz").is_file()
+    ev = [e for e in cache_events(project, rec["run_id"]) if e["kind"] == "finetuned"]
+    assert [e["event"] for e in ev][:2] == ["damaged", "build"], ev
+    assert "pooled.npz has" in ev[0]["detail"]
+    (rebuilt,) = _complete_artifacts(project / ".moola-cache", "finetuned")
+    assert rebuilt.parent == entry  # same inputs, same key: rebuilt in place, and served next
 
 
 # ---------------------------------------------------------------------------------------------
