@@ -37,6 +37,9 @@ from typing import Any, Callable, Iterable
 from filelock import FileLock
 
 import moola
+from moola.diskspace import writing
+from moola.gates.verdict import jsonable
+from moola.io_utils import atomic_write_json
 
 MANIFEST = "manifest.json"
 DAMAGED = ".damaged"  # <kind>/.damaged/<key>-<time>: entries that failed verification, kept to inspect
@@ -165,7 +168,8 @@ class ArtifactCache:
                     "checksums": file_checksums(tmp),  # before publication: verified on use
                     **extra,
                 }
-                _write_json_atomic(tmp / MANIFEST, manifest)  # last: marks the build complete
+                # last: marks the build complete
+                atomic_write_json(tmp / MANIFEST, jsonable(manifest), indent=1, sort_keys=True)
                 _publish(tmp, final)
                 shutil.rmtree(workdir, ignore_errors=True)
             except BaseException as exc:
@@ -226,11 +230,13 @@ class ArtifactCache:
         rec = {"kind": kind, "key": key, "event": event, "run_id": self.run_id,
                "pid": os.getpid(), "at": time.time(), **detail}
         line = (json.dumps(rec) + "\n").encode()
-        fd = os.open(self.root / "events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, line)  # one write on an O_APPEND fd: lines never interleave
-        finally:
-            os.close(fd)
+        path = self.root / "events.jsonl"
+        with writing(path, len(line)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                os.write(fd, line)  # one write on an O_APPEND fd: lines never interleave
+            finally:
+                os.close(fd)
 
 
 def _read_manifest(p: Path) -> dict[str, Any] | None:
@@ -310,12 +316,3 @@ def _publish(tmp: Path, final: Path) -> None:
     os.replace(final, old)
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

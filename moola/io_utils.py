@@ -4,17 +4,24 @@ Each writer puts the bytes into a temporary file in the *same directory* as the 
 final rename stays on one filesystem), flushes and fsyncs it, then ``os.replace``s it over the
 target. ``os.replace`` is atomic on POSIX and Windows: a concurrent reader sees either the old
 file or the new one, and a SIGKILL mid-write leaves at most a stray ``.<name>.*.tmp`` file.
+A full disk raises :class:`moola.diskspace.DiskFullError` naming the target and the bytes it
+needed; the target is untouched and the temporary file removed.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json"]
+from moola.diskspace import writing
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_npz",
+           "atomic_torch_save", "copy_file"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = True,
@@ -27,10 +34,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = Tr
     starts private; reports are meant to be read by others, e.g. a sync to a web server).
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    with writing(target, len(data)):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                        suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with writing(target, len(data)), os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             if fsync:
@@ -68,6 +77,33 @@ def atomic_write_json(
     file is touched. NaN/inf are rejected (they are not JSON); convert them to null first."""
     text = json.dumps(obj, indent=indent, sort_keys=sort_keys, allow_nan=False)
     return atomic_write_text(path, text + "\n", fsync=fsync)
+
+
+def atomic_save_npz(path: str | os.PathLike, **arrays: Any) -> Path:
+    """``np.savez`` (no pickles: loaded with allow_pickle=False), written atomically."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return atomic_write_bytes(path, buf.getvalue(), fsync=False)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` (tensors and plain containers: loadable with weights_only=True),
+    written atomically."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue(), fsync=False)
+
+
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """``shutil.copyfile`` with a full disk reported as DiskFullError naming `dst`. Not atomic:
+    for files inside a directory that is published (renamed) only when complete."""
+    with writing(dst, os.path.getsize(src)):
+        shutil.copyfile(src, dst)
+    return Path(dst)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -23,7 +23,7 @@ SMOKE_DATA = REPO / "fixtures" / "smoke"
 RESULTS = "gated_workflow_results.jsonl"
 # importlib mode: a session that already imported gates_tests/test_gate_*.py (the outer test
 # run) would otherwise refuse to import copies with the same basenames
-SUITE_INI = ("[pytest]\naddopts = -p no:cacheprovider --ignore-unknown-dependency "
+SUITE_INI = ("[pytest]\naddopts = --ignore-unknown-dependency "
              "--import-mode=importlib\n")
 
 

@@ -45,7 +45,7 @@ def ensemble(ctx: GateContext, approved: list[str]) -> dict[str, Any]:
                                  f"the others; rebuild with --rebuild")
             arrays[f"{name}__raw"] = m["proba"]
             arrays[f"{name}__cal"] = cross_fitted_calibration(m["proba"], m["y"], m["fold_of"])
-        np.savez(tmp / "ensemble.npz", y=ref["y"], fold_of=ref["fold_of"],
+        work._save_npz(tmp / "ensemble.npz", y=ref["y"], fold_of=ref["fold_of"],
                  score_idx=ref["score_idx"], seeds=ref["seeds"], **arrays)
         return {"members": list(members)}
 

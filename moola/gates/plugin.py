@@ -49,6 +49,14 @@ RECORDS_KEY = pytest.StashKey["list"]()
 PLOTS_KEY = pytest.StashKey["Any"]()  # the session's PlotWorker, or None
 JSON_REPORT_PATH_KEY = pytest.StashKey[str]()  # where report.json was written atomically
 WARMUP_KEY = pytest.StashKey["Any"]()  # the numba warm-up process this session started, or None
+WRITTEN_KEY = pytest.StashKey[set]()  # gates whose record this session appended to the log
+SESSION_KEY = pytest.StashKey["Any"]()  # the running session (to stop it on a full disk)
+DISK_FULL_KEY = pytest.StashKey[list]()  # DiskFullErrors met writing records / report.json
+# pytest's information commands: they show something and must not train, start helper
+# processes or write under reports/ (option dests of --co, --fixtures, --fixtures-per-test,
+# --markers, --cache-show, --help, --version)
+INFO_OPTIONS = ("collectonly", "showfixtures", "show_fixtures_per_test", "markers", "cacheshow",
+                "help", "version")
 GATE_TIMEOUTS = {"smoke": 600, "standard": 3600, "full": 6 * 3600}  # seconds per gate test
 
 
@@ -108,6 +116,12 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"moola configuration: {exc}") from None
     config.stash[CTX_KEY] = ctx
     config.stash[RECORDS_KEY] = []
+    config.stash[WRITTEN_KEY] = set()
+    if info_only(config):  # --co, --fixtures, --markers, --help, ...: look, touch nothing
+        if getattr(config.option, "json_report_file", None) in (None, ".report.json"):
+            config.option.json_report = False  # (its default path would be ./.report.json)
+        config.addinivalue_line("markers", "gate(name): this test runs the named moola gate")
+        return
     if cfg.run.torch_threads:
         import torch
 
@@ -132,6 +146,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     _close_plots(session.config)  # every figure is on disk before the session (and a sync) ends
     _correct_json_report_message(session.config)
     gc_freeze.session_finished()
+    if session.config.stash.get(DISK_FULL_KEY, None) and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # outputs were lost: not a clean run
+
+
+def info_only(config: pytest.Config) -> bool:
+    """True for collection-only and information commands (see INFO_OPTIONS)."""
+    return any(getattr(config.option, name, False) for name in INFO_OPTIONS)
 
 
 def _correct_json_report_message(config: pytest.Config) -> None:
@@ -195,7 +216,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     any, the plot process starts now, so matplotlib loads while the first gate works."""
     ctx = session.config.stash[CTX_KEY]
     ctx.selected = {g for g in map(_gate_name, session.items) if g}
-    if ctx.selected and not session.config.option.collectonly:
+    if ctx.selected and not info_only(session.config):
         from moola.report.plot_worker import PlotWorker
 
         session.config.stash[PLOTS_KEY] = PlotWorker.start(ctx.reports / "plots.log")
@@ -239,6 +260,8 @@ def gate(request: pytest.FixtureRequest, moola_ctx):
                                 f"@pytest.mark.gate('<gate name>')")
     verdict = run_gate(moola_ctx, name)
     request.node.stash[VERDICT_KEY] = verdict
+    if verdict.artifacts.get("disk_full"):  # the gates after it would only hit the same wall
+        request.session.shouldstop = verdict.reason
     _write_plots(request.config, moola_ctx, verdict)
     if verdict.status == "skipped":
         pytest.skip(verdict.reason)
@@ -275,6 +298,9 @@ class _JsonReportHooks:
     def __init__(self, config: pytest.Config):
         self.config = config
 
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.config.stash[SESSION_KEY] = session
+
     def pytest_json_runtest_metadata(self, item: pytest.Item, call: pytest.CallInfo):
         """Attach the verdict (when the test produced one) to the JSON report entry."""
         gate = _gate_name(item)
@@ -284,36 +310,88 @@ class _JsonReportHooks:
         return {"gate": gate, "verdict": v.to_dict()} if v is not None else {"gate": gate}
 
     @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Controller only (workers' reports arrive here under -n): once a gate test is over,
+        append its record at once, so that a run killed later keeps it, and refresh
+        report.json. Runs after pytest-json-report has folded the report into its entry."""
+        if report.when != "teardown" or hasattr(self.config, "workerinput"):
+            return
+        plugin = getattr(self.config, "_json_report", None)
+        test = getattr(plugin, "_json_tests", {}).get(report.nodeid)
+        if test is not None:
+            self._append([test])
+            self._save(plugin, final=False)
+
+    @pytest.hookimpl(trylast=True)
     def pytest_json_modifyreport(self, json_report: dict) -> None:
-        """Controller only: derive results-log records from the JSON report, append once;
-        then write report.json atomically."""
-        from moola.report.records import records_from_json_report
+        """Controller only: append the records not yet written (a gate interrupted before its
+        teardown), then write the final report.json atomically."""
+        self._append(json_report.get("tests", []))
+        _save_json_report_atomically(self.config, json_report)
+
+    def _append(self, tests: list[dict]) -> None:
+        """Records of the gate tests among `tests` whose gate this session has not written."""
+        from moola.diskspace import DiskFullError
+        from moola.report.records import record_from_json_test
         from moola.report.results import append_records
 
         ctx = self.config.stash[CTX_KEY]
-        records = records_from_json_report(json_report, ctx)
-        self.config.stash[RECORDS_KEY] = records
-        if records:
+        written = self.config.stash[WRITTEN_KEY]
+        records = [r for r in (record_from_json_test(t, ctx) for t in tests)
+                   if r is not None and r["gate"] not in written]
+        if not records:
+            return
+        try:
             append_records(ctx.reports / "gated_workflow_results.jsonl", records)
-        _save_json_report_atomically(self.config, json_report)
+        except DiskFullError as exc:
+            _disk_full(self.config, exc)
+            return
+        written.update(r["gate"] for r in records)
+        self.config.stash[RECORDS_KEY].extend(records)
+
+    def _save(self, plugin, final: bool) -> None:
+        """report.json as it stands mid-run: the finished tests, marked in progress."""
+        import time
+
+        report = {"created": time.time(), "in_progress": True, "exitcode": None,
+                  "root": str(self.config.rootpath),
+                  "tests": [t for t in plugin._json_tests.values() if "teardown" in t]}
+        _save_json_report_atomically(self.config, report, final=final)
 
 
-def _save_json_report_atomically(config: pytest.Config, json_report: dict) -> None:
-    """Write the report where pytest-json-report would, but atomically, and switch its own
-    save off: it rewrites the file in place (open + write), so a reader or a --sync-cmd could
-    catch it half-written. Same content: ``json.dump(report, default=str, indent=...)``."""
+def _disk_full(config: pytest.Config, exc: Exception) -> None:
+    """Remember a full disk met while writing outputs: the summary says it, the exit code
+    shows it, and the session stops after the current test."""
+    errors = config.stash.setdefault(DISK_FULL_KEY, [])
+    if not any(getattr(e, "filename", None) == getattr(exc, "filename", None) for e in errors):
+        errors.append(exc)  # once per file (report.json is rewritten after every gate)
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None and not session.shouldstop:
+        session.shouldstop = f"moola: {exc}"
+
+
+def _save_json_report_atomically(config: pytest.Config, json_report: dict,
+                                 final: bool = True) -> None:
+    """Write the report where pytest-json-report would, but atomically, and (final) switch its
+    own save off: it rewrites the file in place (open + write), so a reader or a --sync-cmd
+    could catch it half-written. Same content: ``json.dump(report, default=str, indent=...)``.
+    A full disk is reported (summary, exit code), never a traceback."""
     import json
 
+    from moola.diskspace import DiskFullError
     from moola.io_utils import atomic_write_text
 
-    path = config.option.json_report_file
+    path = config.option.json_report_file or config.stash.get(JSON_REPORT_PATH_KEY, None)
     if not path:
         return
     text = json.dumps(json_report, default=str, indent=config.option.json_report_indent)
-    atomic_write_text(path, text, fsync=False)
-    config.option.json_report_file = None  # read by the library right after this hook
-    config.stash[JSON_REPORT_PATH_KEY] = str(path)
-
+    try:
+        atomic_write_text(path, text, fsync=False)
+    except DiskFullError as exc:
+        _disk_full(config, exc)
+    if final:
+        config.option.json_report_file = None  # read by the library right after this hook
+        config.stash[JSON_REPORT_PATH_KEY] = str(path)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -335,6 +413,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    for exc in config.stash.get(DISK_FULL_KEY, []):
+        terminalreporter.write_sep("=", "moola: disk full", red=True)
+        terminalreporter.write_line(str(exc), red=True)
     records = config.stash.get(RECORDS_KEY, [])
     if not records:
         return

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import traceback
 
+from moola.diskspace import as_disk_full, is_disk_full
 from moola.gates.chain import CHAIN, GATES
 from moola.gates.context import GateContext
 from moola.gates.verdict import Verdict
@@ -77,9 +78,13 @@ def _run(ctx: GateContext, gate: str) -> Verdict:
         if st is not None:
             st.update(phase="failed")
         tb = traceback.format_exc()
-        v = Verdict(gate=gate, status="failed", config=ctx.cfg.to_dict(),
-                    reason=f"crashed: {type(exc).__name__}: {exc}",
-                    artifacts={"traceback": tb})
+        reason = f"crashed: {type(exc).__name__}: {exc}"
+        artifacts = {"traceback": tb}
+        if is_disk_full(exc):  # which file, which directory, how much space, what to do
+            reason = str(as_disk_full(exc, [ctx.cache.root, ctx.reports]))
+            artifacts["disk_full"] = True
+        v = Verdict(gate=gate, status="failed", config=ctx.cfg.to_dict(), reason=reason,
+                    artifacts=artifacts)
     v.duration_s = round(time.time() - t0, 3)
     if st is not None:
         finished = _finished(ctx, st)

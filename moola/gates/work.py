@@ -16,7 +16,6 @@ per-replica summaries. Gate 2's control is the same folds with one replica per f
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from moola.cache import CacheEntry, code_version, make_key
+from moola.io_utils import atomic_save_npz, atomic_write_json, copy_file
 from moola.gates.context import GateContext
 
 # moola modules whose source is part of every trained artifact's key
@@ -63,7 +63,7 @@ def _key(ctx: GateContext, kind: str, sections: tuple[str, ...], **extra: Any) -
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    np.savez(path, **{k: np.asarray(v) for k, v in arrays.items()})
+    atomic_save_npz(path, **arrays)
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
@@ -83,7 +83,7 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
 def _save_json(path: Path, obj: Any) -> None:
     from moola.gates.verdict import jsonable
 
-    path.write_text(json.dumps(jsonable(obj), indent=1, sort_keys=True))
+    atomic_write_json(path, jsonable(obj), indent=1, sort_keys=True, fsync=False)
 
 
 def _load_json(path: Path) -> Any:
@@ -113,7 +113,7 @@ def _publish_run_files(ctx: GateContext, gate: str, artifact: Path) -> None:
     """Copy the artifact's metrics.csv into reports/runs/<run_id>/<gate>/ for people to read."""
     src = artifact / "metrics.csv"
     if src.exists():
-        shutil.copyfile(src, ctx.gate_dir(gate) / "metrics.csv")
+        copy_file(src, ctx.gate_dir(gate) / "metrics.csv")
 
 
 def _status_for(ctx: GateContext, gate: str):
@@ -333,7 +333,7 @@ def encoder(ctx: GateContext) -> dict[str, Any]:
             "n_heldout": int(len(res.heldout_idx)), "encoder_config": res.encoder_cfg.to_dict(),
         })
         if (workdir / "metrics.csv").exists():
-            shutil.copyfile(workdir / "metrics.csv", tmp / "metrics.csv")
+            copy_file(workdir / "metrics.csv", tmp / "metrics.csv")
 
     entry = _build(ctx, gate, "encoder", key, build)
     out = _load_json(entry.path / "report.json")

@@ -13,14 +13,15 @@ Reading never unpickles arbitrary objects: a file whose payload is not plain dat
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from moola.io_utils import atomic_write_bytes
 
 FORMAT = "moola-encoder/1"
 _REQUIRED = ("format", "encoder_config", "normalization", "state_dict")
@@ -56,18 +57,10 @@ def save_encoder(
         "state_dict": {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()},
         "extra": extra,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    # atomic and durable; a full disk is a DiskFullError naming the file
+    return atomic_write_bytes(path, buf.getvalue(), fsync=True)
 
 
 def _refusal_detail(exc: Exception) -> str:

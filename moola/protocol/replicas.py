@@ -10,7 +10,6 @@ build's work directory at once, so a build killed half-way resumes with the repl
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from moola.io_utils import atomic_save_npz, atomic_torch_save, copy_file
 from moola.protocol.folds import Fold, pooled_index
 
 # make_model(seed) -> a fresh nn.Module (the caller's recipe); called right after seeding
@@ -85,8 +85,8 @@ def train_replicas(ctx, gate: str, folds: list[Fold], seeds: list[int], make_mod
                 tproba = (predict_proba(fit.model, ds.X[test_idx], ctx.device)
                           if len(test_idx) and fold is folds[-1]
                           else np.zeros((0, proba.shape[1])))
-                torch.save(fit.model.state_dict(), rdir / "model.pt")
-                np.savez(rdir / "preds.npz", proba=proba, test_proba=tproba)
+                atomic_torch_save(fit.model.state_dict(), rdir / "model.pt")
+                atomic_save_npz(rdir / "preds.npz", proba=proba, test_proba=tproba)
                 r = fit.fit
                 summary = {
                     "replica": rep.name, "seed": seed, "fold": fold.index,
@@ -104,23 +104,23 @@ def train_replicas(ctx, gate: str, folds: list[Fold], seeds: list[int], make_mod
             with np.load(rdir / "preds.npz") as z:
                 probas[(seed, fold.index)] = z["proba"]
                 test_probas[(seed, fold.index)] = z["test_proba"]
-            shutil.copyfile(rdir / "model.pt", out_dir / "models" / f"{rep.name}.pt")
+            copy_file(rdir / "model.pt", out_dir / "models" / f"{rep.name}.pt")
             if (rdir / "metrics.csv").is_file():
                 (out_dir / "replicas").mkdir(exist_ok=True)
-                shutil.copyfile(rdir / "metrics.csv", out_dir / "replicas" / f"{rep.name}.csv")
+                copy_file(rdir / "metrics.csv", out_dir / "replicas" / f"{rep.name}.csv")
             summaries.append(summary)
     score_idx, fold_of = pooled_index(folds)
     proba = np.stack([np.concatenate([probas[(s, f.index)] for f in folds]) for s in seeds])
     last = folds[-1].index
     test_proba = np.stack([test_probas[(s, last)] for s in seeds])
-    np.savez(out_dir / "pooled.npz", score_idx=score_idx, fold_of=fold_of, y=ds.y[score_idx],
+    atomic_save_npz(out_dir / "pooled.npz", score_idx=score_idx, fold_of=fold_of, y=ds.y[score_idx],
              proba=proba, test_idx=test_idx, y_test=ds.y[test_idx], test_proba=test_proba,
              seeds=np.asarray(seeds))
     _write_json(out_dir / "replicas.json", summaries)
     # the learning curve people see first: the first seed's last fold (trained on the most rows)
     rep_csv = out_dir / "replicas" / f"seed{seeds[0]}_fold{last}.csv"
     if rep_csv.is_file():
-        shutil.copyfile(rep_csv, out_dir / "metrics.csv")
+        copy_file(rep_csv, out_dir / "metrics.csv")
     return {"replicas": summaries}
 
 

@@ -9,38 +9,40 @@ from moola.gates.verdict import jsonable
 
 
 def records_from_json_report(json_report: dict[str, Any], ctx) -> list[dict[str, Any]]:
-    """One record per gate test in the report, in the results-log format of DESIGN.md.
+    """One record per gate test in the report, in the results-log format of DESIGN.md."""
+    records = [record_from_json_test(t, ctx) for t in json_report.get("tests", [])]
+    return [r for r in records if r is not None]
+
+
+def record_from_json_test(test: dict[str, Any], ctx) -> dict[str, Any] | None:
+    """The record of one test entry of the JSON report (None for a test that is not a gate).
 
     A gate test that produced a verdict contributes that verdict. One skipped before its fixture
     ran (pytest-dependency, -x) or that crashed outside the gate gets a record built from the
     test outcome, so every gate of the run appears in the log.
     """
-    records = []
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    for test in json_report.get("tests", []):
-        meta = test.get("metadata") or {}
-        gate = meta.get("gate")
-        if not gate:
-            continue
-        v = meta.get("verdict")
-        if v is None:
-            v = _verdict_from_outcome(test, gate)
-        records.append({
-            "run_id": ctx.run_id,
-            "gate": gate,
-            "timestamp": now,
-            "model": v.get("model"),
-            "config": v.get("config") or ctx.cfg.to_dict(),
-            "metrics": v.get("metrics") or {},
-            "comparison": v.get("comparison"),
-            "status": v["status"],
-            "reason": v.get("reason", ""),
-            "duration_s": v.get("duration_s") or _duration(test),
-            "artifacts": v.get("artifacts") or {},
-            "key_metric": v.get("key_metric"),
-            "nodeid": test.get("nodeid"),
-        })
-    return jsonable(records)
+    meta = test.get("metadata") or {}
+    gate = meta.get("gate")
+    if not gate:
+        return None
+    v = meta.get("verdict")
+    if v is None:
+        v = _verdict_from_outcome(test, gate)
+    return jsonable({
+        "run_id": ctx.run_id,
+        "gate": gate,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": v.get("model"),
+        "config": v.get("config") or ctx.cfg.to_dict(),
+        "metrics": v.get("metrics") or {},
+        "comparison": v.get("comparison"),
+        "status": v["status"],
+        "reason": v.get("reason", ""),
+        "duration_s": v.get("duration_s") or _duration(test),
+        "artifacts": v.get("artifacts") or {},
+        "key_metric": v.get("key_metric"),
+        "nodeid": test.get("nodeid"),
+    })
 
 
 def _duration(test: dict[str, Any]) -> float:

@@ -9,7 +9,9 @@ Writes are made crash-tolerant and interleave-free:
 * before appending, a file that does not end with a newline gets one, so a torn line never merges
   with the next record (it stays an unreadable line of its own);
 * :func:`read_records` skips unreadable lines, counting and warning about them, instead of
-  crashing.
+  crashing;
+* a full disk mid-line truncates the partial line away and raises
+  :class:`moola.diskspace.DiskFullError`: the records written before stay whole.
 
 Record fields (DESIGN.md, Outputs): ``run_id, gate, timestamp, model, config, metrics,
 comparison, status (passed|failed|warning|inconclusive|skipped), reason, duration_s,
@@ -29,6 +31,7 @@ from typing import Any, Iterable
 
 from filelock import FileLock
 
+from moola.diskspace import writing
 from moola.gates.verdict import STATUSES, jsonable
 
 log = logging.getLogger(__name__)
@@ -109,7 +112,8 @@ def append_records(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
         return 0
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_S):
+    with writing(path, sum(map(len, lines))), \
+            FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_S):
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             size = os.fstat(fd).st_size
@@ -117,9 +121,16 @@ def append_records(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
                 # a previous writer was killed mid-line: terminate that line so it stays separate
                 log.warning("%s: last line was torn (no newline); closing it before appending", path)
                 _write_all(fd, b"\n")
+                size += 1
             for line in lines:
-                _write_all(fd, line)
-                os.fsync(fd)
+                try:
+                    _write_all(fd, line)
+                    os.fsync(fd)
+                except OSError:
+                    # a full disk mid-line: cut the partial line off, keep the whole records
+                    os.ftruncate(fd, size)
+                    raise
+                size += len(line)
         finally:
             os.close(fd)
     return len(lines)

@@ -14,6 +14,7 @@ updated_at (ISO UTC), updated_unix, pid, host``.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import socket
@@ -23,7 +24,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from moola.diskspace import DiskFullError
 from moola.io_utils import atomic_write_json
+
+log = logging.getLogger(__name__)
 
 __all__ = ["StatusWriter", "read_status", "PHASES"]
 
@@ -50,6 +54,7 @@ class StatusWriter:
         self._state: dict[str, Any] = {"run_id": run_id, "gate": gate}
         self._written_at: float | None = None  # monotonic time of the last write
         self._dirty = False
+        self.disk_full: Exception | None = None  # the last write refused for lack of space
 
     @property
     def gate(self) -> str:
@@ -98,7 +103,15 @@ class StatusWriter:
         snapshot = dict(self._state)
         # No fsync: readers only need atomicity (os.replace); a status lost to a power cut is
         # harmless, and fsync on every write stalls training on slow disks.
-        atomic_write_json(self.path, snapshot, fsync=False)
+        try:
+            atomic_write_json(self.path, snapshot, fsync=False)
+        except DiskFullError as exc:
+            # the live view is a convenience: a full disk must not kill the training it shows
+            # (the records and report.json, written later, report it and end the run)
+            if not self.disk_full:
+                log.warning("status file not updated: %s", exc)
+            self.disk_full = exc
+            return snapshot
         self._written_at, self._dirty = time.monotonic(), False
         return snapshot
 

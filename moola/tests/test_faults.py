@@ -4,9 +4,9 @@ What a kill may leave behind, and what it may not:
 
 * no complete artifact: a killed build has no ``manifest.json``, so nothing half-trained is
   ever served (``moola.cache``);
-* no torn results line: the results log is written by the controller at the end of a session
-  (a killed session writes nothing), and a writer killed inside ``append_records`` leaves at
-  worst an unterminated last line that readers skip and the next append closes;
+* no lost results: the controller appends each gate's record as soon as the gate is over, so a
+  session killed in gate 3 has recorded gates 0-2; a writer killed inside ``append_records``
+  leaves at worst an unterminated last line that readers skip and the next append closes;
 * the build's workdir (``<cache>/<kind>/.<key>.work/checkpoints/last.pt``) survives, and the
   next session's build resumes training from it instead of starting over;
 * a published artifact damaged afterwards (a truncated file) is never served: the next session
@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from moola.gates.chain import CHAIN
 from moola.report.results import append_records, read_records, results_path, scan_records
 from moola.testing import SMOKE_DATA, cache_events, run_gate_session, write_gate_suite
 
@@ -131,8 +132,8 @@ def project(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def pretrain_killed(project) -> Kill:
-    """`-k gate_3` killed once pretraining checkpointed (gates 1-2 were built on the way)."""
-    return _kill_when_checkpointed(project, "encoder", "-k", "gate_3")
+    """The whole chain, killed once gate 3's pretraining checkpointed (gates 0-2 finished)."""
+    return _kill_when_checkpointed(project, "encoder", "-x")
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +167,10 @@ def test_sigkill_during_pretraining_serves_nothing_then_gate_3_resumes(project, 
         f"at {pretrain_killed.epoch + 1}, report.json says {report['resumed_from_epoch']}")
     assert [h["epoch"] for h in report["history"]] == list(range(report["epochs_run"]))
     assert not pretrain_killed.workdir.exists()  # removed once the artifact was published
-    (rec,) = _assert_log_whole(project)  # one record: the rerun's gate 3; none from the kill
+    *killed, rec = _assert_log_whole(project)
+    # the killed session's finished gates were recorded as each finished; gate 3's was not
+    assert [r["gate"] for r in killed] == list(CHAIN[:3])
+    assert len({r["run_id"] for r in killed}) == 1 and killed[0]["run_id"] != rec["run_id"]
     assert rec["gate"] == "gate_3_pretrain_bilstm" and rec["status"] in ("passed", "inconclusive"), rec["reason"]
     ev = _events(project, rec["run_id"])
     assert set(ev["baseline"]) == set(ev["control"]) == {"hit"} and ev["encoder"] == ["build"]
@@ -178,7 +182,7 @@ def test_sigkill_during_finetuning_serves_nothing(project, finetune_killed):
     assert (finetune_killed.workdir / "checkpoints" / "last.pt").is_file()
     assert finetune_killed.epoch >= 0
     recs = _assert_log_whole(project)
-    assert [r["gate"] for r in recs] == ["gate_3_pretrain_bilstm"]  # the kill wrote no record
+    assert [r["gate"] for r in recs] == list(CHAIN[:4])  # the kill wrote no gate-4 record
     # the live status file names the dead process (exit 1: crashed), readable by `moola status`
     st = subprocess.run([sys.executable, "-m", "moola.cli", "status", str(project / "reports")],
                         capture_output=True, text=True, timeout=60)
