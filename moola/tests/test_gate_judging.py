@@ -320,7 +320,8 @@ def test_classifier_records_carry_the_scripts_fields_and_their_jq_recipes_give_n
         return subprocess.run(["jq", *args, str(path)], capture_output=True, text=True,
                               check=True).stdout
 
-    pairs = [json.loads(line) for line in jq("-c", "{gate: .gate, f1: .metrics.val_f1}").splitlines()]
+    pairs = [json.loads(line)
+             for line in jq("-c", "{gate: .gate, f1: .metrics.val_f1}").splitlines()]
     assert [p["gate"] for p in pairs] == list(chain.CHAIN)
     assert all(isinstance(p["f1"], float) for p in pairs if p["gate"] not in (
         "gate_0_env", "gate_3_pretrain_bilstm"))
