@@ -126,7 +126,10 @@ REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data, _ad
 
 def build_parser() -> argparse.ArgumentParser:
     """The full `moola` parser; each registrar adds one top-level command."""
+    from moola import __version__
+
     parser = argparse.ArgumentParser(prog="moola", description="gated training workflow: data and run tools")
+    parser.add_argument("--version", action="version", version=f"moola {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in REGISTRARS:
         register(subparsers)

@@ -102,11 +102,27 @@ def _verdict(ctx: GateContext, gate: str, t0: float, problems: list[str], ok_rea
                    duration_s=round(time.time() - t0, 3), **kw)
 
 
+def script_fields(m: dict[str, Any], train_acc: list[float] | None = None) -> dict[str, Any]:
+    """The earlier scripts' record fields, so their jq recipes keep working.
+
+    val_f1 is the pooled out-of-fold *macro*-F1 (the scripts' was weighted F1 on one split),
+    val_acc the accuracy of the same predictions, train_acc the mean over replicas (or folds)
+    of each model's accuracy on its own training rows; a gate without training rows of its
+    own (gate 7) has none.
+    """
+    out = {"val_f1": m["macro_f1"], "val_acc": m["accuracy"]}
+    if train_acc:
+        out["train_acc"] = float(np.mean(train_acc))
+    return out
+
+
 def replicated_metrics(ctx: GateContext, w: dict[str, Any]) -> dict[str, Any]:
-    """Pooled metrics of a replicated model, its per-seed spread and the held-out test score."""
+    """Pooled metrics of a replicated model, its per-seed spread, the held-out test score and
+    the scripts' fields (:func:`script_fields`)."""
     from moola.judging import seed_spread
 
     m = score(ctx, w["y"], w["pred"])
+    m.update(script_fields(m, [r["train_acc"] for r in w.get("replicas") or []]))
     m["seed_spread"] = seed_spread(m["per_replica_macro_f1"])
     m["seeds"] = [int(s) for s in w["seeds"]]
     m["n_folds"] = int(len(np.unique(w["fold_of"])))
@@ -323,7 +339,8 @@ def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
           f"baseline {mb['macro_f1']:.3f} vs control {mc['macro_f1']:.3f} ({ci_text(cmp)})")
     return _verdict(ctx, gate, t0, problems, ok, warnings, inconclusive,
                     notes=[n for n in [differs] if n],
-                    model="MiniRocket+RidgeClassifierCV", metrics=mc, comparison=cmp,
+                    model="MiniRocket+RidgeClassifierCV",
+                    metrics={**mc, **script_fields(mc, c["train_acc"])}, comparison=cmp,
                     artifacts={"control": c["artifact"], "baseline": b["artifact"]},
                     key_metric=_key_metric("delta_f1", cmp["delta"], -g.control_margin, ">"))
 
@@ -626,7 +643,8 @@ def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None
           f"{ece['ensemble']['before']:.3f} -> "
           f"{ece['ensemble']['after']:.3f} after cross-fitted isotonic calibration")
     return _verdict(ctx, gate, t0, problems, ok, inconclusive=inconclusive, notes=notes,
-                    model="calibrated ensemble", metrics={**m, **metrics}, comparison=cmp,
+                    model="calibrated ensemble",
+                    metrics={**m, **script_fields(m), **metrics}, comparison=cmp,
                     artifacts={"ensemble": e["artifact"]},
                     key_metric=_key_metric("delta_f1", cmp["delta"], 0.0, ">"))
 

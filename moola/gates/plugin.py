@@ -15,34 +15,72 @@ Registered by the project's ``conftest.py``. It
 from __future__ import annotations
 
 import warnings
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from moola.config import ConfigError, apply_overrides, load_config, parse_dotted
+from moola.config import (CHOICES, PROFILES, SECTIONS, ConfigError, apply_overrides,
+                          load_config, parse_dotted)
 from moola.gates import gc_freeze
 
-# (option name, config key, type, help)
+# (option name, config key, metavar, help). The type, the choices and the default of each come
+# from moola.config, so --help and the ini types cannot drift from the schema.
 KNOBS = [
-    ("accelerator", "run.accelerator", str, "auto|cpu|cuda|mps"),
-    ("deterministic", "run.deterministic", bool, "deterministic algorithms (slower)"),
-    ("seed", "run.seed", int, "global seed (default 17)"),
-    ("max-epochs", "train.max_epochs", int, "epochs of the shared supervised recipe"),
-    ("batch-size", "train.batch_size", int, "batch size of the shared supervised recipe"),
-    ("num-workers", "run.num_workers", int, "DataLoader workers"),
-    ("early-stop-patience", "train.early_stop_patience", int, "epochs without improvement"),
-    ("checkpoint-save-top-k", "train.checkpoint_save_top_k", int, "best checkpoints kept"),
-    ("logger", "run.logger", str, "csv|none (metrics.csv in Lightning's layout)"),
-    ("log-every-n-steps", "run.log_every_n_steps", int, "fast tier: status.json every N steps"),
-    ("eval-every-n-steps", "run.eval_every_n_steps", int, "full tier: validation every N steps "
+    ("accelerator", "run.accelerator", None, "device to train on; auto: CUDA, else MPS, else CPU"),
+    ("deterministic", "run.deterministic", None, "deterministic algorithms (slower)"),
+    ("seed", "run.seed", "N", "base seed; replicas train at N, N + 1000, ..."),
+    ("fold", "run.fold", "N", "split file splits/fold_<N>.json: its train + val rows are "
+                              "folded, its test rows held out"),
+    ("max-epochs", "train.max_epochs", "N", "epochs of the shared supervised recipe"),
+    ("batch-size", "train.batch_size", "N", "batch size of the shared supervised recipe"),
+    ("num-workers", "run.num_workers", "N", "DataLoader workers"),
+    ("torch-threads", "run.torch_threads", "N", "torch intra-op threads (0 = torch's default)"),
+    ("early-stop-patience", "train.early_stop_patience", "EPOCHS",
+     "epochs without improvement before early stopping"),
+    ("checkpoint-save-top-k", "train.checkpoint_save_top_k", "K", "best checkpoints kept"),
+    ("logger", "run.logger", None, "metrics.csv in Lightning's CSVLogger layout, or none"),
+    ("log-every-n-steps", "run.log_every_n_steps", "N", "fast tier: status.json every N steps"),
+    ("eval-every-n-steps", "run.eval_every_n_steps", "N", "full tier: evaluation every N steps "
                                                           "(0 = each epoch)"),
-    ("eval-timeout", "run.eval_timeout", float, "seconds before an evaluation is abandoned"),
-    ("data", "run.data", str, "dataset directory"),
-    ("reports", "run.reports", str, "output directory (default reports)"),
-    ("sync-cmd", "run.sync_cmd", str, "command run in the background after checkpoints/evals"),
-    ("rebuild", "run.rebuild", bool, "ignore cached artifacts and rebuild them"),
+    ("eval-timeout", "run.eval_timeout", "SECONDS", "time before an evaluation is abandoned"),
+    ("data", "run.data", "DIR", "dataset directory"),
+    ("reports", "run.reports", "DIR", "output directory"),
+    ("sync-cmd", "run.sync_cmd", "CMD", "command run in the background after checkpoints/evals"),
+    ("rebuild", "run.rebuild", None, "ignore cached artifacts and rebuild them"),
 ]
+INI_TYPES = {"str": "string", "bool": "bool", "int": "int", "float": "float"}
+
+
+def _schema_type(key: str) -> str:
+    """'int', 'float', 'bool' or 'str': the type of a config key in moola.config's schema."""
+    section, name = key.split(".")
+    typ = {f.name: f.type for f in fields(SECTIONS[section])}[name]
+    return typ if isinstance(typ, str) else typ.__name__
+
+
+def _defaults_text(key: str, profiles: dict) -> str:
+    """'default 17', or 'default 40; smoke 25, full 60' where the `profiles` ({name: Config})
+    differ."""
+    section, name = key.split(".")
+    values = {p: getattr(getattr(cfg, section), name) for p, cfg in profiles.items()}
+
+    def show(v: object) -> str:
+        if isinstance(v, bool):
+            return "on" if v else "off"
+        return "none" if v == "" else str(v)
+
+    default = values.pop("standard")  # the profile when none is given
+    others = ", ".join(f"{p} {show(v)}" for p, v in values.items() if v != default)
+    return f"default {show(default)}" + (f"; {others}" if others else "")
+
+
+def _metavar(key: str, metavar: str | None) -> str | None:
+    """{a,b,c} for a key with a fixed set of values, else `metavar`."""
+    choices = CHOICES.get(key)
+    return "{" + ",".join(choices) + "}" if choices else metavar
+
 
 CTX_KEY = pytest.StashKey["Any"]()
 RECORDS_KEY = pytest.StashKey["list"]()
@@ -67,19 +105,28 @@ class MoolaGateWarning(UserWarning):
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("moola", "moola gated workflow")
     group.addoption("--profile", dest="moola_profile", default=None,
-                    help="smoke|standard|full|auto (auto: full on CUDA, standard otherwise)")
-    group.addoption("--gates-config", dest="moola_gates_config", default=None,
-                    help="TOML or JSON file of thresholds and settings ([gates], [train], ...)")
-    parser.addini("moola_profile", "default profile", default="standard")
-    parser.addini("moola_gates_config", "default gates-config file", default="")
-    for name, key, typ, help_ in KNOBS:
+                    metavar="{smoke,standard,full,auto}",
+                    help="model sizes, epochs and data of a run; auto: full on CUDA, standard "
+                         "otherwise (default: ini moola_profile, else standard)")
+    group.addoption("--gates-config", dest="moola_gates_config", default=None, metavar="FILE",
+                    help="TOML or JSON file of thresholds and settings ([gates], [train], ...; "
+                         "every key: examples/gates.toml)")
+    parser.addini("moola_profile", "default profile: smoke, standard, full or auto",
+                  type="string", default="standard")
+    parser.addini("moola_gates_config", "default --gates-config file", type="string", default="")
+    profiles = {p: load_config(p) for p in PROFILES}
+    for name, key, metavar, help_ in KNOBS:
         dest = "moola_" + name.replace("-", "_")
-        if typ is bool:
+        typ = _schema_type(key)
+        help_ = f"{help_} ({_defaults_text(key, profiles)})"
+        if typ == "bool":
             group.addoption(f"--{name}", dest=dest, action="store_const", const="true",
                             default=None, help=help_)
         else:
-            group.addoption(f"--{name}", dest=dest, default=None, help=help_)
-        parser.addini(dest, help_, default=None)
+            group.addoption(f"--{name}", dest=dest, default=None,
+                            metavar=_metavar(key, metavar), help=help_)
+        # default None: an unset ini key must not override --gates-config or the profile
+        parser.addini(dest, f"{key}: {help_}", type=INI_TYPES[typ], default=None)
 
 
 def resolve_config(config: pytest.Config):
@@ -92,10 +139,14 @@ def resolve_config(config: pytest.Config):
     cfg_file = config.getoption("moola_gates_config") or config.getini("moola_gates_config")
     cfg = load_config(profile, cfg_file or None)
     ini, cli = {}, {}
-    for name, key, _typ, _help in KNOBS:
+    for name, key, _metavar, _help in KNOBS:
         dest = "moola_" + name.replace("-", "_")
-        if config.getini(dest) not in (None, ""):
-            ini[key] = config.getini(dest)
+        try:
+            value = config.getini(dest)
+        except pytest.UsageError as exc:  # pytest's message does not name the key
+            raise ConfigError(f"ini (moola_*): '{key}' ({dest}): {exc}") from None
+        if value not in (None, ""):
+            ini[key] = value
         if config.getoption(dest) is not None:
             cli[key] = config.getoption(dest)
     cfg = apply_overrides(cfg, parse_dotted(ini), source="ini (moola_*)")

@@ -270,11 +270,13 @@ def control(ctx: GateContext) -> dict[str, Any]:
 
         fs = folds(ctx)
         k = len(ds.classes)
-        probas, tprobas = [], None
+        probas, tprobas, train_acc = [], None, []
         for f in fs:
             tr = np.concatenate([f.fit_idx, f.stop_idx])  # nothing to stop: all training rows
             present = np.unique(ds.y[tr])
-            rows = [f.score_idx] + ([ds.test_idx] if len(ds.test_idx) and f is fs[-1] else [])
+            # scored rows, training rows (for train_acc), then the held-out rows of the last fold
+            rows = [f.score_idx, tr] + ([ds.test_idx] if len(ds.test_idx) and f is fs[-1]
+                                        else [])
             if len(present) == 1:  # a one-class training block can only predict that class
                 out = [np.eye(k)[np.full(len(r), present[0])] for r in rows]
             else:
@@ -286,8 +288,9 @@ def control(ctx: GateContext) -> dict[str, Any]:
                     p[:, np.asarray(ctrl.classes_, dtype=np.int64)] = ctrl.predict_proba(ds.X[r])
                     out.append(p)
             probas.append(out[0])
-            if len(out) > 1:
-                tprobas = out[1]
+            train_acc.append(float(np.mean(out[1].argmax(axis=1) == ds.y[tr])))
+            if len(out) > 2:
+                tprobas = out[2]
         from moola.protocol.folds import pooled_index
 
         score_idx, fold_of = pooled_index(fs)
@@ -296,10 +299,12 @@ def control(ctx: GateContext) -> dict[str, Any]:
                   y_test=ds.y[ds.test_idx],
                   test_proba=(tprobas if tprobas is not None else np.zeros((0, k)))[None],
                   seeds=np.asarray([ctx.cfg.run.seed]))
-        _save_json(tmp / "fit.json", {"model": "MiniRocket+RidgeClassifierCV"})
+        _save_json(tmp / "fit.json", {"model": "MiniRocket+RidgeClassifierCV",
+                                      "train_acc": train_acc})  # per fold
 
     entry = _build(ctx, "gate_2_control_minirocket", "control", key, build)
     out = _load_npz(entry.path / "pooled.npz")
+    out["train_acc"] = _load_json(entry.path / "fit.json")["train_acc"]
     out["pred"] = out["proba"].argmax(axis=2)
     out["artifact"] = {"path": str(entry.path), "key": entry.key, "cache_hit": entry.hit}
     return out

@@ -54,8 +54,8 @@ def train_replicas(ctx, gate: str, folds: list[Fold], seeds: list[int], make_mod
 
     Writes ``pooled.npz`` (score_idx, fold_of, y, proba (R, n, K), test_idx, y_test,
     test_proba (R, n_test, K) from each seed's last-fold model), ``replicas.json`` (per replica:
-    seed, fold, sizes, best/epochs run, stop reason, first/last training loss, parameter
-    devices, extra info) and ``models/<replica>.pt`` (state dicts). Returns the replica list.
+    seed, fold, sizes, accuracy on the fold's real fit rows, best/epochs run, stop reason,
+    first/last training loss, parameter devices, extra info) and ``models/<replica>.pt`` (state dicts). Returns the replica list.
     """
     from moola.gates.work import train_classifier
     from moola.train import predict_proba, seed_everything
@@ -81,6 +81,10 @@ def train_replicas(ctx, gate: str, folds: list[Fold], seeds: list[int], make_mod
                     ctx, gate, model, X_fit, y_fit, ds.X[fold.stop_idx], ds.y[fold.stop_idx],
                     rdir, pretrained=pretrained, seed=seed)
                 proba = predict_proba(fit.model, ds.X[fold.score_idx], ctx.device)
+                # accuracy of the kept weights on the fold's real fit rows (pseudo-samples left
+                # out): the records' train_acc, the earlier scripts' training-fit figure
+                fit_pred = predict_proba(fit.model, ds.X[fold.fit_idx], ctx.device).argmax(1)
+                train_acc = float(np.mean(fit_pred == ds.y[fold.fit_idx]))
                 # the held-out rows: only each seed's last-fold model is reported on them
                 tproba = (predict_proba(fit.model, ds.X[test_idx], ctx.device)
                           if len(test_idx) and fold is folds[-1]
@@ -92,7 +96,8 @@ def train_replicas(ctx, gate: str, folds: list[Fold], seeds: list[int], make_mod
                     "replica": rep.name, "seed": seed, "fold": fold.index,
                     "fold_source": fold.source, "n_fit": int(len(y_fit)),
                     "n_fit_real": int(len(fold.fit_idx)), "n_stop": int(len(fold.stop_idx)),
-                    "n_scored": int(len(fold.score_idx)), "best_epoch": r.best_epoch,
+                    "n_scored": int(len(fold.score_idx)), "train_acc": train_acc,
+                    "best_epoch": r.best_epoch,
                     "epochs_run": r.epochs_run, "stopped_reason": r.stopped_reason,
                     "resumed_from_epoch": r.resumed_from_epoch,
                     "train_loss_first": fit.train_loss_first,

@@ -59,3 +59,14 @@ def test_parser_is_extensible():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     assert "data" in sub.choices
+
+
+def test_version_is_the_package_version(capsys):
+    import tomllib
+
+    import moola
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"moola {moola.__version__}\n"
+    project = tomllib.loads((FIXTURES.parent / "pyproject.toml").read_text())["project"]
+    assert moola.__version__ == project["version"]  # one version, whichever way it is asked

@@ -6,6 +6,7 @@ functions), so these tests exercise exactly the judging logic of moola.gates.cha
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,7 +47,7 @@ def _classifier_work(pred: np.ndarray, pred2: np.ndarray | None = None, **extra)
     replicas = [{"replica": f"seed{s}_fold{f}", "seed": s, "fold": f, "train_loss_first": 0.7,
                  "train_loss_last": 0.3, "best_epoch": 1, "epochs_run": 2,
                  "stopped_reason": "max_epochs=2 reached", "n_fit": 20, "n_stop": 5,
-                 "n_scored": 15, "param_devices": extra.pop("param_devices", ["cpu"]),
+                 "n_scored": 15, "train_acc": 0.9, "param_devices": extra.pop("param_devices", ["cpu"]),
                  **({"pseudo": extra["pseudo"]} if "pseudo" in extra else {})}
                 for s in (17, 1017) for f in (0, 1)]
     return {"y": Y_VAL, "pred": preds, "proba": np.stack([_proba(p) for p in preds]),
@@ -246,3 +247,83 @@ def test_a_comparison_says_when_one_seed_would_decide_otherwise(ctx, monkeypatch
     v = chain.gate_4_finetune_enhanced(ctx)
     assert v.comparison["per_seed_outcome"] == {17: "passed", 1017: "inconclusive"}
     assert "differs across seeds" in v.reason, v.reason
+
+
+# ---------------------------------------------------------------------------------------------
+# the earlier scripts' record fields: their jq recipes give numbers
+# ---------------------------------------------------------------------------------------------
+
+
+def _encoder_work(pred: np.ndarray) -> dict:
+    """What work.encoder returns: a reconstruction report and the three probes' predictions."""
+    return {"reconstruction": {"mae_mse": 0.5, "interp_mse": 1.0},
+            "probe_predictions": {"y": Y_VAL, "encoder": pred, "raw": pred,
+                                  "random_encoder": _one_class_pred()},
+            "probe": {}, "epochs_run": 2, "stopped_reason": "max_epochs", "n_unlabeled": 60,
+            "encoder_config": {}, "artifact": {"key": "enc"}}
+
+
+def _verdicts_of_every_gate(ctx, monkeypatch) -> list:
+    good = _classifier_work(_good_pred())
+    control = {"y": Y_VAL, "pred": _good_pred()[None], "proba": _proba(_good_pred())[None],
+               "score_idx": np.arange(30), "seeds": np.array([17]), "train_acc": [0.8, 1.0],
+               "artifact": {"key": "c"}}
+    _patch(monkeypatch, good, _classifier_work(_good_pred(), load_report=LOAD_OK),
+           _classifier_work(_good_pred(), pseudo=PSEUDO_OK),
+           _classifier_work(_good_pred(), device="cpu"))
+    monkeypatch.setattr(work, "control", lambda ctx: control)
+    monkeypatch.setattr(work, "encoder", lambda ctx: _encoder_work(_good_pred()))
+    p = np.stack([_proba(_good_pred())] * 2)
+    monkeypatch.setattr(ensemble_work, "ensemble",
+                        lambda ctx, approved: _ensemble_work({"finetuned": p, "simple": p}))
+    return [fn(ctx) for name, fn in chain.GATES.items() if name != "gate_0_env"]
+
+
+def test_classifier_records_carry_the_scripts_fields_and_their_jq_recipes_give_numbers(
+        ctx, monkeypatch):
+    import shutil
+    import subprocess
+
+    from moola.report.records import records_from_json_report
+    from moola.report.results import append_records, read_records, results_path
+
+    verdicts = {v.gate: v for v in _verdicts_of_every_gate(ctx, monkeypatch)}
+    # two mistakes in 30 windows, both seeds: pooled accuracy 28/30, macro-F1 of that table
+    f1 = 2 * 15 / (2 * 15 + 2) / 2 + 2 * 13 / (2 * 13 + 2) / 2
+    for gate in ("gate_1_smoke_enhanced", "gate_4_finetune_enhanced", "gate_5_augment",
+                 "gate_6_baseline_simplelstm"):
+        m = verdicts[gate].metrics
+        assert m["val_f1"] == pytest.approx(f1) and m["val_f1"] == m["macro_f1"], gate
+        assert m["val_acc"] == pytest.approx(28 / 30), gate
+        assert m["train_acc"] == pytest.approx(0.9), gate  # the replicas' mean
+    assert verdicts["gate_2_control_minirocket"].metrics["train_acc"] == pytest.approx(0.9)
+    assert verdicts["gate_7_ensemble"].metrics["val_f1"] == pytest.approx(f1)
+    assert "train_acc" not in verdicts["gate_7_ensemble"].metrics  # no training rows of its own
+    assert not {"val_f1", "val_acc", "train_acc"} & set(verdicts["gate_3_pretrain_bilstm"].metrics)
+
+    # the results log as a run writes it: gate 0 (no classifier) and every verdict above
+    tests = [{"nodeid": "test_gate_0_env.py::test_env", "outcome": "passed",
+              "metadata": {"gate": "gate_0_env"}}]
+    tests += [{"nodeid": f"{g}.py::t", "outcome": "passed",
+               "metadata": {"gate": g, "verdict": v.to_dict()}} for g, v in verdicts.items()]
+    path = results_path(ctx.root / "reports")
+    append_records(path, records_from_json_report({"tests": tests}, ctx))
+    recs = read_records(path)
+    assert {r["gate"]: "val_f1" in r["metrics"] for r in recs} == {
+        "gate_0_env": False, "gate_1_smoke_enhanced": True, "gate_2_control_minirocket": True,
+        "gate_3_pretrain_bilstm": False, "gate_4_finetune_enhanced": True, "gate_5_augment": True,
+        "gate_6_baseline_simplelstm": True, "gate_7_ensemble": True}
+    if shutil.which("jq") is None:
+        return  # the records themselves are checked above; jq is not a dependency of moola
+
+    def jq(*args: str) -> str:
+        return subprocess.run(["jq", *args, str(path)], capture_output=True, text=True,
+                              check=True).stdout
+
+    pairs = [json.loads(line)
+             for line in jq("-c", "{gate: .gate, f1: .metrics.val_f1}").splitlines()]
+    assert [p["gate"] for p in pairs] == list(chain.CHAIN)
+    assert all(isinstance(p["f1"], float) for p in pairs if p["gate"] not in (
+        "gate_0_env", "gate_3_pretrain_bilstm"))
+    best = json.loads(jq("-s", "max_by(.metrics.val_f1 // 0)"))
+    assert best["metrics"]["val_f1"] == pytest.approx(f1)

@@ -120,6 +120,25 @@ def test_relabelling_the_scored_windows_leaves_the_trained_weights_unchanged(tmp
     assert any(not torch.equal(a[k], c[k]) for k in a)
 
 
+def test_each_replica_records_its_accuracy_on_its_fold_s_fit_rows(tmp_path):
+    from moola.data import load_dataset
+    from moola.train import predict_proba
+
+    ds = load_dataset(SMOKE)
+    ctx = _ctx(tmp_path, ds)
+    fold = work.folds(ctx)[0]
+    state, _ = _train_fold0(tmp_path, ds, "a")
+    (rep,) = json.loads((tmp_path / "a" / "replicas.json").read_text())
+    model = work.build_enhanced(ctx, len(ds.classes), ds.X.shape[2])
+    model.load_state_dict(state)  # the kept weights, as the artifact stores them
+    for rows in (fold.stop_idx, fold.score_idx):
+        assert not set(rows) & set(fold.fit_idx)
+    fit_acc = np.mean(predict_proba(model, ds.X[fold.fit_idx], "cpu").argmax(1)
+                      == ds.y[fold.fit_idx])
+    assert rep["train_acc"] == pytest.approx(fit_acc)
+    assert rep["n_fit_real"] == len(fold.fit_idx)
+
+
 def test_split_files_that_score_a_row_twice_or_touch_test_rows_are_refused(tmp_path):
     from moola.data import load_dataset
 
