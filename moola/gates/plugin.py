@@ -7,9 +7,16 @@ Registered by the project's ``conftest.py``. It
 * builds one validated :class:`~moola.config.Config` and shows it in the report header;
 * provides the ``gate`` fixture that runs a gate through :mod:`moola.gates.runner` (upstream
   verdicts from the cache; a failed upstream skips the gate with its reason);
-* attaches every verdict to the pytest-json-report entry of its test (``metadata.verdict``),
-  and, once, in the controller process, appends one results-log record per gate and prints
-  the summary table.
+* attaches every verdict to the pytest-json-report entry of its test (``metadata.verdict``);
+  in the controller process, appends each gate's results-log record as soon as its test is
+  over (once per gate per session), refreshes report.json, and prints the summary table;
+* leaves pytest's information commands (``--co``, ``--fixtures``, ``--help``, ...) alone: they
+  train nothing, start no helper process and write nothing under ``reports/``;
+* turns a full disk met while writing outputs into a clear message and a non-zero exit.
+
+Mid-run, the records come from pytest-json-report's per-test entries (its ``_json_tests``, the
+same entries its final report lists), so a record written early equals the one the end of the
+session would have derived.
 """
 
 from __future__ import annotations
