@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from moola.cache import CacheEntry  # noqa: E402
 from moola.config import load_config  # noqa: E402
-from moola.gates import chain, work  # noqa: E402
+from moola.gates import builtin, work  # noqa: E402
 from moola.gates.context import GateContext  # noqa: E402
 
 
@@ -42,7 +42,7 @@ def main(datasets: list[str]) -> None:
             w = work._load_classifier(entry)
             work_baseline, work.baseline = work.baseline, (lambda ctx, w=w: w)
             try:
-                v = chain.gate_1_smoke_enhanced(ctx)
+                v = builtin.gate_1_smoke_enhanced(ctx)
             finally:
                 work.baseline = work_baseline
             rows.append((int(w["seeds"][0]), v.status, v.metrics["macro_f1"],

@@ -4,6 +4,5 @@ import pytest
 
 
 @pytest.mark.gate("gate_0_env")
-@pytest.mark.dependency(name="gate_0_env", scope="session")
 def test_gate_0_env(gate):
     assert gate.passed, gate.reason

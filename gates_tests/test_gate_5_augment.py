@@ -5,6 +5,5 @@ import pytest
 
 
 @pytest.mark.gate("gate_5_augment")
-@pytest.mark.dependency(name="gate_5_augment", depends=["gate_4_finetune_enhanced"], scope="session")
 def test_gate_5_augment(gate):
     assert gate.passed, gate.reason

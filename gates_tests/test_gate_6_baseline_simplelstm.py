@@ -5,6 +5,5 @@ import pytest
 
 
 @pytest.mark.gate("gate_6_baseline_simplelstm")
-@pytest.mark.dependency(name="gate_6_baseline_simplelstm", depends=["gate_5_augment"], scope="session")
 def test_gate_6_baseline_simplelstm(gate):
     assert gate.passed, gate.reason

@@ -4,6 +4,5 @@ import pytest
 
 
 @pytest.mark.gate("gate_7_ensemble")
-@pytest.mark.dependency(name="gate_7_ensemble", depends=["gate_6_baseline_simplelstm"], scope="session")
 def test_gate_7_ensemble(gate):
     assert gate.passed, gate.reason

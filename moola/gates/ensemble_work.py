@@ -9,29 +9,23 @@ label shapes its calibrated probability. The ensemble averages the calibrated me
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from moola.gates import work
 from moola.gates.context import GateContext
-
-# member name -> (gate, work function)
-MEMBERS = {
-    "baseline": ("gate_1_smoke_enhanced", work.baseline),
-    "finetuned": ("gate_4_finetune_enhanced", work.finetuned),
-    "augmented": ("gate_5_augment", work.augmented),
-    "simple": ("gate_6_baseline_simplelstm", work.simple),
-}
+from moola.gates.registry import ENSEMBLE_GATE
 
 
-def ensemble(ctx: GateContext, approved: list[str]) -> dict[str, Any]:
-    """Raw and calibrated pooled probabilities of each member (cached), on the scored windows."""
-    members = {name: MEMBERS[name][1](ctx) for name in approved}
-    upstream = {n: m["artifact"]["key"] for n, m in members.items()}
+def calibrated_members(ctx: GateContext, approved: Mapping[str, Any]) -> dict[str, Any]:
+    """Raw and calibrated pooled probabilities of each approved member (cached), on the scored
+    windows. `approved`: {model name: GateSpec}; each spec's producer gives the TrainedModel."""
+    members = {name: spec.producer(ctx) for name, spec in approved.items()}
+    upstream = {n: m.artifact["key"] for n, m in members.items()}
     key = work._key(ctx, "ensemble", work.CLASSIFIER_SECTIONS + ("finetune", "augment"),
                     members=upstream)
-    gate = "gate_7_ensemble"
+    gate = ENSEMBLE_GATE
 
     def build(tmp: Path, workdir: Path):
         from moola.ensemble import cross_fitted_calibration
@@ -40,13 +34,13 @@ def ensemble(ctx: GateContext, approved: list[str]) -> dict[str, Any]:
         for name, m in members.items():
             if ref is None:
                 ref = m
-            elif not np.array_equal(m["score_idx"], ref["score_idx"]):
+            elif not np.array_equal(m.score_idx, ref.score_idx):
                 raise ValueError(f"gate 7: member '{name}' was scored on other windows than "
                                  f"the others; rebuild with --rebuild")
-            arrays[f"{name}__raw"] = m["proba"]
-            arrays[f"{name}__cal"] = cross_fitted_calibration(m["proba"], m["y"], m["fold_of"])
-        work._save_npz(tmp / "ensemble.npz", y=ref["y"], fold_of=ref["fold_of"],
-                 score_idx=ref["score_idx"], seeds=ref["seeds"], **arrays)
+            arrays[f"{name}__raw"] = m.proba
+            arrays[f"{name}__cal"] = cross_fitted_calibration(m.proba, m.y, m.fold_of)
+        work._save_npz(tmp / "ensemble.npz", y=ref.y, fold_of=ref.fold_of,
+                       score_idx=ref.score_idx, seeds=ref.seeds, **arrays)
         return {"members": list(members)}
 
     entry = work._build(ctx, gate, "ensemble", key, build)

@@ -262,10 +262,34 @@ def _gate_name(item: pytest.Item) -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Gate tests, wherever they were declared (built in or a user's): checked against the
+    registry, run in chain order, given their pytest-dependency marker (generated from the
+    registry: one declaration per gate) and the profile's timeout."""
+    from moola.gates.registry import REGISTRY
+    from moola.gates.runner import upstream_of
+
     ctx = config.stash[CTX_KEY]
     limit = GATE_TIMEOUTS[ctx.cfg.run.profile]
-    for item in items:
-        if _gate_name(item) and item.get_closest_marker("timeout") is None:
+    upstream_of("gate_0_env")  # the built-in gates are declared
+    chain = REGISTRY.chain()
+    slots = [i for i, item in enumerate(items) if _gate_name(item)]
+    for i in slots:
+        name = _gate_name(items[i])
+        if name not in REGISTRY:
+            raise pytest.UsageError(
+                f"{items[i].nodeid}: gate {name!r} is not declared; declare it with "
+                f"@moola.gates.gate({name!r}, after=...) (docs/WRITE_YOUR_OWN_GATE.md) or use "
+                f"one of: {', '.join(chain)}")
+    # gate tests in chain order, in the positions gate tests held (other tests stay put)
+    ordered = sorted((items[i] for i in slots), key=lambda it: chain.index(_gate_name(it)))
+    for i, item in zip(slots, ordered):
+        items[i] = item
+    for i in slots:
+        item, name = items[i], _gate_name(items[i])
+        if item.get_closest_marker("dependency") is None:
+            item.add_marker(pytest.mark.dependency(
+                name=name, depends=list(REGISTRY.direct_upstream(name)), scope="session"))
+        if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(limit))
 
 
@@ -302,6 +326,95 @@ def _start_numba_warmup(ctx):
 def moola_ctx(pytestconfig: pytest.Config):
     """The session's GateContext (config, data, cache, run id)."""
     return pytestconfig.stash[CTX_KEY]
+
+
+def _artifact(request: pytest.FixtureRequest, producer_gate: str | None, get):
+    """The artifact `get(ctx)`, after judging the gate that produces it (skip if it failed)."""
+    ctx = request.config.stash[CTX_KEY]
+    if producer_gate is not None:
+        from moola.gates.runner import run_gate
+
+        v = run_gate(ctx, producer_gate)
+        if not v.passed:
+            pytest.skip(f"{producer_gate} {v.status}: {v.reason}")
+    return get(ctx)
+
+
+@pytest.fixture(scope="session")
+def moola_config(request: pytest.FixtureRequest):
+    """The run's resolved configuration (moola.config.Config; frozen), as every result echoes it."""
+    return request.config.stash[CTX_KEY].cfg
+
+
+@pytest.fixture(scope="session")
+def dataset(request: pytest.FixtureRequest):
+    """The run's windows, labels, split and folds (moola.gates.artifacts.DatasetView); gate 0."""
+    from moola.gates import artifacts
+
+    return _artifact(request, "gate_0_env", artifacts.dataset)
+
+
+@pytest.fixture(scope="session")
+def baseline_model(request: pytest.FixtureRequest):
+    """Gate 1's EnhancedSimpleLSTM from scratch (artifacts.TrainedModel: out-of-fold predictions,
+    replicas, load_models())."""
+    from moola.gates import artifacts
+
+    return _artifact(request, "gate_1_smoke_enhanced", artifacts.baseline)
+
+
+@pytest.fixture(scope="session")
+def control_model(request: pytest.FixtureRequest):
+    """Gate 2's MiniRocket control (artifacts.TrainedModel; no torch module)."""
+    from moola.gates import artifacts
+
+    return _artifact(request, "gate_2_control_minirocket", artifacts.control)
+
+
+@pytest.fixture(scope="session")
+def encoder(request: pytest.FixtureRequest):
+    """Gate 3's pretrained encoder (artifacts.Encoder: load(), config, reconstruction, probes)."""
+    from moola.gates import artifacts
+
+    return _artifact(request, "gate_3_pretrain_bilstm", artifacts.encoder)
+
+
+@pytest.fixture(scope="session")
+def finetuned_model(request: pytest.FixtureRequest):
+    """Gate 4's finetuned EnhancedSimpleLSTM (artifacts.TrainedModel; info: load_report)."""
+    from moola.gates import artifacts
+
+    return _artifact(request, "gate_4_finetune_enhanced", artifacts.finetuned)
+
+
+@pytest.fixture(scope="session")
+def augmented_model(request: pytest.FixtureRequest):
+    """Gate 5's model trained with pseudo-samples (artifacts.TrainedModel)."""
+    from moola.gates import artifacts
+
+    return _artifact(request, "gate_5_augment", artifacts.augmented)
+
+
+@pytest.fixture(scope="session")
+def simple_model(request: pytest.FixtureRequest):
+    """Gate 6's unidirectional SimpleLSTM (artifacts.TrainedModel; info: device)."""
+    from moola.gates import artifacts
+
+    return _artifact(request, "gate_6_baseline_simplelstm", artifacts.simple)
+
+
+@pytest.fixture(scope="session")
+def ensemble_model(request: pytest.FixtureRequest):
+    """Gate 7's calibrated members (artifacts.Ensemble: raw and calibrated probabilities)."""
+    from moola.gates import artifacts
+    from moola.gates.registry import ENSEMBLE_GATE, REGISTRY
+
+    def get(ctx):
+        approved = ctx.verdicts[ENSEMBLE_GATE].metrics["approved"]
+        candidates = REGISTRY.ensemble_candidates()
+        return artifacts.ensemble(ctx, {n: candidates[n] for n in approved})
+
+    return _artifact(request, ENSEMBLE_GATE, get)
 
 
 @pytest.fixture
@@ -454,6 +567,9 @@ def _save_json_report_atomically(config: pytest.Config, json_report: dict,
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """One last --sync-cmd run once everything is written (controller or plain session)."""
+    from moola.gates.registry import REGISTRY
+
+    REGISTRY.forget_user_gates()  # the next session (same process?) declares its own
     ctx = config.stash.get(CTX_KEY, None)
     if ctx is not None:
         _close_plots(config)  # a session that ended before sessionfinish

@@ -13,16 +13,19 @@ import time
 import traceback
 
 from moola.diskspace import as_disk_full, is_disk_full
-from moola.gates.chain import CHAIN, GATES
+from moola.gates.registry import REGISTRY, call_judge
 from moola.gates.context import GateContext
 from moola.gates.verdict import Verdict
 
 
 def upstream_of(gate: str) -> tuple[str, ...]:
-    """The gates before `gate` in the chain."""
-    if gate not in CHAIN:
-        raise KeyError(f"unknown gate {gate!r}; the chain is: {', '.join(CHAIN)}")
-    return CHAIN[: CHAIN.index(gate)]
+    """The gates that must pass before `gate`, in chain order (moola.gates.registry)."""
+    _load_builtin_gates()
+    return REGISTRY.upstream(gate)
+
+
+def _load_builtin_gates() -> None:
+    import moola.gates.builtin  # noqa: F401  (declares the eight gates on import)
 
 
 def judge(ctx: GateContext, gate: str) -> Verdict:
@@ -55,25 +58,20 @@ def run_gate(ctx: GateContext, gate: str) -> Verdict:
     return judge(ctx, gate)
 
 
-# Gates that only read (environment and data validation). They write nothing but their results
-# record: status.json (perhaps of a run someone is watching) is left as it was; the next gate
-# that trains lists them among the finished gates.
-READ_ONLY_GATES = frozenset({"gate_0_env"})
-
-
 def _run(ctx: GateContext, gate: str) -> Verdict:
     t0 = time.time()
-    st = None if gate in READ_ONLY_GATES else ctx.status
+    spec = REGISTRY[gate]
+    # a read-only gate (environment and data validation) writes nothing but its results
+    # record: status.json (perhaps of a run someone is watching) is left as it was; the next
+    # gate that trains lists it among the finished gates
+    st = None if spec.read_only else ctx.status
     if st is not None:
         st.gate = gate
         st.update(gate=gate, phase="train", step=None, total_steps=None, epoch=None, loss=None,
                   eta_s=None, last_eval=None, gates=_finished(ctx, st))
-    fn = GATES[gate]
     try:
-        if gate == "gate_7_ensemble":
-            v = fn(ctx, {g: ctx.verdicts[g] for g in upstream_of(gate) if g in ctx.verdicts})
-        else:
-            v = fn(ctx)
+        v = call_judge(ctx, spec, {g: ctx.verdicts[g] for g in upstream_of(gate)
+                                   if g in ctx.verdicts})
     except Exception as exc:  # a crash is a failed verdict with the cause, not a lost run
         if st is not None:
             st.update(phase="failed")
@@ -101,8 +99,9 @@ def _summary(v: Verdict) -> dict:
 def _finished(ctx: GateContext, st) -> dict:
     """Gates finished in this run as status.json lists them, plus the read-only ones judged."""
     finished = dict(st.state.get("gates") or {})
-    for g in sorted(READ_ONLY_GATES & ctx.verdicts.keys()):
-        finished.setdefault(g, _summary(ctx.verdicts[g]))
+    for g, v in ctx.verdicts.items():
+        if REGISTRY[g].read_only:
+            finished.setdefault(g, _summary(v))
     return finished
 
 

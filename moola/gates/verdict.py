@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
 
 STATUSES = ("passed", "failed", "warning", "inconclusive", "skipped")
 
@@ -42,7 +42,9 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (NaN/inf become None, numpy scalars become Python numbers)."""
-        return jsonable(asdict(self))
+        # not dataclasses.asdict: it deep-copies, and the artifacts' read-only mappings
+        # (types.MappingProxyType) cannot be copied; jsonable copies into plain values anyway
+        return jsonable({f.name: getattr(self, f.name) for f in fields(self)})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Verdict":
@@ -52,7 +54,7 @@ class Verdict:
 
 def jsonable(obj: Any) -> Any:
     """Recursively convert numpy / torch scalars and arrays into plain JSON values."""
-    if isinstance(obj, dict):
+    if isinstance(obj, Mapping):  # dicts, and the artifacts' read-only mappings
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]

@@ -31,7 +31,7 @@ import pytest
 # Inline pytester sessions restore sys.modules afterwards; C extensions such as torch cannot be
 # imported twice in one process, so everything the gates import is loaded here first.
 import moola.data  # noqa: F401
-import moola.gates.chain  # noqa: F401
+import moola.gates.builtin  # noqa: F401
 import moola.report.plots  # noqa: F401
 import moola.train  # noqa: F401
 from moola.testing import write_gate_suite
@@ -395,7 +395,12 @@ def test_gate_0_leaves_status_alone_and_the_next_gate_lists_it(tmp_path, monkeyp
         assert ctx.status.state["gates"]["gate_0_env"]["status"] == "passed"  # live already
         return Verdict(gate="gate_1_smoke_enhanced", status="passed", reason="fake")
 
-    monkeypatch.setitem(runner.GATES, "gate_1_smoke_enhanced", fake_gate_1)
+    from dataclasses import replace
+
+    from moola.gates.registry import REGISTRY
+
+    spec = REGISTRY["gate_1_smoke_enhanced"]
+    monkeypatch.setitem(REGISTRY._specs, spec.name, replace(spec, judge=fake_gate_1))
     ctx = GateContext(cfg=load_config("smoke", overrides={"run.data": str(SMOKE)}),
                       run_id="r1", root=tmp_path)
     assert runner.judge(ctx, "gate_0_env").passed

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from moola.gates.chain import CHAIN
+from moola.gates.runner import upstream_of
 from moola.report.results import append_records, read_records, results_path, scan_records
 from moola.testing import SMOKE_DATA, cache_events, run_gate_session, write_gate_suite
 
@@ -169,7 +169,7 @@ def test_sigkill_during_pretraining_serves_nothing_then_gate_3_resumes(project, 
     assert not pretrain_killed.workdir.exists()  # removed once the artifact was published
     *killed, rec = _assert_log_whole(project)
     # the killed session's finished gates were recorded as each finished; gate 3's was not
-    assert [r["gate"] for r in killed] == list(CHAIN[:3])
+    assert [r["gate"] for r in killed] == list(upstream_of("gate_3_pretrain_bilstm"))
     assert len({r["run_id"] for r in killed}) == 1 and killed[0]["run_id"] != rec["run_id"]
     assert rec["gate"] == "gate_3_pretrain_bilstm" and rec["status"] in ("passed", "inconclusive"), rec["reason"]
     ev = _events(project, rec["run_id"])
@@ -182,7 +182,7 @@ def test_sigkill_during_finetuning_serves_nothing(project, finetune_killed):
     assert (finetune_killed.workdir / "checkpoints" / "last.pt").is_file()
     assert finetune_killed.epoch >= 0
     recs = _assert_log_whole(project)
-    assert [r["gate"] for r in recs] == list(CHAIN[:4])  # the kill wrote no gate-4 record
+    assert [r["gate"] for r in recs] == list(upstream_of("gate_4_finetune_enhanced"))  # the kill wrote no gate-4 record
     # the live status file names the dead process (exit 1: crashed), readable by `moola status`
     st = subprocess.run([sys.executable, "-m", "moola.cli", "status", str(project / "reports")],
                         capture_output=True, text=True, timeout=60)

@@ -1,7 +1,7 @@
 """Gate judgement on hand-made work: a one-class model can never pass a classifier gate.
 
 The expensive work of each gate is replaced by fixed predictions (monkeypatching the work
-functions), so these tests exercise exactly the judging logic of moola.gates.chain.
+functions), so these tests exercise exactly the judging logic of moola.gates.builtin.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from moola.config import load_config
-from moola.gates import chain, ensemble_work, work
+from moola.gates import builtin, ensemble_work, work
 from moola.gates.context import GateContext
+from moola.gates.registry import REGISTRY
 
 CLASSES = ["consolidation", "retracement"]
 # 30 validation windows, 17/13, like the smoke split
@@ -79,7 +80,7 @@ def _patch(monkeypatch, baseline, finetuned, augmented=None, simple=None):
 
 def test_gate_1_fails_one_class_model_and_names_majority_baseline(ctx, monkeypatch):
     _patch(monkeypatch, _classifier_work(_one_class_pred()), None)
-    v = chain.gate_1_smoke_enhanced(ctx)
+    v = builtin.gate_1_smoke_enhanced(ctx)
     assert v.status == "failed"
     assert "predicts essentially one class" in v.reason
     assert "majority-class baseline" in v.reason
@@ -90,7 +91,7 @@ def test_gate_1_fails_one_class_model_and_names_majority_baseline(ctx, monkeypat
 
 def test_gate_1_passes_skilful_model(ctx, monkeypatch):
     _patch(monkeypatch, _classifier_work(_good_pred()), None)
-    v = chain.gate_1_smoke_enhanced(ctx)
+    v = builtin.gate_1_smoke_enhanced(ctx)
     assert v.status == "passed", v.reason
     for key in ("macro_f1", "majority_baseline", "predicted_distribution", "ci", "seed_spread"):
         assert key in v.metrics
@@ -100,7 +101,7 @@ def test_gate_1_passes_skilful_model(ctx, monkeypatch):
 def test_gate_1_says_when_the_outcome_differs_across_seeds(ctx, monkeypatch):
     coin = np.array([0, 1] * 15)  # right on half the windows: no skill at this seed
     _patch(monkeypatch, _classifier_work(_good_pred(), coin), None)
-    v = chain.gate_1_smoke_enhanced(ctx)
+    v = builtin.gate_1_smoke_enhanced(ctx)
     assert "differs across seeds" in v.reason and "[17]" in v.reason, v.reason
 
 
@@ -109,7 +110,7 @@ def test_gate_4_cannot_pass_one_class_model_even_with_positive_delta(ctx, monkey
     bad_base = np.ones_like(Y_VAL)
     _patch(monkeypatch, _classifier_work(bad_base),
            _classifier_work(_one_class_pred(), load_report=LOAD_OK))
-    v = chain.gate_4_finetune_enhanced(ctx)
+    v = builtin.gate_4_finetune_enhanced(ctx)
     assert v.comparison["delta"] > 0
     assert v.status == "failed"
     assert "one class" in v.reason
@@ -119,7 +120,7 @@ def test_gate_4_fails_incomplete_encoder_load(ctx, monkeypatch):
     lr = {"ok": False, "loaded": 8, "total": 16, "ratio": 0.5, "message": "layer 1 missing"}
     _patch(monkeypatch, _classifier_work(_one_class_pred()),
            _classifier_work(_good_pred(), load_report=lr))
-    v = chain.gate_4_finetune_enhanced(ctx)
+    v = builtin.gate_4_finetune_enhanced(ctx)
     assert v.status == "failed"
     assert "8/16" in v.reason
 
@@ -127,7 +128,7 @@ def test_gate_4_fails_incomplete_encoder_load(ctx, monkeypatch):
 def test_gate_5_cannot_pass_one_class_model(ctx, monkeypatch):
     one = _classifier_work(_one_class_pred(), pseudo=PSEUDO_OK)
     _patch(monkeypatch, None, _classifier_work(_one_class_pred(), load_report=LOAD_OK), one)
-    v = chain.gate_5_augment(ctx)
+    v = builtin.gate_5_augment(ctx)
     assert v.comparison["drop_pp"] == 0  # no drop versus gate 4: the old tool passed this
     assert v.status == "failed"
     assert "one class" in v.reason
@@ -136,13 +137,13 @@ def test_gate_5_cannot_pass_one_class_model(ctx, monkeypatch):
 def test_gate_6_is_inconclusive_when_simple_model_matches(ctx, monkeypatch):
     simple = _classifier_work(_good_pred(), param_devices=["cpu"], device="cpu")
     _patch(monkeypatch, None, _classifier_work(_good_pred(), load_report=LOAD_OK), None, simple)
-    v = chain.gate_6_baseline_simplelstm(ctx)
+    v = builtin.gate_6_baseline_simplelstm(ctx)
     assert v.status == "inconclusive" and v.passed
     assert "predict all 30 scored windows identically" in v.reason  # no evidence either way
     near = _good_pred()
     near[20] = 0  # one window apart: a difference too small for 30 windows
     _patch(monkeypatch, None, _classifier_work(near, load_report=LOAD_OK), None, simple)
-    v = chain.gate_6_baseline_simplelstm(ctx)
+    v = builtin.gate_6_baseline_simplelstm(ctx)
     assert v.status == "inconclusive" and "could only detect" in v.reason, v.reason
 
 
@@ -151,16 +152,16 @@ def test_gate_6_warns_when_simple_model_is_significantly_better(ctx, monkeypatch
     worse = Y_VAL.copy()
     worse[17:27] = 0  # ten retracements missed
     _patch(monkeypatch, None, _classifier_work(worse, load_report=LOAD_OK), None, simple)
-    v = chain.gate_6_baseline_simplelstm(ctx)
+    v = builtin.gate_6_baseline_simplelstm(ctx)
     assert v.status == "warning" and "significantly better" in v.reason, v.reason
     ctx.cfg = ctx.cfg.replace("gates", simple_policy="fail")
-    assert chain.gate_6_baseline_simplelstm(ctx).status == "failed"
+    assert builtin.gate_6_baseline_simplelstm(ctx).status == "failed"
 
 
 def test_gate_6_fails_parameters_off_device(ctx, monkeypatch):
     simple = _classifier_work(_good_pred(), param_devices=["cpu", "cuda"], device="cuda")
     _patch(monkeypatch, None, _classifier_work(_good_pred(), load_report=LOAD_OK), None, simple)
-    v = chain.gate_6_baseline_simplelstm(ctx)
+    v = builtin.gate_6_baseline_simplelstm(ctx)
     assert v.status == "failed"
     assert "off-device" in v.reason
 
@@ -174,8 +175,8 @@ def _ensemble_work(members: dict[str, np.ndarray]) -> dict:
 def test_gate_7_fails_when_every_member_is_one_class(ctx, monkeypatch):
     one = np.stack([_proba(_one_class_pred())] * 2)
     fake = _ensemble_work({"baseline": one, "finetuned": one})
-    monkeypatch.setattr(ensemble_work, "ensemble", lambda ctx, approved: fake)
-    v = chain.gate_7_ensemble(ctx, {})
+    monkeypatch.setattr(ensemble_work, "calibrated_members", lambda ctx, approved: fake)
+    v = builtin.gate_7_ensemble(ctx, {})
     assert v.status == "failed"
     assert "no member remains" in v.reason and "one class" in v.reason
     assert set(v.metrics["excluded"]) == {"baseline", "finetuned"}
@@ -185,8 +186,8 @@ def test_gate_7_leaves_a_degenerate_member_out_with_the_reason(ctx, monkeypatch)
     good = np.stack([_proba(_good_pred())] * 2)
     one = np.stack([_proba(_one_class_pred())] * 2)
     fake = _ensemble_work({"baseline": one, "finetuned": good, "simple": good})
-    monkeypatch.setattr(ensemble_work, "ensemble", lambda ctx, approved: fake)
-    v = chain.gate_7_ensemble(ctx, {})
+    monkeypatch.setattr(ensemble_work, "calibrated_members", lambda ctx, approved: fake)
+    v = builtin.gate_7_ensemble(ctx, {})
     assert v.passed, v.reason
     assert set(v.metrics["members_macro_f1"]) == {"finetuned", "simple"}
     assert "left out of the ensemble" in v.reason and "'baseline'" in v.reason
@@ -198,9 +199,9 @@ def test_thresholds_come_from_configuration(ctx, monkeypatch):
            _classifier_work(_good_pred(), load_report=LOAD_OK))
     ctx.cfg = ctx.cfg.replace("gates", min_delta=0.0)
     # identical predictions: delta 0 with a CI of [0, 0], not above 0, not below -max_harm
-    assert chain.gate_4_finetune_enhanced(ctx).status == "inconclusive"
+    assert builtin.gate_4_finetune_enhanced(ctx).status == "inconclusive"
     ctx.cfg = ctx.cfg.replace("gates", min_delta=-0.01)
-    v = chain.gate_4_finetune_enhanced(ctx)
+    v = builtin.gate_4_finetune_enhanced(ctx)
     assert v.status == "passed", v.reason
     assert v.config["gates"]["min_delta"] == -0.01  # the config is echoed into the verdict
 
@@ -209,16 +210,16 @@ def test_gate_4_three_outcomes(ctx, monkeypatch):
     worse = Y_VAL.copy()
     worse[17:27] = 0  # ten retracements missed by the baseline
     _patch(monkeypatch, _classifier_work(worse), _classifier_work(Y_VAL.copy(), load_report=LOAD_OK))
-    v = chain.gate_4_finetune_enhanced(ctx)
+    v = builtin.gate_4_finetune_enhanced(ctx)
     assert v.status == "passed" and "pretraining helps, significantly" in v.reason, v.reason
     _patch(monkeypatch, _classifier_work(Y_VAL.copy()), _classifier_work(worse, load_report=LOAD_OK))
     ctx.cfg = ctx.cfg.replace("gates", max_harm=0.0)
-    v = chain.gate_4_finetune_enhanced(ctx)
+    v = builtin.gate_4_finetune_enhanced(ctx)
     assert v.status == "failed" and "pretraining hurts" in v.reason, v.reason
     noisy = Y_VAL.copy()
     noisy[20] = 0  # one window apart: the data cannot tell
     _patch(monkeypatch, _classifier_work(Y_VAL.copy()), _classifier_work(noisy, load_report=LOAD_OK))
-    v = chain.gate_4_finetune_enhanced(ctx)
+    v = builtin.gate_4_finetune_enhanced(ctx)
     assert v.status == "inconclusive" and "could only detect" in v.reason, v.reason
     assert v.comparison["detectable"] > 0
 
@@ -228,13 +229,13 @@ def test_gate_5_drop_fails_only_when_significant(ctx, monkeypatch):
     noisy = _good_pred()
     noisy[20] = 0  # one more mistake: a drop of a few pp, within noise
     _patch(monkeypatch, None, fine, _classifier_work(noisy, pseudo=PSEUDO_OK))
-    v = chain.gate_5_augment(ctx)
+    v = builtin.gate_5_augment(ctx)
     assert v.comparison["drop_pp"] > ctx.cfg.gates.max_drop_pp
     assert v.status == "inconclusive" and "could only detect" in v.reason
     bad = _good_pred()
     bad[17:24] = 0  # seven retracements missed: a real, significant drop
     _patch(monkeypatch, None, fine, _classifier_work(bad, pseudo=PSEUDO_OK))
-    v = chain.gate_5_augment(ctx)
+    v = builtin.gate_5_augment(ctx)
     assert v.status == "failed" and "significant" in v.reason
 
 
@@ -244,7 +245,7 @@ def test_a_comparison_says_when_one_seed_would_decide_otherwise(ctx, monkeypatch
     # seed 17 of the finetuned model is perfect (helps); seed 1017 is as bad as the baseline
     _patch(monkeypatch, _classifier_work(worse),
            _classifier_work(Y_VAL.copy(), worse, load_report=LOAD_OK))
-    v = chain.gate_4_finetune_enhanced(ctx)
+    v = builtin.gate_4_finetune_enhanced(ctx)
     assert v.comparison["per_seed_outcome"] == {17: "passed", 1017: "inconclusive"}
     assert "differs across seeds" in v.reason, v.reason
 
@@ -260,7 +261,8 @@ def _encoder_work(pred: np.ndarray) -> dict:
             "probe_predictions": {"y": Y_VAL, "encoder": pred, "raw": pred,
                                   "random_encoder": _one_class_pred()},
             "probe": {}, "epochs_run": 2, "stopped_reason": "max_epochs", "n_unlabeled": 60,
-            "encoder_config": {}, "artifact": {"key": "enc"}}
+            "encoder_config": {}, "artifact": {"key": "enc"}, "history": [],
+            "encoder_path": "enc.pt"}
 
 
 def _verdicts_of_every_gate(ctx, monkeypatch) -> list:
@@ -274,9 +276,9 @@ def _verdicts_of_every_gate(ctx, monkeypatch) -> list:
     monkeypatch.setattr(work, "control", lambda ctx: control)
     monkeypatch.setattr(work, "encoder", lambda ctx: _encoder_work(_good_pred()))
     p = np.stack([_proba(_good_pred())] * 2)
-    monkeypatch.setattr(ensemble_work, "ensemble",
+    monkeypatch.setattr(ensemble_work, "calibrated_members",
                         lambda ctx, approved: _ensemble_work({"finetuned": p, "simple": p}))
-    return [fn(ctx) for name, fn in chain.GATES.items() if name != "gate_0_env"]
+    return [REGISTRY[name].judge(ctx) for name in REGISTRY.chain() if name != "gate_0_env"]
 
 
 def test_classifier_records_carry_the_scripts_fields_and_their_jq_recipes_give_numbers(
@@ -322,7 +324,7 @@ def test_classifier_records_carry_the_scripts_fields_and_their_jq_recipes_give_n
 
     pairs = [json.loads(line)
              for line in jq("-c", "{gate: .gate, f1: .metrics.val_f1}").splitlines()]
-    assert [p["gate"] for p in pairs] == list(chain.CHAIN)
+    assert [p["gate"] for p in pairs] == list(REGISTRY.chain())
     assert all(isinstance(p["f1"], float) for p in pairs if p["gate"] not in (
         "gate_0_env", "gate_3_pretrain_bilstm"))
     best = json.loads(jq("-s", "max_by(.metrics.val_f1 // 0)"))

@@ -11,7 +11,7 @@ import pytest
 
 # loaded before any inline pytester session (see test_plugin.py: C extensions load once)
 import moola.data  # noqa: F401
-import moola.gates.chain  # noqa: F401
+import moola.gates.builtin  # noqa: F401
 import moola.train  # noqa: F401
 from moola.config import load_config
 from moola.gates.plugin import KNOBS, _schema_type

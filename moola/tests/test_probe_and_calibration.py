@@ -11,7 +11,7 @@ import torch
 
 from moola.config import load_config
 from moola.ensemble import cross_fitted_calibration
-from moola.gates import chain, work
+from moola.gates import builtin, work
 from moola.gates.context import GateContext
 from moola.models.encoder import BiLSTMEncoder, EncoderConfig
 from moola.pretrain import probe_baselines
@@ -67,13 +67,14 @@ def _ctx(tmp_path: Path) -> GateContext:
 def _encoder_work(out: dict) -> dict:
     return {"reconstruction": {"mae_mse": 0.5, "interp_mse": 1.0}, "probe": {},
             "probe_predictions": out["arrays"], "epochs_run": 3, "stopped_reason": "done",
-            "n_unlabeled": 100, "encoder_config": {}, "artifact": {"key": "e"}}
+            "n_unlabeled": 100, "encoder_config": {}, "artifact": {"key": "e"}, "history": [],
+            "encoder_path": "e.pt"}
 
 
 def test_gate_3_fails_an_encoder_worse_than_the_raw_windows(tmp_path, monkeypatch, probes):
     out, _ = probes
     monkeypatch.setattr(work, "encoder", lambda ctx: _encoder_work(out))
-    v = chain.gate_3_pretrain_bilstm(_ctx(tmp_path))
+    v = builtin.gate_3_pretrain_bilstm(_ctx(tmp_path))
     assert v.status == "failed"
     assert "significantly worse for a linear probe than the raw normalised windows" in v.reason
     assert set(v.metrics["probe_macro_f1"]) == {"encoder", "raw", "random_encoder"}
@@ -87,7 +88,7 @@ def test_gate_3_is_inconclusive_when_the_encoder_adds_nothing_over_a_random_one(
     # a skilful probe, but exactly what a random encoder (and the raw windows) give
     a["encoder"], a["random_encoder"] = a["raw"].copy(), a["raw"].copy()
     monkeypatch.setattr(work, "encoder", lambda ctx: _encoder_work({"arrays": a}))
-    v = chain.gate_3_pretrain_bilstm(_ctx(tmp_path))
+    v = builtin.gate_3_pretrain_bilstm(_ctx(tmp_path))
     assert v.status == "inconclusive", v.reason
     assert "not significantly better than a randomly initialised encoder" in v.reason
 

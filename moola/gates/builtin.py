@@ -1,8 +1,11 @@
-"""The eight gates: what each computes and how it is judged.
+"""The eight built-in gates: each one's declaration and judgement, in chain order.
 
-Each gate is a plain function ``gate_N(ctx) -> Verdict``; the pytest suite in ``gates_tests/``
-only calls them and asserts. Work comes from :mod:`moola.gates.work` (cached); judging is
-cheap and always recomputed, so a threshold change in ``--gates-config`` takes effect at once.
+Each gate is a plain function ``gate_N(ctx) -> Verdict`` declared with
+:func:`moola.gates.registry.gate` (what runs before it, what it produces, whether its model may
+join the ensemble); the pytest suite in ``gates_tests/`` only runs them and asserts. What a gate
+judges comes from :mod:`moola.gates.artifacts` (typed, read-only; the same objects the
+fixtures hand to user gates), built by :mod:`moola.gates.work` and cached; judging is cheap and
+always recomputed, so a threshold change in ``--gates-config`` takes effect at once.
 
 Every classifier verdict carries macro-F1 with its bootstrap CI, the majority-class baseline
 and the predicted-class distribution, and a model that predicts (almost) one class fails.
@@ -10,25 +13,15 @@ and the predicted-class distribution, and a model that predicts (almost) one cla
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from moola.gates import work
+from moola.gates import artifacts
+from moola.gates.artifacts import TrainedModel
 from moola.gates.context import GateContext
+from moola.gates.registry import ENSEMBLE_GATE, REGISTRY, gate
 from moola.gates.verdict import Verdict
-
-CHAIN = (
-    "gate_0_env",
-    "gate_1_smoke_enhanced",
-    "gate_2_control_minirocket",
-    "gate_3_pretrain_bilstm",
-    "gate_4_finetune_enhanced",
-    "gate_5_augment",
-    "gate_6_baseline_simplelstm",
-    "gate_7_ensemble",
-)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,7 +77,7 @@ def _key_metric(name: str, value: Any, threshold: Any = None, op: str = "") -> d
     return {"name": name, "value": value, "threshold": threshold, "op": op}
 
 
-def _verdict(ctx: GateContext, gate: str, t0: float, problems: list[str], ok_reason: str,
+def _verdict(ctx: GateContext, gate: str, problems: list[str], ok_reason: str,
              warnings: list[str] | None = None, inconclusive: str | None = None,
              notes: list[str] | None = None, **kw: Any) -> Verdict:
     """failed (problems) > inconclusive > warning > passed; notes are appended to any reason."""
@@ -98,8 +91,7 @@ def _verdict(ctx: GateContext, gate: str, t0: float, problems: list[str], ok_rea
         status, reason = "passed", ok_reason
     if notes:
         reason = "; ".join([reason] + notes)
-    return Verdict(gate=gate, status=status, reason=reason, config=ctx.cfg.to_dict(),
-                   duration_s=round(time.time() - t0, 3), **kw)
+    return Verdict(gate=gate, status=status, reason=reason, config=ctx.cfg.to_dict(), **kw)
 
 
 def script_fields(m: dict[str, Any], train_acc: list[float] | None = None) -> dict[str, Any]:
@@ -121,16 +113,16 @@ def replicated_metrics(ctx: GateContext, w: dict[str, Any]) -> dict[str, Any]:
     the scripts' fields (:func:`script_fields`)."""
     from moola.judging import seed_spread
 
-    m = score(ctx, w["y"], w["pred"])
-    m.update(script_fields(m, [r["train_acc"] for r in w.get("replicas") or []]))
+    m = score(ctx, w.y, w.pred)
+    m.update(script_fields(m, [r["train_acc"] for r in w.replicas]))
     m["seed_spread"] = seed_spread(m["per_replica_macro_f1"])
-    m["seeds"] = [int(s) for s in w["seeds"]]
-    m["n_folds"] = int(len(np.unique(w["fold_of"])))
-    reps = w.get("replicas") or []
+    m["seeds"] = [int(s) for s in w.seeds]
+    m["n_folds"] = int(len(np.unique(w.fold_of)))
+    reps = w.replicas
     m["one_class_replicas"] = [r["replica"] for r in reps if _one_class(w, r)]
-    if len(w.get("test_idx", [])):
+    if len(w.test_idx):
         # held-out confirmation: each seed's last-fold model on test_idx; no gate decision uses it
-        t = score(ctx, w["y_test"], w["test_proba"].mean(axis=0).argmax(axis=1))
+        t = score(ctx, w.y_test, w.test_proba.mean(axis=0).argmax(axis=1))
         m["test"] = {"macro_f1": t["macro_f1"], "ci": t["ci"]["macro_f1"], "n": t["n"],
                      "balanced_accuracy": t["balanced_accuracy"],
                      "used_by_gate": False}
@@ -138,15 +130,15 @@ def replicated_metrics(ctx: GateContext, w: dict[str, Any]) -> dict[str, Any]:
 
 
 def _one_class(w: dict[str, Any], rep: dict[str, Any]) -> bool:
-    seeds = [int(s) for s in w["seeds"]]
+    seeds = [int(s) for s in w.seeds]
     r = seeds.index(int(rep["seed"]))
-    return len(np.unique(w["pred"][r][w["fold_of"] == rep["fold"]])) == 1
+    return len(np.unique(w.pred[r][w.fold_of == rep["fold"]])) == 1
 
 
 def _seed_disagreement(ctx: GateContext, w: dict[str, Any], passes) -> str | None:
     """'the outcome differs across seeds: ...' when `passes(metrics_of_one_seed)` disagrees."""
-    outcomes = {int(s): bool(passes(score(ctx, w["y"], w["pred"][i])))
-                for i, s in enumerate(w["seeds"])}
+    outcomes = {int(s): bool(passes(score(ctx, w.y, w.pred[i])))
+                for i, s in enumerate(w.seeds)}
     if len(set(outcomes.values())) < 2:
         return None
     good = [s for s, ok in outcomes.items() if ok]
@@ -167,7 +159,7 @@ def _same_windows(*works: dict[str, Any]) -> None:
     """Paired comparisons need both models' predictions of the same scored windows."""
     first = works[0]
     for w in works[1:]:
-        if not np.array_equal(w["score_idx"], first["score_idx"]):
+        if not np.array_equal(w.score_idx, first.score_idx):
             raise ValueError(
                 f"paired comparison of artifacts {first['artifact'].get('key')} and "
                 f"{w['artifact'].get('key')}: they scored different windows (built under other "
@@ -235,13 +227,14 @@ def _protocol_text(m: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+@gate("gate_0_env", after=(), read_only=True, _builtin=True)
 def gate_0_env(ctx: GateContext) -> Verdict:
     """Device available, dataset and split valid, and the protocol's folds can be built."""
     from moola.data import validate_dataset
     from moola.gates import work
     from moola.train import DeviceError
 
-    t0, gate, problems, metrics = time.time(), "gate_0_env", [], {}
+    gate, problems, metrics = "gate_0_env", [], {}
     try:
         metrics["device"] = str(ctx.device)
     except DeviceError as exc:
@@ -254,20 +247,22 @@ def gate_0_env(ctx: GateContext) -> Verdict:
             metrics["folds"] = [f.describe() for f in work.folds(ctx)]
         except ValueError as exc:
             problems.append(f"{ctx.data_dir}: {exc}")
-    return _verdict(ctx, gate, t0, problems,
+    return _verdict(ctx, gate, problems,
                     f"device {metrics.get('device')} ready; dataset {ctx.data_dir} valid; "
                     f"{len(metrics.get('folds', []))} folds",
                     metrics=metrics, artifacts={"data_dir": str(ctx.data_dir)})
 
 
+@gate("gate_1_smoke_enhanced", after="gate_0_env", produces="baseline",
+      producer=artifacts.baseline, ensemble=True, _builtin=True)
 def gate_1_smoke_enhanced(ctx: GateContext) -> Verdict:
     """EnhancedSimpleLSTM from scratch: loss finite and falling, not degenerate, skilful."""
     from moola.metrics import skill_over_chance
 
-    t0, gate, g = time.time(), "gate_1_smoke_enhanced", ctx.cfg.gates
-    w = work.baseline(ctx)
+    gate, g = "gate_1_smoke_enhanced", ctx.cfg.gates
+    w = artifacts.baseline(ctx)
     m = replicated_metrics(ctx, w)
-    reps = w["replicas"]
+    reps = w.replicas
     firsts = np.array([r["train_loss_first"] for r in reps], dtype=float)
     lasts = np.array([r["train_loss_last"] for r in reps], dtype=float)
     problems = []
@@ -298,32 +293,34 @@ def gate_1_smoke_enhanced(ctx: GateContext) -> Verdict:
           f"baseline {m['majority_baseline']['macro_f1']:.3f}; balanced accuracy "
           f"{m['balanced_accuracy']:.3f} beats chance {m['chance_balanced_accuracy']:.3f} "
           f"(permutation p = {m['skill_p_value']:.4f} < {g.skill_alpha}); {_protocol_text(m)}")
-    return _verdict(ctx, gate, t0, problems, ok, notes=notes, model=w["model"], metrics={
+    return _verdict(ctx, gate, problems, ok, notes=notes, model=w.model, metrics={
         **m, "train_loss_first": firsts.tolist(), "train_loss_last": lasts.tolist(),
         "median_loss_drop": median_drop,
         "replicas": [{k: r[k] for k in ("replica", "best_epoch", "epochs_run", "stopped_reason",
                                         "n_fit", "n_stop", "n_scored")} for r in reps]},
-        artifacts={"baseline": w["artifact"]},
+        artifacts={"baseline": w.artifact},
         key_metric=_key_metric("skill_p", m["skill_p_value"], g.skill_alpha, "<"))
 
 
+@gate("gate_2_control_minirocket", after="gate_1_smoke_enhanced", produces="control",
+      producer=artifacts.control, _builtin=True)
 def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
     """MiniRocket control: sane itself, and the deep baseline is not beaten by it."""
     from moola.judging import ci_text
 
-    t0, gate, g = time.time(), "gate_2_control_minirocket", ctx.cfg.gates
-    c = work.control(ctx)
-    b = work.baseline(ctx)
+    gate, g = "gate_2_control_minirocket", ctx.cfg.gates
+    c = artifacts.control(ctx)
+    b = artifacts.baseline(ctx)
     _same_windows(c, b)
-    mc = score(ctx, c["y"], c["pred"])
-    mb = score(ctx, b["y"], b["pred"])
+    mc = score(ctx, c.y, c.pred)
+    mb = score(ctx, b.y, b.pred)
     problems = classifier_problems("the MiniRocket control", mc, require_skill=False)
     if mc["balanced_accuracy"] <= mc["chance_balanced_accuracy"]:
         problems.append(f"the MiniRocket control is no better than chance (balanced accuracy "
                         f"{mc['balanced_accuracy']:.3f}); the data may carry no signal")
     # baseline minus control: passed when the baseline is significantly within the margin
-    cmp = _compare(ctx, "gate_2_control_minirocket", c["y"], c["pred"], b["pred"])
-    outcome, differs = _decide(ctx, cmp, c["y"], c["pred"], b["pred"], b["seeds"],
+    cmp = _compare(ctx, "gate_2_control_minirocket", c.y, c.pred, b.pred)
+    outcome, differs = _decide(ctx, cmp, c.y, c.pred, b.pred, b.seeds,
                                pass_above=-g.control_margin, fail_below=-g.control_margin)
     cmp.update(baseline_macro_f1=mb["macro_f1"], control_macro_f1=mc["macro_f1"],
                margin=g.control_margin, policy=g.control_policy, outcome=outcome)
@@ -337,22 +334,23 @@ def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
               f"({mb['macro_f1']:.3f} vs {mc['macro_f1']:.3f})"))
     ok = (f"the baseline is within {g.control_margin} macro-F1 of the control, significantly: "
           f"baseline {mb['macro_f1']:.3f} vs control {mc['macro_f1']:.3f} ({ci_text(cmp)})")
-    return _verdict(ctx, gate, t0, problems, ok, warnings, inconclusive,
+    return _verdict(ctx, gate, problems, ok, warnings, inconclusive,
                     notes=[n for n in [differs] if n],
                     model="MiniRocket+RidgeClassifierCV",
-                    metrics={**mc, **script_fields(mc, c["train_acc"])}, comparison=cmp,
-                    artifacts={"control": c["artifact"], "baseline": b["artifact"]},
+                    metrics={**mc, **script_fields(mc, c.info["train_acc"])}, comparison=cmp,
+                    artifacts={"control": c.artifact, "baseline": b.artifact},
                     key_metric=_key_metric("delta_f1", cmp["delta"], -g.control_margin, ">"))
 
 
+@gate("gate_3_pretrain_bilstm", after="gate_2_control_minirocket", _builtin=True)
 def gate_3_pretrain_bilstm(ctx: GateContext) -> Verdict:
     """Masked reconstruction beats interpolation; the encoder's probe beats raw windows and a
     random encoder of the same architecture."""
     from moola.judging import ci_text
 
-    t0, gate, g = time.time(), "gate_3_pretrain_bilstm", ctx.cfg.gates
-    e = work.encoder(ctx)
-    r, pr = e["reconstruction"], e["probe_predictions"]
+    gate, g = "gate_3_pretrain_bilstm", ctx.cfg.gates
+    e = artifacts.encoder(ctx)
+    r, pr = e.reconstruction, e.probe_predictions
     problems = []
     limit = (1 - g.recon_margin) * r["interp_mse"]
     if not r["mae_mse"] < limit:
@@ -391,37 +389,39 @@ def gate_3_pretrain_bilstm(ctx: GateContext) -> Verdict:
                         f"{vs_random['detectable']:.2f} macro-F1); {adds}")
     ok = (f"reconstruction MSE {r['mae_mse']:.4f} vs interpolation {r['interp_mse']:.4f}; "
           f"{adds}")
-    return _verdict(ctx, gate, t0, problems, ok, inconclusive=inconclusive,
+    return _verdict(ctx, gate, problems, ok, inconclusive=inconclusive,
                     model="BiLSTM masked autoencoder",
-                    metrics={"reconstruction": r, "probe": {**e["probe"], "metrics": m},
-                             "probe_macro_f1": f1, "epochs_run": e["epochs_run"],
-                             "stopped_reason": e["stopped_reason"],
-                             "n_unlabeled": e["n_unlabeled"],
-                             "encoder_config": e["encoder_config"]},
+                    metrics={"reconstruction": r, "probe": {**e.probe, "metrics": m},
+                             "probe_macro_f1": f1, "epochs_run": e.epochs_run,
+                             "stopped_reason": e.stopped_reason,
+                             "n_unlabeled": e.n_unlabeled,
+                             "encoder_config": e.config},
                     comparison={"vs_raw": vs_raw, "vs_random_encoder": vs_random},
-                    artifacts={"encoder": e["artifact"]},
+                    artifacts={"encoder": e.artifact},
                     key_metric=_key_metric("probe_macro_f1", m["macro_f1"],
                                            g.probe_min_macro_f1, ">="))
 
 
+@gate("gate_4_finetune_enhanced", after="gate_3_pretrain_bilstm", produces="finetuned",
+      producer=artifacts.finetuned, ensemble=True, _builtin=True)
 def gate_4_finetune_enhanced(ctx: GateContext) -> Verdict:
     """Encoder loaded 100%; pretraining helps (significantly), hurts, or cannot be told."""
     from moola.judging import ci_text, inconclusive_text
 
-    t0, gate, g = time.time(), "gate_4_finetune_enhanced", ctx.cfg.gates
-    f = work.finetuned(ctx)
-    b = work.baseline(ctx)
+    gate, g = "gate_4_finetune_enhanced", ctx.cfg.gates
+    f = artifacts.finetuned(ctx)
+    b = artifacts.baseline(ctx)
     _same_windows(b, f)
     m = replicated_metrics(ctx, f)
-    mb = score(ctx, b["y"], b["pred"])
-    lr = f["load_report"]
+    mb = score(ctx, b.y, b.pred)
+    lr = f.info["load_report"]
     problems = []
     if not lr["ok"]:
         problems.append(f"pretrained encoder did not load completely: {lr['loaded']}/"
                         f"{lr['total']} encoder tensors ({lr['ratio']:.0%}); {lr.get('message', '')}")
     problems += classifier_problems("the finetuned EnhancedSimpleLSTM", m, alpha=g.skill_alpha)
-    cmp = _compare(ctx, "gate_1_smoke_enhanced", f["y"], b["pred"], f["pred"])
-    outcome, differs = _decide(ctx, cmp, f["y"], b["pred"], f["pred"], f["seeds"],
+    cmp = _compare(ctx, "gate_1_smoke_enhanced", f.y, b.pred, f.pred)
+    outcome, differs = _decide(ctx, cmp, f.y, b.pred, f.pred, f.seeds,
                                pass_above=g.min_delta, fail_below=-g.max_harm)
     cmp.update(baseline_macro_f1=mb["macro_f1"], finetuned_macro_f1=m["macro_f1"],
                min_delta=g.min_delta, max_harm=g.max_harm, same_recipe=True, outcome=outcome)
@@ -438,10 +438,10 @@ def gate_4_finetune_enhanced(ctx: GateContext) -> Verdict:
     ok = (f"pretraining helps, significantly: macro-F1 {m['macro_f1']:.3f} vs baseline "
           f"{mb['macro_f1']:.3f} ({ci_text(cmp)}, above {g.min_delta:+.3f}); encoder tensors "
           f"loaded {lr['loaded']}/{lr['total']}; {_protocol_text(m)}")
-    return _verdict(ctx, gate, t0, problems, ok, inconclusive=inconclusive,
-                    notes=[n for n in [differs] if n] + _test_note(m), model=f["model"],
+    return _verdict(ctx, gate, problems, ok, inconclusive=inconclusive,
+                    notes=[n for n in [differs] if n] + _test_note(m), model=f.model,
                     metrics={**m, "load_report": lr}, comparison=cmp,
-                    artifacts={"finetuned": f["artifact"]},
+                    artifacts={"finetuned": f.artifact},
                     key_metric=_key_metric("delta_f1", cmp["delta"], g.min_delta, ">"))
 
 
@@ -462,17 +462,19 @@ def _pseudo_summary(replicas: list[dict[str, Any]]) -> dict[str, Any]:
             "n_folds": len(ps)}
 
 
+@gate("gate_5_augment", after="gate_4_finetune_enhanced", produces="augmented",
+      producer=artifacts.augmented, ensemble=True, _builtin=True)
 def gate_5_augment(ctx: GateContext) -> Verdict:
     """Pseudo-samples pass KS / quality / dedup; no significant drop beyond max_drop_pp."""
     from moola.judging import ci_text, inconclusive_text
 
-    t0, gate, g, a = time.time(), "gate_5_augment", ctx.cfg.gates, ctx.cfg.augment
-    w = work.augmented(ctx)
-    f = work.finetuned(ctx)
+    gate, g, a = "gate_5_augment", ctx.cfg.gates, ctx.cfg.augment
+    w = artifacts.augmented(ctx)
+    f = artifacts.finetuned(ctx)
     _same_windows(f, w)
     m = replicated_metrics(ctx, w)
-    mf = score(ctx, f["y"], f["pred"])
-    ps = _pseudo_summary(w["replicas"])
+    mf = score(ctx, f.y, f.pred)
+    ps = _pseudo_summary(w.replicas)
     problems = []
     if ps["n_accepted"] == 0:
         problems.append(f"no pseudo-sample survived the filters ({ps['n_generated']} generated; "
@@ -485,9 +487,9 @@ def gate_5_augment(ctx: GateContext) -> Verdict:
     if qmin is not None and qmin < a.quality_min:
         problems.append(f"an accepted pseudo-sample has quality {qmin:.3f} < {a.quality_min}")
     problems += classifier_problems("the augmented model", m, alpha=g.skill_alpha)
-    cmp = _compare(ctx, "gate_4_finetune_enhanced", w["y"], f["pred"], w["pred"])
+    cmp = _compare(ctx, "gate_4_finetune_enhanced", w.y, f.pred, w.pred)
     allowed = g.max_drop_pp / 100
-    outcome, differs = _decide(ctx, cmp, w["y"], f["pred"], w["pred"], w["seeds"],
+    outcome, differs = _decide(ctx, cmp, w.y, f.pred, w.pred, w.seeds,
                                pass_above=-allowed, fail_below=-allowed)
     drop_pp = -cmp["delta"] * 100
     cmp.update(finetuned_macro_f1=mf["macro_f1"], augmented_macro_f1=m["macro_f1"],
@@ -506,32 +508,34 @@ def gate_5_augment(ctx: GateContext) -> Verdict:
           f"{ps['n_folds']} replicas; macro-F1 {m['macro_f1']:.3f} vs gate 4 {mf['macro_f1']:.3f} "
           f"({ci_text(cmp)}): significantly no drop beyond {g.max_drop_pp} pp; scored windows "
           f"are 100% real")
-    return _verdict(ctx, gate, t0, problems, ok, inconclusive=inconclusive,
-                    notes=[n for n in [differs] if n] + _test_note(m), model=w["model"],
+    return _verdict(ctx, gate, problems, ok, inconclusive=inconclusive,
+                    notes=[n for n in [differs] if n] + _test_note(m), model=w.model,
                     metrics={**m, "pseudo": ps},
-                    comparison=cmp, artifacts={"augmented": w["artifact"]},
+                    comparison=cmp, artifacts={"augmented": w.artifact},
                     key_metric=_key_metric("drop_pp", drop_pp, g.max_drop_pp, "<="))
 
 
+@gate("gate_6_baseline_simplelstm", after="gate_5_augment", produces="simple",
+      producer=artifacts.simple, ensemble=True, _builtin=True)
 def gate_6_baseline_simplelstm(ctx: GateContext) -> Verdict:
     """SimpleLSTM trains on the selected device; does the pretrained model beat it?"""
     from moola.judging import ci_text
 
-    t0, gate, g = time.time(), "gate_6_baseline_simplelstm", ctx.cfg.gates
-    s = work.simple(ctx)
-    f = work.finetuned(ctx)
+    gate, g = "gate_6_baseline_simplelstm", ctx.cfg.gates
+    s = artifacts.simple(ctx)
+    f = artifacts.finetuned(ctx)
     _same_windows(f, s)
     m = replicated_metrics(ctx, s)
-    mf = score(ctx, f["y"], f["pred"])
+    mf = score(ctx, f.y, f.pred)
     problems = []
-    devices = sorted({d for r in s["replicas"] for d in r["param_devices"]})
-    if devices != [s["device"]]:
+    devices = sorted({d for r in s.replicas for d in r["param_devices"]})
+    if devices != [s.info["device"]]:
         problems.append(f"SimpleLSTM parameters ended on {devices}, expected all on "
-                        f"{s['device']}: a layer was created off-device")
+                        f"{s.info['device']}: a layer was created off-device")
     problems += classifier_problems("SimpleLSTM", m, require_skill=False)
     # finetuned minus simple: passed when the pretrained machinery is significantly better
-    cmp = _compare(ctx, "gate_6_baseline_simplelstm", s["y"], s["pred"], f["pred"])
-    outcome, differs = _decide(ctx, cmp, s["y"], s["pred"], f["pred"], s["seeds"],
+    cmp = _compare(ctx, "gate_6_baseline_simplelstm", s.y, s.pred, f.pred)
+    outcome, differs = _decide(ctx, cmp, s.y, s.pred, f.pred, s.seeds,
                                pass_above=0.0, fail_below=0.0)
     cmp.update(simple_macro_f1=m["macro_f1"], finetuned_macro_f1=mf["macro_f1"],
                policy=g.simple_policy, outcome=outcome)
@@ -543,21 +547,13 @@ def gate_6_baseline_simplelstm(ctx: GateContext) -> Verdict:
                 f"{ci_text(cmp)}); the extra machinery is not paying for itself"),
         what=(f"whether the pretrained model beats the simple SimpleLSTM "
               f"({mf['macro_f1']:.3f} vs {m['macro_f1']:.3f})"))
-    ok = (f"SimpleLSTM trained on {s['device']}: macro-F1 {m['macro_f1']:.3f}, significantly "
-          f"below the pretrained model's {mf['macro_f1']:.3f} ({ci_text(cmp)})")
-    return _verdict(ctx, gate, t0, problems, ok, warnings, inconclusive,
+    ok = (f"SimpleLSTM trained on {s.info['device']}: macro-F1 {m['macro_f1']:.3f}, "
+          f"significantly below the pretrained model's {mf['macro_f1']:.3f} ({ci_text(cmp)})")
+    return _verdict(ctx, gate, problems, ok, warnings, inconclusive,
                     notes=[n for n in [differs] if n], model="SimpleLSTM",
-                    metrics={**m, "device": s["device"], "param_devices": devices},
-                    comparison=cmp, artifacts={"simple": s["artifact"]},
+                    metrics={**m, "device": s.info["device"], "param_devices": devices},
+                    comparison=cmp, artifacts={"simple": s.artifact},
                     key_metric=_key_metric("delta_f1", cmp["delta"], 0.0, ">"))
-
-
-APPROVABLE = {
-    "baseline": "gate_1_smoke_enhanced",
-    "finetuned": "gate_4_finetune_enhanced",
-    "augmented": "gate_5_augment",
-    "simple": "gate_6_baseline_simplelstm",
-}
 
 
 def _ece(y: np.ndarray, proba: np.ndarray, bins: int) -> float:
@@ -568,21 +564,23 @@ def _ece(y: np.ndarray, proba: np.ndarray, bins: int) -> float:
     return expected_calibration_error(np.tile(y, r), proba.reshape(-1, proba.shape[-1]), bins)
 
 
+@gate("gate_7_ensemble", after="gate_6_baseline_simplelstm", _builtin=True)
 def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None) -> Verdict:
     """Cross-fitted isotonic-calibrated average of the approved, non-degenerate members;
     does it beat its best member (paired window bootstrap)?"""
     from moola.ensemble import average_proba
-    from moola.gates.ensemble_work import ensemble
     from moola.judging import ci_text, inconclusive_text
 
-    t0, gate, g = time.time(), "gate_7_ensemble", ctx.cfg.gates
+    gate, g = ENSEMBLE_GATE, ctx.cfg.gates
     upstream = upstream or {}
-    approved = [n for n, gt in APPROVABLE.items()
-                if gt not in upstream or upstream[gt].passed]
-    e = ensemble(ctx, approved)
-    y = e["y"]
+    # every gate declared with ensemble=True whose verdict passed (built-in or a user's)
+    candidates = REGISTRY.ensemble_candidates()
+    approved = [n for n, spec in candidates.items()
+                if spec.name not in upstream or upstream[spec.name].passed]
+    e = artifacts.ensemble(ctx, {n: candidates[n] for n in approved})
+    y = e.y
     members, ece, excluded, notes = {}, {}, {}, []
-    for name, mm in e["members"].items():
+    for name, mm in e.members.items():
         cal = mm["calibrated"]
         mc = score(ctx, y, cal.argmax(axis=2))
         ece[name] = {"before": _ece(y, mm["raw"], g.ece_bins),
@@ -606,21 +604,21 @@ def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None
     if not members:
         problems.append(f"no member remains for the ensemble (approved: {approved}; excluded: "
                         f"{excluded}); fix the members' gates first")
-        return _verdict(ctx, gate, t0, problems, "", notes=notes, model="calibrated ensemble",
-                        metrics=metrics, artifacts={"ensemble": e["artifact"]})
-    avg = np.stack([average_proba([e["members"][n]["calibrated"][r] for n in members])
-                    for r in range(len(e["seeds"]))])  # (R, n, K): per seed
+        return _verdict(ctx, gate, problems, "", notes=notes, model="calibrated ensemble",
+                        metrics=metrics, artifacts={"ensemble": e.artifact})
+    avg = np.stack([average_proba([e.members[n]["calibrated"][r] for n in members])
+                    for r in range(len(e.seeds))])  # (R, n, K): per seed
     m = score(ctx, y, avg.argmax(axis=2))
-    raw_avg = np.stack([average_proba([e["members"][n]["raw"][r] for n in members])
-                        for r in range(len(e["seeds"]))])
+    raw_avg = np.stack([average_proba([e.members[n]["raw"][r] for n in members])
+                        for r in range(len(e.seeds))])
     ece["ensemble"] = {"before": _ece(y, raw_avg, g.ece_bins), "after": _ece(y, avg, g.ece_bins)}
     best = max(members, key=members.get)
-    best_pred = e["members"][best]["calibrated"].argmax(axis=2)
+    best_pred = e.members[best]["calibrated"].argmax(axis=2)
     cmp = _compare(ctx, best, y, best_pred, avg.argmax(axis=2))
     allowed = g.max_ensemble_drop_pp / 100
     # passed: the ensemble is significantly better than its best member (worth deploying);
     # failed: significantly worse by more than the allowed drop; otherwise use either
-    outcome, differs = _decide(ctx, cmp, y, best_pred, avg.argmax(axis=2), e["seeds"],
+    outcome, differs = _decide(ctx, cmp, y, best_pred, avg.argmax(axis=2), e.seeds,
                                pass_above=0.0, fail_below=-allowed)
     if differs:
         notes.append(differs)
@@ -642,20 +640,8 @@ def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None
           f"than its best member '{best}' {members[best]:.3f} ({ci_text(cmp)}); ECE "
           f"{ece['ensemble']['before']:.3f} -> "
           f"{ece['ensemble']['after']:.3f} after cross-fitted isotonic calibration")
-    return _verdict(ctx, gate, t0, problems, ok, inconclusive=inconclusive, notes=notes,
+    return _verdict(ctx, gate, problems, ok, inconclusive=inconclusive, notes=notes,
                     model="calibrated ensemble",
                     metrics={**m, **script_fields(m), **metrics}, comparison=cmp,
-                    artifacts={"ensemble": e["artifact"]},
+                    artifacts={"ensemble": e.artifact},
                     key_metric=_key_metric("delta_f1", cmp["delta"], 0.0, ">"))
-
-
-GATES: dict[str, Callable[..., Verdict]] = {
-    "gate_0_env": gate_0_env,
-    "gate_1_smoke_enhanced": gate_1_smoke_enhanced,
-    "gate_2_control_minirocket": gate_2_control_minirocket,
-    "gate_3_pretrain_bilstm": gate_3_pretrain_bilstm,
-    "gate_4_finetune_enhanced": gate_4_finetune_enhanced,
-    "gate_5_augment": gate_5_augment,
-    "gate_6_baseline_simplelstm": gate_6_baseline_simplelstm,
-    "gate_7_ensemble": gate_7_ensemble,
-}
