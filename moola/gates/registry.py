@@ -182,6 +182,8 @@ def gate(name: str, *, after: str | tuple[str, ...] | list[str] = (), produces: 
     ups = (after,) if isinstance(after, str) else tuple(after)
 
     def declare(fn: Callable[..., Verdict]):
+        if not _builtin:  # a user gate names built-in ones in `after`: declare those first
+            import moola.gates.builtin  # noqa: F401
         REGISTRY.add(GateSpec(name=name, judge=fn, after=ups, produces=produces,
                               producer=producer, ensemble=ensemble, read_only=read_only,
                               summary=summary or (inspect.getdoc(fn) or "").split("\n")[0],

@@ -1,0 +1,185 @@
+"""Your own gates (issue 11): declared with @moola.gates.gate in a test file, they behave like
+the built-in ones. Real pytest sessions (subprocesses) in one scratch project, smoke profile:
+
+* the worked example of docs/WRITE_YOUR_OWN_GATE.md (examples/test_gate_8_minority_recall.py:
+  the encoder and finetuned-model artifacts, after gate 4) runs in the chain's order and
+  appears in the results log, report.json, the summary table, the HTML report and
+  `moola status`;
+* a user gate that trains a model of its own (artifacts.train_model) adds it to gate 7's
+  ensemble;
+* `-k gate_8` reruns it alone from the cache: nothing upstream is trained again;
+* when gate 4 fails, gate 8 and a plain test using the `finetuned_model` fixture are skipped
+  with gate 4's reason.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from moola.testing import REPO, SMOKE_DATA, cache_events, read_results, run_gate_session, \
+    write_gate_suite
+
+pytestmark = pytest.mark.slow
+
+ARGS = ("--profile", "smoke", f"--data={SMOKE_DATA}", "-p", "no:randomly")
+
+GATE_9 = textwrap.dedent('''
+    """gate_9_tiny_lstm: a model of the user's own, trained with moola's protocol, that joins
+    the ensemble."""
+    from moola.gates import gate, passed
+    from moola.gates.artifacts import train_model
+
+
+    def tiny(ctx):
+        from moola.models import SimpleLSTM
+
+        n_features, k = ctx.dataset.X.shape[2], len(ctx.dataset.classes)
+        return train_model(ctx, "gate_9_tiny_lstm", "tiny",
+                           lambda seed: SimpleLSTM(n_features, hidden=8, n_classes=k),
+                           key_extra={"hidden": 8})
+
+
+    @gate("gate_9_tiny_lstm", after="gate_1_smoke_enhanced", produces="tiny", producer=tiny,
+          ensemble=True)
+    def test_gate_9_tiny_lstm(tiny_model):
+        """A tiny LSTM: any model that trained becomes an ensemble candidate."""
+        assert tiny_model.proba.shape[1] == len(tiny_model.y), "one prediction per window"
+        return passed(True, f"tiny LSTM trained: {len(tiny_model.replicas)} replicas")
+''')
+
+PLAIN_TEST = textwrap.dedent('''
+    def test_my_plain_check(finetuned_model):
+        assert finetuned_model.proba.min() >= 0
+''')
+
+# a user's conftest that makes gate 4 fail on request (FAIL_GATE_4=1): the skip path
+CONFTEST = textwrap.dedent('''
+    import os
+    from dataclasses import replace
+
+    pytest_plugins = ["moola.gates.plugin"]
+
+    if os.environ.get("FAIL_GATE_4"):
+        from moola.gates import builtin, passed
+        from moola.gates.registry import REGISTRY
+
+        spec = REGISTRY["gate_4_finetune_enhanced"]
+        REGISTRY._specs[spec.name] = replace(
+            spec, judge=lambda: passed(False, "pretraining hurts (forced by the test)"))
+''')
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = write_gate_suite(tmp_path_factory.mktemp("user_gates"))
+    shutil.copyfile(REPO / "examples" / "test_gate_8_minority_recall.py",
+                    root / "test_gate_8_minority_recall.py")
+    (root / "test_gate_9_tiny_lstm.py").write_text(GATE_9)
+    (root / "test_zz_plain.py").write_text(PLAIN_TEST)
+    (root / "conftest.py").write_text(CONFTEST)
+    return root
+
+
+@pytest.fixture(scope="module")
+def full_run(project) -> subprocess.CompletedProcess:
+    return run_gate_session(project, *ARGS)
+
+
+def test_user_gates_run_in_chain_order_and_appear_in_every_output(project, full_run):
+    r = full_run
+    assert r.returncode == 0, r.stdout[-4000:]
+    report = json.loads((project / "reports" / "report.json").read_text())
+    ran = [t["nodeid"].split("::")[0] for t in report["tests"]]  # in the order they ran
+    # declared after gates 4 and 1; gate 7 waits for gate 9 (an ensemble candidate)
+    assert ran.index("test_gate_8_minority_recall.py") > ran.index("test_gate_4_finetune_enhanced.py")
+    assert ran.index("test_gate_9_tiny_lstm.py") < ran.index("test_gate_7_ensemble.py")
+    recs = {x["gate"]: x for x in read_results(project)}
+    g8 = recs["gate_8_minority_recall"]
+    assert g8["status"] == "passed" and "recall of the minority class" in g8["reason"], g8
+    assert 0 <= g8["metrics"]["minority_recall"] <= 1
+    assert g8["key_metric"]["name"] == "minority_recall"
+    assert g8["config"]["run"]["profile"] == "smoke"  # the configuration echoed, as everywhere
+    # gate 9's model joined the ensemble
+    g7 = recs["gate_7_ensemble"]
+    assert "tiny" in g7["metrics"]["approved"], g7["metrics"]["approved"]
+    assert "tiny" in g7["metrics"]["ece"], g7["reason"]
+    # report.json, the summary table, the HTML report, moola status
+    verdicts = {t["metadata"]["gate"]: t["metadata"].get("verdict") for t in report["tests"]
+                if "gate" in t.get("metadata", {})}
+    assert verdicts["gate_8_minority_recall"]["status"] == "passed"
+    assert any(line.startswith("gate_8_minority_recall") and "PASS" in line
+               for line in r.stdout.splitlines())
+    html = subprocess.run([sys.executable, "-m", "moola.cli", "report", "--reports",
+                           str(project / "reports")], capture_output=True, text=True, timeout=120)
+    assert html.returncode == 0, html.stdout + html.stderr
+    assert "gate_8_minority_recall" in (project / "reports" / "report.html").read_text()
+    st = subprocess.run([sys.executable, "-m", "moola.cli", "status", str(project / "reports")],
+                        capture_output=True, text=True, timeout=60)
+    assert "gate_8_minority_recall" in st.stdout or "gate_9_tiny_lstm" in st.stdout, st.stdout
+
+
+def test_a_user_gate_reruns_alone_from_the_cache(project, full_run):
+    assert full_run.returncode == 0, full_run.stdout[-4000:]
+    r = run_gate_session(project, *ARGS, "-k", "gate_8")
+    assert r.returncode == 0, r.stdout[-3000:]
+    rec = read_results(project)[-1]
+    assert rec["gate"] == "gate_8_minority_recall" and rec["status"] == "passed"
+    events = cache_events(project, rec["run_id"])
+    assert events and {e["event"] for e in events} == {"hit"}, events  # nothing retrained
+    st = subprocess.run([sys.executable, "-m", "moola.cli", "status", str(project / "reports")],
+                        capture_output=True, text=True, timeout=60)
+    assert "gate_8_minority_recall" in st.stdout, st.stdout
+
+
+def test_a_failed_upstream_gate_skips_the_user_gate_and_fixtures_with_its_reason(project,
+                                                                                 full_run):
+    import os
+
+    env = {**os.environ, "FAIL_GATE_4": "1"}
+    r = run_gate_session(project, *ARGS, "-k", "gate_8 or plain", env=env)
+    assert r.returncode == 0, r.stdout[-3000:]
+    recs = read_results(project)
+    g8 = [x for x in recs if x["gate"] == "gate_8_minority_recall"][-1]
+    assert g8["status"] == "skipped"
+    assert "upstream gate_4_finetune_enhanced failed: pretraining hurts (forced by the test)" \
+        in g8["reason"], g8["reason"]
+    # the plain test's fixture skips with the producing gate's reason (-rs lists it)
+    assert any("test_zz_plain.py" in line and "SKIPPED" in line and
+               "gate_4_finetune_enhanced failed: pretraining hurts (forced by the test)" in line
+               for line in r.stdout.splitlines()), r.stdout[-3000:]
+
+
+def test_a_user_gate_gets_the_profile_timeout_and_a_generated_dependency(pytester):
+    write_gate_suite(pytester.path)
+    shutil.copyfile(REPO / "examples" / "test_gate_8_minority_recall.py",
+                    pytester.path / "test_gate_8_minority_recall.py")
+    items, _ = pytester.inline_genitems("--profile", "smoke", f"--data={SMOKE_DATA}",
+                                        "test_gate_8_minority_recall.py")
+    (item,) = items
+    assert item.get_closest_marker("timeout").args == (600,)
+    dep = item.get_closest_marker("dependency")
+    assert dep.kwargs["depends"] == ["gate_4_finetune_enhanced"]
+
+
+def test_an_undeclared_gate_marker_is_a_usage_error(pytester):
+    write_gate_suite(pytester.path)
+    pytester.makepyfile(test_gate_8_mine='''
+        import pytest
+
+        @pytest.mark.gate("gate_8_mine")
+        def test_gate_8_mine(gate):
+            assert gate.passed
+    ''')
+    r = pytester.runpytest("--profile", "smoke", f"--data={SMOKE_DATA}", "--co")
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+    r.stderr.fnmatch_lines(["*gate 'gate_8_mine' is not declared; declare it with*"])
+
+
+pytest_plugins = ["pytester"]
