@@ -1,4 +1,4 @@
-"""Augmentations of training windows (gate 5): jitter, scaling, time-warp, mixup, cutmix.
+"""Augmentations of training windows (gate 5's pseudo-samples): jitter, scaling, time-warp.
 
 Every function takes windows ``X: (n, T, F)`` of the *training split only* and an explicit
 ``rng: np.random.Generator``; the same generator state gives the same output. Inputs are never
@@ -7,8 +7,8 @@ modified; the output keeps the input's dtype (arithmetic is done in float64).
 OHLC windows (``ohlc=True``, F must be 4, features ordered open, high, low, close) come back as
 valid bars: ``high >= max(open, close)`` and ``low <= min(open, close)``. Operations that can
 break the ordering (jitter adds independent noise to each feature) are followed by
-:func:`repair_ohlc`; the others (positive scaling, linear interpolation, convex mixing, swapping
-whole bars) preserve it and are repaired anyway, which is then a no-op.
+:func:`repair_ohlc`; the others (positive scaling, linear interpolation) preserve it and are
+repaired anyway, which is then a no-op.
 
 Scales are relative to each window, so one setting works on z-scored windows and raw prices:
 jitter noise is ``sigma`` x the window's standard deviation, and scaling multiplies the
@@ -48,25 +48,6 @@ def _out(values: np.ndarray, like: np.ndarray) -> np.ndarray:
     """Cast the float64 result back to the input's float dtype."""
     dtype = like.dtype if np.issubdtype(like.dtype, np.floating) else np.float64
     return values.astype(dtype, copy=False)
-
-
-def one_hot(y: np.ndarray, n_classes: int | None = None) -> np.ndarray:
-    """Integer labels (n,) -> one-hot float64 (n, K); a 2-D input is returned as float64."""
-    y = np.asarray(y)
-    if y.ndim == 2:
-        return y.astype(np.float64)
-    y = y.astype(np.int64)
-    k = int(n_classes) if n_classes is not None else int(y.max()) + 1
-    if y.size and (y.min() < 0 or y.max() >= k):
-        raise ValueError(f"labels must lie in [0, {k}), got range [{y.min()}, {y.max()}]")
-    out = np.zeros((y.size, k), dtype=np.float64)
-    out[np.arange(y.size), y] = 1.0
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# OHLC validity
-# ---------------------------------------------------------------------------------------------
 
 
 def ohlc_valid(X: np.ndarray, atol: float = 1e-9) -> np.ndarray:
@@ -183,115 +164,3 @@ def time_warp(
     x0 = np.take_along_axis(x, left[..., None], axis=1)
     x1 = np.take_along_axis(x, left[..., None] + 1, axis=1)
     return _finish(x0 * (1.0 - frac) + x1 * frac, X, ohlc)
-
-
-# ---------------------------------------------------------------------------------------------
-# Pairwise mixing (soft labels)
-# ---------------------------------------------------------------------------------------------
-
-
-def _check_pair(X: np.ndarray, y_onehot: np.ndarray, ohlc: bool) -> tuple[np.ndarray, np.ndarray]:
-    X = _check_windows(X, ohlc)
-    y = np.asarray(y_onehot, dtype=np.float64)
-    if y.ndim != 2 or y.shape[0] != X.shape[0]:
-        raise ValueError(
-            f"y_onehot: expected shape ({X.shape[0]}, K) matching X, got {y.shape}; "
-            "convert integer labels with moola.augment.one_hot(y, K)"
-        )
-    return X, y
-
-
-def mixup(
-    X: np.ndarray, y_onehot: np.ndarray, alpha: float, rng: np.random.Generator, ohlc: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mix each window with a random partner: lam ~ Beta(alpha, alpha) per window.
-
-    Returns (X_mix (n, T, F), y_soft (n, K)) with X_mix = lam X + (1 - lam) X[partner] and the
-    labels mixed with the same lam (rows sum to 1). alpha == 0 turns mixup off (copies).
-    """
-    X, y = _check_pair(X, y_onehot, ohlc)
-    x = X.astype(np.float64)
-    if alpha < 0:
-        raise ValueError(f"mixup: alpha must be >= 0 (0 = off), got {alpha}")
-    if alpha == 0 or x.shape[0] < 2:
-        return _finish(x, X, ohlc), y.copy()
-    n = x.shape[0]
-    lam = rng.beta(alpha, alpha, size=n)
-    partner = rng.permutation(n)
-    x_mix = lam[:, None, None] * x + (1.0 - lam[:, None, None]) * x[partner]
-    y_mix = lam[:, None] * y + (1.0 - lam[:, None]) * y[partner]
-    return _finish(x_mix, X, ohlc), y_mix
-
-
-def cutmix(
-    X: np.ndarray,
-    y_onehot: np.ndarray,
-    rng: np.random.Generator,
-    prob: float = 1.0,
-    alpha: float = 1.0,
-    ohlc: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Swap in a contiguous time span from a random partner window, with probability ``prob``.
-
-    The span length is round((1 - lam) T) with lam ~ Beta(alpha, alpha), at a uniform start.
-    Labels become (1 - span/T) y + (span/T) y[partner]. Whole bars are copied, so OHLC bars stay
-    valid. prob == 0 turns cutmix off. Returns (X_mix (n, T, F), y_soft (n, K)).
-    """
-    X, y = _check_pair(X, y_onehot, ohlc)
-    x = X.astype(np.float64)
-    if not 0 <= prob <= 1:
-        raise ValueError(f"cutmix: prob must be in [0, 1] (0 = off), got {prob}")
-    if alpha <= 0:
-        raise ValueError(f"cutmix: alpha must be > 0, got {alpha}")
-    out_x, out_y = x.copy(), y.copy()
-    n, T, _ = x.shape
-    if prob == 0 or n < 2:
-        return _finish(out_x, X, ohlc), out_y
-    partner = rng.permutation(n)
-    apply = rng.random(n) < prob
-    lam = rng.beta(alpha, alpha, size=n)
-    for i in np.flatnonzero(apply):
-        span = int(round((1.0 - lam[i]) * T))
-        start = int(rng.integers(0, T - span + 1))
-        out_x[i, start : start + span] = x[partner[i], start : start + span]
-        share = span / T
-        out_y[i] = (1.0 - share) * y[i] + share * y[partner[i]]
-    return _finish(out_x, X, ohlc), out_y
-
-
-# ---------------------------------------------------------------------------------------------
-# Batch entry point
-# ---------------------------------------------------------------------------------------------
-
-
-def augment_batch(
-    X_train: np.ndarray,
-    y_train: np.ndarray,
-    settings: AugmentSettings,
-    rng: np.random.Generator,
-    ohlc: bool,
-    n_classes: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Apply the enabled augmentations to a batch of *training* windows.
-
-    Order: time_warp (time_warp_sigma), scaling (scaling_sigma), jitter (jitter_sigma), then
-    mixup (mixup_alpha > 0) and cutmix (cutmix_prob > 0). A sigma of 0 skips that op.
-    X_train: (n, T, F); y_train: (n,) int labels or (n, K) one-hot/soft labels.
-    Returns (X_aug (n, T, F) in X's dtype, y_soft (n, K) float64, rows summing to 1).
-    """
-    X = _check_windows(X_train, ohlc, name="X_train")
-    y = one_hot(y_train, n_classes)
-    if y.shape[0] != X.shape[0]:
-        raise ValueError(f"y_train has {y.shape[0]} rows but X_train has {X.shape[0]} windows")
-    x = X
-    if settings.time_warp_sigma > 0:
-        x = time_warp(x, settings.time_warp_sigma, rng, ohlc=ohlc)
-    if settings.scaling_sigma > 0:
-        x = scaling(x, settings.scaling_sigma, rng, ohlc=ohlc)
-    if settings.jitter_sigma > 0:
-        x = jitter(x, settings.jitter_sigma, rng, ohlc=ohlc)
-    if settings.mixup_alpha > 0:
-        x, y = mixup(x, y, settings.mixup_alpha, rng, ohlc=ohlc)
-    if settings.cutmix_prob > 0:
-        x, y = cutmix(x, y, rng, prob=settings.cutmix_prob, ohlc=ohlc)
-    return _finish(np.asarray(x, dtype=np.float64), X, ohlc), y

@@ -137,8 +137,6 @@ class AugmentSettings:
     jitter_sigma: float = 0.03
     scaling_sigma: float = 0.1
     time_warp_sigma: float = 0.2
-    mixup_alpha: float = 0.0  # 0 = off
-    cutmix_prob: float = 0.0  # 0 = off
 
 
 @dataclass(frozen=True)
@@ -255,8 +253,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "augment.ratio": _NONNEG, "augment.max_samples": _COUNT, "augment.quality_min": _UNIT,
     "augment.ks_p_min": _UNIT, "augment.dedup_threshold": _NONNEG,
     "augment.jitter_sigma": _NONNEG, "augment.scaling_sigma": _NONNEG,
-    "augment.time_warp_sigma": _NONNEG, "augment.mixup_alpha": _NONNEG,
-    "augment.cutmix_prob": _UNIT,
+    "augment.time_warp_sigma": _NONNEG,
     "protocol.folds": _ATLEAST1, "protocol.seeds": _ATLEAST1,
     "protocol.min_train_fraction": _UNIT_OPEN, "protocol.purge": _COUNT,
     "protocol.inner_fraction": (0, 1, False, True),

@@ -2,7 +2,7 @@
 
 Each fold's pooled out-of-fold probabilities are calibrated by a map fitted on the other folds'
 windows (:func:`cross_fitted_calibration`), so a window's own label never shapes its calibrated
-probability. How gate 7 judges the result lives in ``moola.gates.chain.gate_7_ensemble``.
+probability. How gate 7 judges the result lives in ``moola.gates.builtin.gate_7_ensemble``.
 """
 
 from __future__ import annotations

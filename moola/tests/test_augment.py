@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 
 from moola.augment import (
-    augment_batch,
-    cutmix,
     jitter,
-    mixup,
     ohlc_valid,
-    one_hot,
     repair_ohlc,
     scaling,
     time_warp,
@@ -29,8 +25,6 @@ SINGLE_OPS = {
     "jitter": lambda X, rng, ohlc: jitter(X, SIGMA, rng, ohlc=ohlc),
     "scaling": lambda X, rng, ohlc: scaling(X, SIGMA, rng, ohlc=ohlc),
     "time_warp": lambda X, rng, ohlc: time_warp(X, SIGMA, rng, ohlc=ohlc),
-    "mixup": lambda X, rng, ohlc: mixup(X, one_hot(np.arange(len(X)) % 2, 2), 0.4, rng, ohlc=ohlc)[0],
-    "cutmix": lambda X, rng, ohlc: cutmix(X, one_hot(np.arange(len(X)) % 2, 2), rng, ohlc=ohlc)[0],
 }
 
 
@@ -117,47 +111,3 @@ def test_jitter_noise_is_relative_to_window_scale():
     diff = jitter(X, 0.05, np.random.default_rng(0)) - X
     assert diff.std() == pytest.approx(0.05, rel=0.05)
     np.testing.assert_array_equal(jitter(X, 0.0, np.random.default_rng(0)), X)
-
-
-def test_mixup_soft_labels_sum_to_one_and_match_mix():
-    X = np.zeros((20, 5, 1))
-    X[10:] = 1.0
-    y = one_hot(np.r_[np.zeros(10, int), np.ones(10, int)], 2)
-    xm, ym = mixup(X, y, 0.4, np.random.default_rng(0))
-    np.testing.assert_allclose(ym.sum(axis=1), 1.0)
-    np.testing.assert_allclose(xm[:, 0, 0], ym[:, 1])  # X value equals the weight of class 1
-    x0, y0 = mixup(X, y, 0.0, np.random.default_rng(0))
-    np.testing.assert_array_equal(x0, X)
-    np.testing.assert_array_equal(y0, y)
-
-
-def test_cutmix_labels_proportional_to_span():
-    X = np.zeros((30, 20, 2))
-    X[15:] = 1.0
-    y = one_hot(np.r_[np.zeros(15, int), np.ones(15, int)], 2)
-    xm, ym = cutmix(X, y, np.random.default_rng(0), prob=1.0)
-    np.testing.assert_allclose(ym.sum(axis=1), 1.0)
-    share_of_ones = xm[:, :, 0].mean(axis=1)
-    np.testing.assert_allclose(share_of_ones, ym[:, 1])
-    for row in xm[:, :, 0]:  # the swapped span is contiguous
-        changes = np.count_nonzero(np.diff(row))
-        assert changes <= 2
-    x0, _ = cutmix(X, y, np.random.default_rng(0), prob=0.0)
-    np.testing.assert_array_equal(x0, X)
-
-
-def test_augment_batch_applies_enabled_ops_only():
-    X = random_ohlc()
-    y = np.arange(len(X)) % 2
-    off = AugmentSettings(jitter_sigma=0, scaling_sigma=0, time_warp_sigma=0, mixup_alpha=0, cutmix_prob=0)
-    xa, ya = augment_batch(X, y, off, np.random.default_rng(0), ohlc=True)
-    np.testing.assert_array_equal(xa, X)
-    np.testing.assert_array_equal(ya, one_hot(y, 2))
-    on = AugmentSettings(mixup_alpha=0.4, cutmix_prob=0.5)
-    xa, ya = augment_batch(X, y, on, np.random.default_rng(0), ohlc=True)
-    xb, yb = augment_batch(X, y, on, np.random.default_rng(0), ohlc=True)
-    np.testing.assert_array_equal(xa, xb)
-    assert xa.shape == X.shape and xa.dtype == X.dtype and ohlc_valid(xa).all()
-    np.testing.assert_allclose(ya.sum(axis=1), 1.0)
-    assert not np.array_equal(xa, X)
-    assert np.any((ya > 0) & (ya < 1))  # mixing produced soft labels

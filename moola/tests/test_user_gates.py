@@ -27,6 +27,7 @@ from moola.testing import REPO, SMOKE_DATA, cache_events, read_results, run_gate
     write_gate_suite
 
 pytestmark = pytest.mark.slow
+pytest_plugins = ["pytester"]
 
 ARGS = ("--profile", "smoke", f"--data={SMOKE_DATA}", "-p", "no:randomly")
 
@@ -182,4 +183,14 @@ def test_an_undeclared_gate_marker_is_a_usage_error(pytester):
     r.stderr.fnmatch_lines(["*gate 'gate_8_mine' is not declared; declare it with*"])
 
 
-pytest_plugins = ["pytester"]
+
+
+def test_pytest_fixtures_lists_the_artifacts_with_their_docstrings(pytester):
+    write_gate_suite(pytester.path)
+    r = pytester.runpytest("--profile", "smoke", f"--data={SMOKE_DATA}", "--fixtures")
+    out = r.stdout.str()
+    for name in ("moola_config", "dataset", "baseline_model", "control_model", "encoder",
+                 "finetuned_model", "augmented_model", "simple_model", "ensemble_model"):
+        assert f"{name} [session scope]" in out, name
+    r.stdout.fnmatch_lines(["*Gate 3's pretrained encoder*",
+                            "*Gate 4's finetuned EnhancedSimpleLSTM*"])
