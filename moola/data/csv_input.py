@@ -201,11 +201,13 @@ def _offsets(raw: pd.Series, col: str, starts: np.ndarray, bars: Bars, path: Pat
     for i, cell in enumerate(raw):
         if cell.casefold() in MISSING:
             continue
-        try:
-            out[i] = int(cell)
-            continue
+        try:  # "12", or "12.0" as pandas writes an integer column with empty cells
+            number = float(cell)
         except ValueError:
-            pass
+            number = None
+        if number is not None and number.is_integer():
+            out[i] = number
+            continue
         at = -1
         if bars.times is not None:
             t = pd.to_datetime(cell, errors="coerce")
