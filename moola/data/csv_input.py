@@ -208,12 +208,14 @@ def _offsets(raw: pd.Series, col: str, starts: np.ndarray, bars: Bars, path: Pat
         if number is not None and number.is_integer():
             out[i] = number
             continue
+        if starts[i] < 0:  # the label's own key is wrong, and already reported
+            continue
         at = -1
         if bars.times is not None:
             t = pd.to_datetime(cell, errors="coerce")
             if t is not pd.NaT and (t.tzinfo is None) == (bars.times.tz is None):
                 at = bars.times.get_indexer([t])[0]
-        if at < 0 or starts[i] < 0:
+        if at < 0:
             problems.add(f"{path}: {_line(i)}, column {col!r}: {cell!r} is neither a bar offset in the "
                          f"window (an integer 0..window-1) nor the timestamp of a bar in {bars.path.name}; "
                          f"write the offset, or leave the cell empty", kind=f"{path}, column {col!r}: unreadable")
@@ -264,7 +266,6 @@ def read_labels(path: str | Path, bars: Bars, window: int, problems: InputProble
                          f"whole number; write the 0-based data row of the window's first bar",
                          kind=f"{path}, column 'start_index': not whole numbers")
         starts = np.where(ok, idx, -1).astype(np.int64)
-        where = lambda i: f"start_index {starts[i]}"  # noqa: E731
     else:
         t = _times(df, cols[key], path, problems)
         starts = np.full(len(df), -1, np.int64)
@@ -280,7 +281,11 @@ def read_labels(path: str | Path, bars: Bars, window: int, problems: InputProble
                              f"{bars.times[-1]}); use a bar's exact timestamp or drop the label",
                              kind=f"{path}, column 'start_time': matching no bar")
         ok = starts >= 0
-        where = lambda i: f"start_time {bars.times[starts[i]]}"  # noqa: E731
+
+    def where(i: int) -> str:
+        """How a message names the window of label row i."""
+        return f"start_index {starts[i]}" if key == "start_index" else f"start_time {bars.times[starts[i]]}"
+
     # a label names a window only if the whole window lies in the file
     outside = ok & ((starts < 0) | (starts + window > n_bars))
     for i in np.flatnonzero(outside):
