@@ -3,12 +3,14 @@
     python examples/make_example_csv.py [OUT_DIR]   # same files every time (fixed seed)
 
 6,400 five-minute bars of one instrument (a random walk near 100), cut into 100 stretches of 64
-bars. Somewhere inside each stretch, for 16-40 bars, the market does one of two things, and an
+bars. Somewhere inside each stretch, for 24-48 bars, the market does one of two things, and an
 annotator labeled the stretch by it:
 
 * trend - returns carry momentum (each bar's return leans on the previous one, AR(1) +0.3) on a
-  steady drift up or down, so the price moves away;
-* chop - returns reverse (AR(1) -0.5) around no drift, so the price saws back and forth.
+  steady drift up or down (0.4 of a bar's volatility per bar), so the price moves away;
+* chop - returns reverse (AR(1) -0.6) around no drift, so the price saws back and forth.
+
+45 stretches are trend, 55 chop, in random order.
 
 Both kinds have the same bar volatility, so telling them apart takes the shape of the path, not
 its size. labels.csv keys each label by the stretch's first bar (start_time) and says where
@@ -32,7 +34,7 @@ SIGMA = 0.001  # per-bar log-return volatility (0.1%)
 
 def episode_returns(rng: np.random.Generator, kind: str, length: int) -> np.ndarray:
     """Log returns of one episode: AR(1) innovations with the kind's autocorrelation and drift."""
-    phi, drift = (0.3, rng.choice([-1, 1]) * 0.3 * SIGMA) if kind == "trend" else (-0.5, 0.0)
+    phi, drift = (0.3, rng.choice([-1, 1]) * 0.4 * SIGMA) if kind == "trend" else (-0.6, 0.0)
     eps = rng.normal(0, SIGMA * np.sqrt(1 - phi**2), length)  # same stationary volatility for both
     r = np.empty(length)
     prev = 0.0
@@ -44,11 +46,12 @@ def episode_returns(rng: np.random.Generator, kind: str, length: int) -> np.ndar
 
 def main(out: Path = HERE) -> None:
     rng = np.random.default_rng(SEED)
+    n_trend = round(0.45 * N_STRETCHES)  # a fixed class balance, in random order
+    kinds = rng.permutation(["trend"] * n_trend + ["chop"] * (N_STRETCHES - n_trend))
     returns, labels = [], []
-    for k in range(N_STRETCHES):
+    for k, kind in enumerate(kinds.tolist()):
         r = rng.normal(0, SIGMA, STRETCH)  # neutral random walk around the episode
-        kind = "trend" if rng.random() < 0.45 else "chop"
-        length = int(rng.integers(16, 41))
+        length = int(rng.integers(24, 49))
         start = int(rng.integers(4, STRETCH - length - 4))
         r[start:start + length] = episode_returns(rng, kind, length)
         returns.append(r)

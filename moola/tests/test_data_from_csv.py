@@ -176,10 +176,10 @@ def test_the_worked_example_is_reproducible_and_converts(tmp_path):
     assert main(["data", "from-csv", str(tmp_path / "bars.csv"), "--labels", str(tmp_path / "labels.csv"),
                  "--out", str(tmp_path / "ds"), "--window", "64", "--stride", "8"]) == 0
     ds = load_dataset(tmp_path / "ds")
-    assert ds.describe().endswith("100 labeled (chop=57, trend=43), T=64, F=4, train/val/test=80/20/0, "
+    assert ds.describe().endswith("100 labeled (chop=55, trend=45), T=64, F=4, train/val/test=80/20/0, "
                                   "unlabeled=693, normalization=window_zscore")
     doc = (ROOT / "docs" / "BRING_YOUR_OWN_DATA.md").read_text()
-    assert "classes   chop=57, trend=43" in doc and "unlabeled 693 windows" in doc
+    assert "classes   chop=55, trend=45" in doc and "unlabeled 693 windows" in doc
 
 
 # -- bad input: each message names the file, the line or column, and the fix ------------------
