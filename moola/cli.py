@@ -51,6 +51,51 @@ def cmd_data_ucr(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(text: str | None) -> list[str] | None:
+    """'a, b,c' -> ['a', 'b', 'c']; None stays None."""
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def cmd_data_from_csv(args: argparse.Namespace) -> int:
+    """Convert a CSV of bars and a CSV of labels."""
+    from moola.data import validate_dataset
+    from moola.data.from_csv import convert_csv
+
+    out, notes = convert_csv(
+        args.bars, args.out, labels_csv=args.labels, window=args.window, stride=args.stride,
+        val_fraction=args.val_fraction, test_fraction=args.test_fraction, purge=args.purge,
+        time_column=args.time_column, features=_names(args.features),
+    )
+    print(validate_dataset(out).format())
+    for note in notes:
+        print(f"note: {note}")
+    return 0
+
+
+def cmd_data_from_numpy(args: argparse.Namespace) -> int:
+    """Convert .npy windows and labels."""
+    from moola.data import validate_dataset
+    from moola.data.from_numpy import convert_numpy
+
+    out = convert_numpy(
+        args.x, args.y, args.out, unlabeled_npy=args.unlabeled, val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction, purge=args.purge, feature_names=_names(args.feature_names),
+    )
+    print(validate_dataset(out).format())
+    return 0
+
+
+def _add_split_options(p: argparse.ArgumentParser, unit: str) -> None:
+    """--val-fraction, --test-fraction, --purge: the temporal split both converters write."""
+    p.add_argument("--val-fraction", type=float, default=0.2, metavar="FRAC",
+                   help="last share of the labeled windows used as val (default 0.2)")
+    p.add_argument("--test-fraction", type=float, default=0.0, metavar="FRAC",
+                   help="last share held out as test, after val; no gate decision uses it (default 0)")
+    p.add_argument("--purge", type=int, default=0, metavar=unit.upper(),
+                   help=f"{unit} required between the last train window and the first val (and "
+                        f"val/test) window; closer windows are left out of the split (default 0)")
+
+
 def cmd_data_validate(args: argparse.Namespace) -> int:
     """Validate a dataset directory: 0 and a summary when valid, 1 and every problem otherwise."""
     from moola.data import validate_dataset
@@ -83,6 +128,34 @@ def _add_data(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("name", help="e.g. GunPoint, ItalyPowerDemand, BasicMotions")
     p.add_argument("--out", required=True, help="dataset directory to write")
     p.set_defaults(func=cmd_data_ucr)
+
+    p = sub.add_parser("from-csv", help="convert a CSV of bars and a CSV of labels (docs/BRING_YOUR_OWN_DATA.md)")
+    p.add_argument("bars", metavar="BARS.csv", help="one bar per row, oldest first: open, high, low, close "
+                   "(any case), optional time column, optional extra numeric columns")
+    p.add_argument("--labels", required=True, metavar="LABELS.csv",
+                   help="label + start_time (a bar's timestamp) or start_index (a bar's 0-based row); "
+                        "optional expansion_start, expansion_end")
+    p.add_argument("--out", required=True, metavar="DIR", help="dataset directory to write (replaced atomically)")
+    p.add_argument("--window", type=int, default=105, metavar="BARS", help="bars per window (default 105)")
+    p.add_argument("--stride", type=int, default=10, metavar="BARS",
+                   help="bars between unlabeled windows (default 10)")
+    _add_split_options(p, "bars")
+    p.add_argument("--time-column", metavar="NAME", help="the time column, if not named timestamp, time, "
+                   "datetime or date")
+    p.add_argument("--features", metavar="COLS", help="comma-separated feature columns (default: open, "
+                   "high, low, close and every other column)")
+    p.set_defaults(func=cmd_data_from_csv)
+
+    p = sub.add_parser("from-numpy", help="convert .npy windows (n, T, F) and labels (n,)")
+    p.add_argument("x", metavar="X.npy", help="windows, shape (n, T, F) or (n, T), rows in time order")
+    p.add_argument("y", metavar="y.npy", help="labels, shape (n,), integers or strings")
+    p.add_argument("--out", required=True, metavar="DIR", help="dataset directory to write (replaced atomically)")
+    p.add_argument("--unlabeled", metavar="U.npy", help="unlabeled windows for pretraining, same T and F "
+                   "(default: the test windows, which needs --test-fraction)")
+    _add_split_options(p, "rows")
+    p.add_argument("--feature-names", metavar="NAMES", help="comma-separated, one per feature (default "
+                   "f0, f1, ...; open,high,low,close marks OHLC bars)")
+    p.set_defaults(func=cmd_data_from_numpy)
 
     p = sub.add_parser("validate", help="check a dataset directory and print a summary or every problem")
     p.add_argument("dir", help="dataset directory")

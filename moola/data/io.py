@@ -167,11 +167,14 @@ def write_dataset(
     unlabeled: pa.Table,
     splits: dict[int, dict[str, list[int]]],
     meta: dict[str, Any],
+    check: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write a dataset directory atomically (temp dir next to `out_dir`, then rename).
 
     An existing `out_dir` is replaced only when it holds nothing but dataset files; anything
-    else is refused so a user directory is never deleted.
+    else is refused so a user directory is never deleted. `check(tmp_dir)` runs on the complete
+    temporary directory before it is renamed into place: if it raises, nothing is published
+    (converters validate their output this way).
     """
     out = Path(out_dir)
     if out.exists():
@@ -192,6 +195,8 @@ def write_dataset(
         for fold, split in splits.items():
             write_json(split, tmp / split_file(fold))
         write_json(meta, tmp / "meta.json")
+        if check is not None:
+            check(tmp)
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
         if out.exists():
             # swap: the old dataset stays whole until the new one is complete and in place

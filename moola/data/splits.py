@@ -1,4 +1,5 @@
-"""Split files: reading `splits/fold_<k>.json` and checking it against the labeled rows.
+"""Split files: reading `splits/fold_<k>.json` and checking it against the labeled rows, and the
+temporal split with purge gaps that the converters (`moola data from-csv|from-numpy`) write.
 
 Splits are temporal: rows of the labeled file are in time order and every train index precedes
 every val index (and every val index precedes every test index), so validation never looks at
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moola.data.schema import SPLIT_KEYS, SPLIT_ROLES
+from moola.data.schema import SPLIT_KEYS, SPLIT_ROLES, DataError
 from moola.data.io import Problem
 
 
@@ -126,3 +127,50 @@ def _check_indices(split: dict[str, np.ndarray], n_rows: int, path: Path, proble
             )
             ok = False
     return ok
+
+
+def temporal_split(
+    start: np.ndarray, end: np.ndarray, *, val_fraction: float, test_fraction: float = 0.0,
+    purge: int = 0, unit: str = "bars",
+) -> tuple[dict[str, list[int]], dict[str, int]]:
+    """Split rows in time order into train, val and (optional) test blocks, with purge gaps.
+
+    start, end: (n,) the first and last time position (bar, or row) each row's window covers,
+    in row order (non-decreasing). The last `test_fraction` of the rows are test, the
+    `val_fraction` before them val, the rest train. A row is left out of every role when its
+    window ends fewer than `purge` + 1 positions before the next block's first window starts:
+    windows that share bars (or lie within `purge` bars) of the rows a model is judged on would
+    let it see them (Lopez de Prado's purging). Returns (split file content, {"train": rows
+    purged, "val": rows purged}); too few rows for a split raise `DataError` naming the option.
+    """
+    start, end = np.asarray(start, np.int64), np.asarray(end, np.int64)
+    n = len(start)
+    if not 0 < val_fraction < 1:
+        raise DataError(f"--val-fraction {val_fraction} must lie between 0 and 1 (e.g. 0.2)")
+    if not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise DataError(f"--test-fraction {test_fraction} must be >= 0 and leave training rows next to "
+                        f"--val-fraction {val_fraction} (their sum must be below 1)")
+    if purge < 0:
+        raise DataError(f"--purge {purge} must be >= 0 ({unit} between the last train window and the first val window)")
+    n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
+    n_val = max(1, round(n * val_fraction))
+    cut_val, cut_test = n - n_test - n_val, n - n_test
+    if cut_val < 1:
+        raise DataError(f"{n} labeled windows are too few for {n_val} val and {n_test} test windows "
+                        f"and at least one train window; label more windows or lower --val-fraction")
+    rows = np.arange(n)
+    train = rows[:cut_val][end[:cut_val] + purge < start[cut_val]]
+    val = rows[cut_val:cut_test]
+    if n_test:
+        val = val[end[val] + purge < start[cut_test]]
+    purged = {"train": int(cut_val - len(train)), "val": int(n_val - len(val))}
+    for role, kept, before in (("train", train, "val"), ("val", val, "test")):
+        if not len(kept):
+            raise DataError(
+                f"no {role} window is left after purging the {purged[role]} that end within "
+                f"--purge {purge} {unit} of the first {before} window (windows sharing {unit} are "
+                f"always purged); label more windows, lower --purge, or change --val-fraction/--test-fraction")
+    split = {"train_idx": train.tolist(), "val_idx": val.tolist()}
+    if n_test:
+        split["test_idx"] = rows[cut_test:].tolist()
+    return split, purged
