@@ -352,28 +352,17 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if typ is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
+    if typ in (int, float):
+        what = "an integer" if typ is int else "a number"
+        accepted = (int,) if typ is int else (int, float)  # an int is a number, not vice versa
+        if isinstance(value, accepted) and not isinstance(value, bool):
+            return typ(value)
         if isinstance(value, str):
             try:
-                return int(value.strip())
+                return typ(value.strip())
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if typ is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        raise ConfigError(f"{where}: expected {what}, got {value!r}")
     if typ is str:
         if isinstance(value, str):
             return value

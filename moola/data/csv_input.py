@@ -58,6 +58,19 @@ def _line(row: int) -> str:
     return f"line {row + 2}"
 
 
+def _open_table(path: str | Path, problems: InputProblems | None):
+    """A CSV read for checking: (path, whether the problems are ours to raise, the problems,
+    the frame, its columns by casefolded name, the columns as written). Unreadable: raises."""
+    path = Path(path)
+    own = problems is None
+    problems = InputProblems(str(path)) if own else problems
+    df = _read_csv(path, problems)
+    if df is None:
+        problems.raise_if_any()
+    return path, own, problems, df, _columns_by_name(df, path, problems), \
+        ", ".join(map(repr, df.columns))
+
+
 def _read_csv(path: Path, problems: InputProblems) -> pd.DataFrame | None:
     """Every cell as a string (parsed later, so a bad cell can be named); None when unreadable."""
     if not path.is_file():
@@ -131,14 +144,7 @@ def _times(df: pd.DataFrame, col: str, path: Path, problems: InputProblems) -> p
 def read_bars(path: str | Path, *, time_column: str | None = None, features: list[str] | None = None,
               problems: InputProblems | None = None) -> Bars:
     """Read BARS.csv (see the module docstring); every problem names the line or column and the fix."""
-    path = Path(path)
-    own = problems is None
-    problems = InputProblems(str(path)) if own else problems
-    df = _read_csv(path, problems)
-    if df is None:
-        problems.raise_if_any()
-    cols = _columns_by_name(df, path, problems)
-    found = ", ".join(map(repr, df.columns))
+    path, own, problems, df, cols, found = _open_table(path, problems)
     # the time column: named, or the one recognisable name present
     tcol = None
     if time_column is not None:
@@ -226,14 +232,7 @@ def _offsets(raw: pd.Series, col: str, starts: np.ndarray, bars: Bars, path: Pat
 
 def read_labels(path: str | Path, bars: Bars, window: int, problems: InputProblems | None = None) -> Labels:
     """Read LABELS.csv and place each label on the window it names (see the module docstring)."""
-    path = Path(path)
-    own = problems is None
-    problems = InputProblems(str(path)) if own else problems
-    df = _read_csv(path, problems)
-    if df is None:
-        problems.raise_if_any()
-    cols = _columns_by_name(df, path, problems)
-    found = ", ".join(map(repr, df.columns))
+    path, own, problems, df, cols, found = _open_table(path, problems)
     unknown = [cols[c] for c in cols if c not in LABEL_COLUMNS]
     for c in unknown:
         problems.add(f"{path}: unknown column {c!r}; allowed: {', '.join(LABEL_COLUMNS)} - remove or "

@@ -13,7 +13,7 @@ and the predicted-class distribution, and a model that predicts (almost) one cla
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -108,7 +108,7 @@ def script_fields(m: dict[str, Any], train_acc: list[float] | None = None) -> di
     return out
 
 
-def replicated_metrics(ctx: GateContext, w: dict[str, Any]) -> dict[str, Any]:
+def replicated_metrics(ctx: GateContext, w: TrainedModel) -> dict[str, Any]:
     """Pooled metrics of a replicated model, its per-seed spread, the held-out test score and
     the scripts' fields (:func:`script_fields`)."""
     from moola.judging import seed_spread
@@ -129,13 +129,13 @@ def replicated_metrics(ctx: GateContext, w: dict[str, Any]) -> dict[str, Any]:
     return m
 
 
-def _one_class(w: dict[str, Any], rep: dict[str, Any]) -> bool:
+def _one_class(w: TrainedModel, rep: Mapping[str, Any]) -> bool:
     seeds = [int(s) for s in w.seeds]
     r = seeds.index(int(rep["seed"]))
     return len(np.unique(w.pred[r][w.fold_of == rep["fold"]])) == 1
 
 
-def _seed_disagreement(ctx: GateContext, w: dict[str, Any], passes) -> str | None:
+def _seed_disagreement(ctx: GateContext, w: TrainedModel, passes) -> str | None:
     """'the outcome differs across seeds: ...' when `passes(metrics_of_one_seed)` disagrees."""
     outcomes = {int(s): bool(passes(score(ctx, w.y, w.pred[i])))
                 for i, s in enumerate(w.seeds)}
@@ -155,7 +155,7 @@ def _test_note(m: dict[str, Any]) -> list[str]:
             f"(CI {t['ci'][0]:.3f}-{t['ci'][1]:.3f}, n={t['n']})"]
 
 
-def _same_windows(*works: dict[str, Any]) -> None:
+def _same_windows(*works: TrainedModel) -> None:
     """Paired comparisons need both models' predictions of the same scored windows."""
     first = works[0]
     for w in works[1:]:
@@ -164,6 +164,12 @@ def _same_windows(*works: dict[str, Any]) -> None:
                 f"paired comparison of artifacts {first['artifact'].get('key')} and "
                 f"{w['artifact'].get('key')}: they scored different windows (built under other "
                 f"folds); rerun with --rebuild")
+
+
+def _paired(ctx: GateContext, new: TrainedModel, ref: TrainedModel) -> tuple[dict, dict]:
+    """Metrics of the replicated model `new` and of `ref`, which scored the same windows."""
+    _same_windows(ref, new)
+    return replicated_metrics(ctx, new), score(ctx, ref.y, ref.pred)
 
 
 def _compare(ctx: GateContext, reference: str, y: np.ndarray, pred_ref: np.ndarray,
@@ -215,6 +221,22 @@ def _route(outcome: str, cmp: dict[str, Any], *, policy: str, failed: str, what:
         (problems if policy == "fail" else warnings).append(f"{failed} (policy '{policy}')")
         return warnings, None
     return warnings, inconclusive_text(cmp, what) if outcome == "inconclusive" else None
+
+
+def _policy_comparison(ctx: GateContext, reference: str, ref: TrainedModel, pred_new: np.ndarray,
+                       seeds: Any, threshold: float, *, policy: str, problems: list[str],
+                       failed, what: str) -> tuple[dict, str | None, list[str], str | None]:
+    """A policy-governed comparison (gates 2 and 6): `pred_new` minus `ref` passes above
+    `threshold` and fails below it, significantly; a failure goes where the policy says, in
+    the words of `failed(comparison)`. Returns (comparison, per-seed note, warnings,
+    inconclusive reason)."""
+    cmp = _compare(ctx, reference, ref.y, ref.pred, pred_new)
+    outcome, differs = _decide(ctx, cmp, ref.y, ref.pred, pred_new, seeds,
+                               pass_above=threshold, fail_below=threshold)
+    cmp.update(policy=policy, outcome=outcome)
+    warnings, inconclusive = _route(outcome, cmp, policy=policy, problems=problems,
+                                    failed=failed(cmp), what=what)
+    return cmp, differs, warnings, inconclusive
 
 
 def _protocol_text(m: dict[str, Any]) -> str:
@@ -319,19 +341,18 @@ def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
         problems.append(f"the MiniRocket control is no better than chance (balanced accuracy "
                         f"{mc['balanced_accuracy']:.3f}); the data may carry no signal")
     # baseline minus control: passed when the baseline is significantly within the margin
-    cmp = _compare(ctx, "gate_2_control_minirocket", c.y, c.pred, b.pred)
-    outcome, differs = _decide(ctx, cmp, c.y, c.pred, b.pred, b.seeds,
-                               pass_above=-g.control_margin, fail_below=-g.control_margin)
-    cmp.update(baseline_macro_f1=mb["macro_f1"], control_macro_f1=mc["macro_f1"],
-               margin=g.control_margin, policy=g.control_policy, outcome=outcome)
-    warnings, inconclusive = _route(
-        outcome, cmp, policy=g.control_policy, problems=problems,
-        failed=(f"MiniRocket beats the deep baseline by more than the margin "
-                f"{g.control_margin}: macro-F1 {mc['macro_f1']:.3f} vs {mb['macro_f1']:.3f} "
-                f"(baseline minus control {ci_text(cmp)}); the deep model is not earning its "
-                f"cost: fix it, or use the control"),
+    cmp, differs, warnings, inconclusive = _policy_comparison(
+        ctx, "gate_2_control_minirocket", c, b.pred, b.seeds, -g.control_margin,
+        policy=g.control_policy, problems=problems,
+        failed=lambda cmp: (
+            f"MiniRocket beats the deep baseline by more than the margin {g.control_margin}: "
+            f"macro-F1 {mc['macro_f1']:.3f} vs {mb['macro_f1']:.3f} (baseline minus control "
+            f"{ci_text(cmp)}); the deep model is not earning its cost: fix it, or use the "
+            f"control"),
         what=(f"whether the deep baseline is within {g.control_margin} macro-F1 of MiniRocket "
               f"({mb['macro_f1']:.3f} vs {mc['macro_f1']:.3f})"))
+    cmp.update(baseline_macro_f1=mb["macro_f1"], control_macro_f1=mc["macro_f1"],
+               margin=g.control_margin)
     ok = (f"the baseline is within {g.control_margin} macro-F1 of the control, significantly: "
           f"baseline {mb['macro_f1']:.3f} vs control {mc['macro_f1']:.3f} ({ci_text(cmp)})")
     return _verdict(ctx, gate, problems, ok, warnings, inconclusive,
@@ -409,11 +430,8 @@ def gate_4_finetune_enhanced(ctx: GateContext) -> Verdict:
     from moola.judging import ci_text, inconclusive_text
 
     gate, g = "gate_4_finetune_enhanced", ctx.cfg.gates
-    f = artifacts.finetuned(ctx)
-    b = artifacts.baseline(ctx)
-    _same_windows(b, f)
-    m = replicated_metrics(ctx, f)
-    mb = score(ctx, b.y, b.pred)
+    f, b = artifacts.finetuned(ctx), artifacts.baseline(ctx)
+    m, mb = _paired(ctx, f, b)
     lr = f.info["load_report"]
     problems = []
     if not lr["ok"]:
@@ -469,11 +487,8 @@ def gate_5_augment(ctx: GateContext) -> Verdict:
     from moola.judging import ci_text, inconclusive_text
 
     gate, g, a = "gate_5_augment", ctx.cfg.gates, ctx.cfg.augment
-    w = artifacts.augmented(ctx)
-    f = artifacts.finetuned(ctx)
-    _same_windows(f, w)
-    m = replicated_metrics(ctx, w)
-    mf = score(ctx, f.y, f.pred)
+    w, f = artifacts.augmented(ctx), artifacts.finetuned(ctx)
+    m, mf = _paired(ctx, w, f)
     ps = _pseudo_summary(w.replicas)
     problems = []
     if ps["n_accepted"] == 0:
@@ -522,11 +537,8 @@ def gate_6_baseline_simplelstm(ctx: GateContext) -> Verdict:
     from moola.judging import ci_text
 
     gate, g = "gate_6_baseline_simplelstm", ctx.cfg.gates
-    s = artifacts.simple(ctx)
-    f = artifacts.finetuned(ctx)
-    _same_windows(f, s)
-    m = replicated_metrics(ctx, s)
-    mf = score(ctx, f.y, f.pred)
+    s, f = artifacts.simple(ctx), artifacts.finetuned(ctx)
+    m, mf = _paired(ctx, s, f)
     problems = []
     devices = sorted({d for r in s.replicas for d in r["param_devices"]})
     if devices != [s.info["device"]]:
@@ -534,19 +546,17 @@ def gate_6_baseline_simplelstm(ctx: GateContext) -> Verdict:
                         f"{s.info['device']}: a layer was created off-device")
     problems += classifier_problems("SimpleLSTM", m, require_skill=False)
     # finetuned minus simple: passed when the pretrained machinery is significantly better
-    cmp = _compare(ctx, "gate_6_baseline_simplelstm", s.y, s.pred, f.pred)
-    outcome, differs = _decide(ctx, cmp, s.y, s.pred, f.pred, s.seeds,
-                               pass_above=0.0, fail_below=0.0)
-    cmp.update(simple_macro_f1=m["macro_f1"], finetuned_macro_f1=mf["macro_f1"],
-               policy=g.simple_policy, outcome=outcome)
-    warnings, inconclusive = _route(
-        outcome, cmp, policy=g.simple_policy, problems=problems,
-        failed=(f"the simple unidirectional SimpleLSTM (hidden {ctx.cfg.model.simple_hidden}) "
-                f"is significantly better than the pretrained model: macro-F1 "
-                f"{m['macro_f1']:.3f} vs {mf['macro_f1']:.3f} (pretrained minus simple "
-                f"{ci_text(cmp)}); the extra machinery is not paying for itself"),
+    cmp, differs, warnings, inconclusive = _policy_comparison(
+        ctx, "gate_6_baseline_simplelstm", s, f.pred, s.seeds, 0.0,
+        policy=g.simple_policy, problems=problems,
+        failed=lambda cmp: (
+            f"the simple unidirectional SimpleLSTM (hidden {ctx.cfg.model.simple_hidden}) is "
+            f"significantly better than the pretrained model: macro-F1 {m['macro_f1']:.3f} vs "
+            f"{mf['macro_f1']:.3f} (pretrained minus simple {ci_text(cmp)}); the extra "
+            f"machinery is not paying for itself"),
         what=(f"whether the pretrained model beats the simple SimpleLSTM "
               f"({mf['macro_f1']:.3f} vs {m['macro_f1']:.3f})"))
+    cmp.update(simple_macro_f1=m["macro_f1"], finetuned_macro_f1=mf["macro_f1"])
     ok = (f"SimpleLSTM trained on {s.info['device']}: macro-F1 {m['macro_f1']:.3f}, "
           f"significantly below the pretrained model's {mf['macro_f1']:.3f} ({ci_text(cmp)})")
     return _verdict(ctx, gate, problems, ok, warnings, inconclusive,

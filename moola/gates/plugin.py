@@ -346,61 +346,41 @@ def moola_config(request: pytest.FixtureRequest):
     return request.config.stash[CTX_KEY].cfg
 
 
-@pytest.fixture(scope="session")
-def dataset(request: pytest.FixtureRequest):
-    """The run's windows, labels, split and folds (moola.gates.artifacts.DatasetView); gate 0."""
-    from moola.gates import artifacts
+def _artifact_fixture(name: str, producer_gate: str, doc: str):
+    """A session fixture handing out `moola.gates.artifacts.<getter>(ctx)` (see _artifact)."""
+    getter = name.removesuffix("_model")
 
-    return _artifact(request, "gate_0_env", artifacts.dataset)
+    def fixture(request: pytest.FixtureRequest):
+        from moola.gates import artifacts
 
+        return _artifact(request, producer_gate, getattr(artifacts, getter))
 
-@pytest.fixture(scope="session")
-def baseline_model(request: pytest.FixtureRequest):
-    """Gate 1's EnhancedSimpleLSTM from scratch (artifacts.TrainedModel: out-of-fold predictions,
-    replicas, load_models())."""
-    from moola.gates import artifacts
-
-    return _artifact(request, "gate_1_smoke_enhanced", artifacts.baseline)
+    fixture.__doc__, fixture.__name__ = doc, name
+    return pytest.fixture(scope="session", name=name)(fixture)
 
 
-@pytest.fixture(scope="session")
-def control_model(request: pytest.FixtureRequest):
-    """Gate 2's MiniRocket control (artifacts.TrainedModel; no torch module)."""
-    from moola.gates import artifacts
-
-    return _artifact(request, "gate_2_control_minirocket", artifacts.control)
-
-
-@pytest.fixture(scope="session")
-def encoder(request: pytest.FixtureRequest):
-    """Gate 3's pretrained encoder (artifacts.Encoder: load(), config, reconstruction, probes)."""
-    from moola.gates import artifacts
-
-    return _artifact(request, "gate_3_pretrain_bilstm", artifacts.encoder)
-
-
-@pytest.fixture(scope="session")
-def finetuned_model(request: pytest.FixtureRequest):
-    """Gate 4's finetuned EnhancedSimpleLSTM (artifacts.TrainedModel; info: load_report)."""
-    from moola.gates import artifacts
-
-    return _artifact(request, "gate_4_finetune_enhanced", artifacts.finetuned)
-
-
-@pytest.fixture(scope="session")
-def augmented_model(request: pytest.FixtureRequest):
-    """Gate 5's model trained with pseudo-samples (artifacts.TrainedModel)."""
-    from moola.gates import artifacts
-
-    return _artifact(request, "gate_5_augment", artifacts.augmented)
-
-
-@pytest.fixture(scope="session")
-def simple_model(request: pytest.FixtureRequest):
-    """Gate 6's unidirectional SimpleLSTM (artifacts.TrainedModel; info: device)."""
-    from moola.gates import artifacts
-
-    return _artifact(request, "gate_6_baseline_simplelstm", artifacts.simple)
+dataset = _artifact_fixture(
+    "dataset", "gate_0_env",
+    "The run's windows, labels, split and folds (moola.gates.artifacts.DatasetView); gate 0.")
+baseline_model = _artifact_fixture(
+    "baseline_model", "gate_1_smoke_enhanced",
+    "Gate 1's EnhancedSimpleLSTM from scratch (artifacts.TrainedModel: out-of-fold "
+    "predictions, replicas, load_models()).")
+control_model = _artifact_fixture(
+    "control_model", "gate_2_control_minirocket",
+    "Gate 2's MiniRocket control (artifacts.TrainedModel; no torch module).")
+encoder = _artifact_fixture(
+    "encoder", "gate_3_pretrain_bilstm",
+    "Gate 3's pretrained encoder (artifacts.Encoder: load(), config, reconstruction, probes).")
+finetuned_model = _artifact_fixture(
+    "finetuned_model", "gate_4_finetune_enhanced",
+    "Gate 4's finetuned EnhancedSimpleLSTM (artifacts.TrainedModel; info: load_report).")
+augmented_model = _artifact_fixture(
+    "augmented_model", "gate_5_augment",
+    "Gate 5's model trained with pseudo-samples (artifacts.TrainedModel).")
+simple_model = _artifact_fixture(
+    "simple_model", "gate_6_baseline_simplelstm",
+    "Gate 6's unidirectional SimpleLSTM (artifacts.TrainedModel; info: device).")
 
 
 @pytest.fixture(scope="session")
