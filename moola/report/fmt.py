@@ -9,6 +9,7 @@ never as Python or JSON text.
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 from typing import Any
 
@@ -35,11 +36,12 @@ def number(x: Any, spec: str | None = None, digits: int = 3) -> str:
     """One number as a person reads it.
 
     With `spec` (a format spec such as ``".4g"`` or ``"+.3f"``) that spec; otherwise integers
-    get thousands separators, floats `digits` decimals, values under 0.5e-`digits` (not zero)
-    two significant digits and values of 1,000 or more one decimal. Never "-0.000".
+    as they are, with thousands separators from 10,000 (a seed 1017 is not "1,017"), floats
+    `digits` decimals, values under 0.5e-`digits` (not zero) two significant digits and values
+    of 1,000 or more one decimal. Never "-0.000".
     """
     if isinstance(x, int) and not isinstance(x, bool) and spec is None:
-        return f"{x:,}"
+        return f"{x:,}" if abs(x) >= 10_000 else str(x)
     v = num(x)
     if v is None:
         return DASH
@@ -101,6 +103,14 @@ def human_duration(seconds: Any) -> str:
     return f"{d} d {h} h"
 
 
+def local_time(unix: Any) -> str:
+    """``2026-12-02 03:46`` in the local time zone; "—" when unknown."""
+    t = num(unix)
+    if t is None:
+        return DASH
+    return _dt.datetime.fromtimestamp(t).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
 def text(x: Any) -> str:
     """A value as one line of text; "—" for None or blank."""
     if x is None or (isinstance(x, str) and not x.strip()):
@@ -114,20 +124,30 @@ def is_interval_key(key: Any) -> bool:
     return isinstance(key, str) and (key == "ci" or key.endswith("_ci"))
 
 
+def is_precise_key(key: Any) -> bool:
+    """Whether a field named `key` is an error or a ratio near 1 (``interp_mse``, ``val_loss``,
+    ``ratio``), where the digits a gate judges lie beyond the third decimal (0.12146 vs
+    0.12142): those keep four significant digits."""
+    return isinstance(key, str) and any(w in key for w in ("mse", "loss", "ratio"))
+
+
 def value(x: Any, digits: int = 3, key: Any = None) -> str:
-    """Any recorded value as plain text: numbers by :func:`number`, booleans yes/no, lists
-    element by element, dicts as ``key value; key value``; a field named like an interval
-    (:func:`is_interval_key`) as ``[lo, hi]``."""
+    """Any recorded value as plain text: numbers by :func:`number` (four significant digits
+    for :func:`is_precise_key` fields), booleans yes/no, lists element by element, dicts as
+    ``key value; key value``; a field named like an interval (:func:`is_interval_key`) as
+    ``[lo, hi]``."""
     if isinstance(x, bool):
         return "yes" if x else "no"
     if x is None:
         return DASH
+    if isinstance(x, float) and is_precise_key(key):
+        return number(x, ".4g")
     if isinstance(x, (int, float)):
         return number(x, digits=digits)
     if is_interval_key(key) and is_interval(x):
         return interval(x, digits)
     if isinstance(x, (list, tuple)):
-        return ", ".join(value(v, digits) for v in x) if x else DASH
+        return ", ".join(value(v, digits, key) for v in x) if x else DASH
     if isinstance(x, dict):
         return "; ".join(f"{k} {value(v, digits, k)}" for k, v in x.items()) if x else DASH
     return text(x)

@@ -16,7 +16,7 @@ from moola.report.summary import format_summary
     (-0.0, None, "0.000"),
     (0.0004997501249375312, None, "0.0005"),  # a permutation p-value, not "0.000"
     (0.7583165497604001, None, "0.758"),
-    (1234, None, "1,234"),
+    (1017, None, "1017"), (12345, None, "12,345"),  # a seed is not a quantity; a count is
     (12345.67, None, "12,345.7"),
     (math.nan, None, "—"), (None, None, "—"), ("abc", None, "—"), (True, None, "—"),
 ])
