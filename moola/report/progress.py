@@ -107,8 +107,8 @@ def progress(status: dict[str, Any], records: list[dict[str, Any]],
 
     finished = [g for g in chain if g in finished_live or g in ours]
     to_come = [g for g in chain if g not in finished and g != gate]
-    chain_eta, note = None, ""
-    if chain:
+    chain_eta, note = None, ""  # nothing to estimate once the last gate is over
+    if chain and (to_come or not gate_over):
         unknown = [g for g in to_come if g not in estimates]
         if gate_eta is None and gate is not None and not gate_over:
             note = f"not yet: no estimate for {gate} so far"

@@ -370,3 +370,12 @@ def test_the_real_writers_say_which_gate_and_which_replica(tmp_path, monkeypatch
     text = watch.render(mid, [], watch.assess(mid), now=mid["updated_unix"], width=100)
     assert "gate gate_8_replicas (9th of 9 in the chain)" in text
     assert "replica 2 of 2" in text and "seed1017_fold0" in text
+
+
+def test_a_finished_chain_has_no_eta_left(tmp_path):
+    over = chain_status(gate="gate_7_ensemble", phase="done", pid=dead_pid(),
+                        gates={g: {"status": "passed"} for g in CHAIN})
+    write_status(tmp_path, **over)
+    text, code, state = watch.snapshot(tmp_path, stale_after=120, now=NOW)
+    assert (code, state) == (0, "done")
+    assert "8 of 8 gates finished" in text and "ETA" not in text
