@@ -294,7 +294,7 @@ def _scores(run: RunSummary) -> dict[str, float]:
     return out
 
 
-def history(runs: list[RunSummary], current: str | None, badge) -> str:
+def history(runs: list[RunSummary], current: str | None) -> str:
     """The runs in the log (newest first) with each model's macro-F1, and its trend (HTML)."""
     if not runs:
         return '<p class="none">no runs in the log</p>'
@@ -303,16 +303,22 @@ def history(runs: list[RunSummary], current: str | None, badge) -> str:
     gates = sorted({g for s in scores for g in s}, key=gate_sort_key)
     # long gate names break after their underscores instead of widening the table
     head = "".join(f"<th>{esc(g).replace('_', '_<wbr>')}</th>" for g in gates)
-    out = ['<div class="scroll"><table class="history"><tr><th>#</th><th>run</th><th>started</th>'
-           f'<th>profile</th><th>data</th><th>gates</th>{head}<th>time</th></tr>']
+    out = ['<div class="scroll"><table class="history"><tr><th rowspan="2">#</th>'
+           '<th rowspan="2">run, started</th><th rowspan="2">profile, data</th>'
+           '<th rowspan="2">gates</th>'
+           + (f'<th colspan="{len(gates)}">macro-F1 (pooled out-of-fold)</th>' if gates else "")
+           + f'<th rowspan="2">time</th></tr><tr>{head}</tr>']
     first = len(runs) - len(shown) + 1
     for i, (run, sc) in reversed(list(enumerate(zip(shown, scores)))):
-        statuses = " ".join(f"{badge(s)} {n}" for s, n in run.counts.items())
+        statuses = "<br>".join(f'<span class="st-{esc(s)}">{n} {esc(s)}</span>'
+                               for s, n in run.counts.items())
         cells = "".join(f'<td class="num">{fmt.number(sc.get(g))}</td>' for g in gates)
         cls = ' class="current"' if run.run_id == current else ""
-        out.append(f'<tr{cls}><td class="num">{first + i}</td><td>{esc(run.run_id)}</td>'
-                   f'<td>{fmt.local_time(run.started)}</td><td>{esc(run.profile)}</td><td>{esc(run.data)}</td>'
-                   f'<td>{statuses}</td>{cells}<td class="num">{fmt.human_duration(run.duration_s)}</td></tr>')
+        out.append(f'<tr{cls}><td class="num">{first + i}</td><td>{esc(run.run_id)}<br>'
+                   f'<span class="meta">{fmt.local_time(run.started)}</span></td>'
+                   f'<td>{esc(run.profile)}<br><span class="meta">{esc(run.data)}</span></td>'
+                   f'<td class="small">{statuses}</td>{cells}'
+                   f'<td class="num">{fmt.human_duration(run.duration_s)}</td></tr>')
     out.append("</table></div>")
     if len(runs) > len(shown):
         out.append(f'<p class="meta">the newest {len(shown)} of {len(runs)} runs</p>')

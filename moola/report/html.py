@@ -75,6 +75,8 @@ ul.legend{list-style:none;padding:0;margin:.2em 0;font-size:.82em;color:#57606a;
 ul.legend svg{vertical-align:middle}
 table.cm td.num{min-width:4.5em;text-align:center}
 tr.current td{font-weight:600}
+td.small{font-size:.82em;white-space:nowrap}
+table.history th,table.history td{font-size:.84em;padding:3px 6px}
 .st-passed{color:#1a7f37}.st-warning{color:#9a6700}.st-inconclusive{color:#0550ae}
 .st-failed{color:#cf222e}.st-skipped{color:#57606a}
 """
@@ -346,7 +348,7 @@ def build_report(reports_dir: str | Path = "reports", run_id: str | None = None)
     parts.append('<section id="models"><h2>Models side by side</h2>'
                  + charts.model_table(rows, anchor) + "</section>")
     parts.append('<section id="history"><h2>History of the runs in the log</h2>'
-                 + charts.history(all_runs, run_id, badge) + "</section>")
+                 + charts.history(all_runs, run_id) + "</section>")
     names = _class_names(rows)
     parts += [gate_section(reports, g, rows[g], names) for g in sorted(rows, key=gate_sort_key)]
     parts.append("</body></html>\n")
