@@ -370,8 +370,11 @@ def write_report(reports_dir: str | Path = "reports", out: str | Path | None = N
 def report_main(argv: list[str] | None = None) -> int:
     """Entry point of ``moola report``: 0 written; 1 unknown run id (the runs are listed);
     2 no results to report."""
-    p = argparse.ArgumentParser(prog="moola report",
-                                description="Write one self-contained HTML page for a run.")
+    p = argparse.ArgumentParser(
+        prog="moola report",
+        description="Write one self-contained HTML page for a run of the results log. Exit 0: "
+        "written; 1: unknown --run-id (the runs in the log are listed, the page is left as it "
+        "was); 2: no results to report.")
     p.add_argument("--reports", default="reports", metavar="DIR",
                    help="reports directory (default: reports)")
     p.add_argument("--out", default=None, metavar="FILE",
