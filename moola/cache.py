@@ -37,9 +37,9 @@ from typing import Any, Callable, Iterable
 from filelock import FileLock
 
 import moola
-from moola.diskspace import writing
 from moola.gates.verdict import jsonable
 from moola.io_utils import atomic_write_json
+from moola.report.jsonl import append_json, scan
 
 MANIFEST = "manifest.json"
 DAMAGED = ".damaged"  # <kind>/.damaged/<key>-<time>: entries that failed verification, kept to inspect
@@ -215,28 +215,12 @@ class ArtifactCache:
 
     def events(self) -> list[dict[str, Any]]:
         """Every hit/build event recorded in this cache (used by tests and `moola report`)."""
-        p = self.root / "events.jsonl"
-        if not p.exists():
-            return []
-        out = []
-        for line in p.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line from a killed process
-        return out
+        return scan(self.root / "events.jsonl").records  # a torn last line is skipped
 
     def _log_event(self, kind: str, key: str, event: str, **detail: Any) -> None:
         rec = {"kind": kind, "key": key, "event": event, "run_id": self.run_id,
                "pid": os.getpid(), "at": time.time(), **detail}
-        line = (json.dumps(rec) + "\n").encode()
-        path = self.root / "events.jsonl"
-        with writing(path, len(line)):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                os.write(fd, line)  # one write on an O_APPEND fd: lines never interleave
-            finally:
-                os.close(fd)
+        append_json(self.root / "events.jsonl", [rec])  # one O_APPEND write: never interleaved
 
 
 def _read_manifest(p: Path) -> dict[str, Any] | None:

@@ -170,9 +170,11 @@ def _add_delegated(subparsers: argparse._SubParsersAction) -> None:
     """`moola status` and `moola report` parse their own options (see their --help)."""
 
     for name, func, help_ in (
-        ("status", lambda a: _status_main(a.rest), "show the live run: gate, progress, loss, ETA, finished gates "
+        ("status", lambda a: _status_main(a.rest), "show where the run is: the gate and its place in the "
+                           "chain, replica i of R, ETAs of the gate and the chain, finished gates "
                            "(--watch to follow)"),
-        ("report", lambda a: _report_main(a.rest), "write reports/report.html: summary table, verdicts, pictures"),
+        ("report", lambda a: _report_main(a.rest), "write reports/report.html: summary, models side by "
+                           "side, history across runs, verdicts and charts per gate"),
     ):
         p = subparsers.add_parser(name, help=help_, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER)

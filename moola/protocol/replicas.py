@@ -70,6 +70,9 @@ def train_replicas(ctx, gate: str, folds: list[Fold], seeds: list[int], make_mod
             rdir = workdir / rep.name
             done = rdir / "done.json"
             if not done.is_file():  # train it (resuming from its last checkpoint if killed)
+                # moola status shows the gate's progress as replica i of R, not one fit's epochs
+                ctx.status.update(gate=gate, replica=rep.name, replica_index=len(summaries) + 1,
+                                  replica_count=len(seeds) * len(folds))
                 rdir.mkdir(parents=True, exist_ok=True)
                 X_fit, y_fit = ds.X[fold.fit_idx], ds.y[fold.fit_idx]
                 info: dict[str, Any] = {}

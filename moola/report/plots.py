@@ -12,6 +12,7 @@ import csv
 import io
 import logging
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,6 +25,7 @@ TRAIN_LOSS_COLUMNS = ("train_loss_epoch", "train_loss")  # per-epoch train loss,
 TRAIN_STEP_LOSS_COLUMN = "train_loss_step"  # averaged per epoch when no epoch column exists
 VAL_LOSS_COLUMN = "val_loss"
 VAL_F1_COLUMN = "val_macro_f1"
+VAL_RATIO_COLUMN = "val_ratio"  # pretraining: masked MSE over linear interpolation's
 
 
 def _figure_api():
@@ -49,6 +51,12 @@ def _save_atomic(fig: Any, canvas_cls: Any, out_png: str | Path) -> Path:
     return out
 
 
+def _wrap(title: str, fig_width_in: float) -> str:
+    """`title` broken into lines that fit the figure: a long gate and model name was cut off
+    at both edges of a confusion matrix (about 8 characters of a 12 pt title per inch)."""
+    return textwrap.fill(title, max(20, int(8 * fig_width_in)), break_long_words=False)
+
+
 def _float(cell: str | None) -> float | None:
     if cell is None or not cell.strip():
         return None
@@ -62,14 +70,15 @@ def _float(cell: str | None) -> float | None:
 def read_epoch_curves(metrics_csv_path: str | Path) -> dict[str, dict[int, float]]:
     """Per-epoch series from a Lightning CSVLogger ``metrics.csv`` (blank = not logged).
 
-    Returns {"train_loss": {epoch: v}, "val_loss": {...}, "val_macro_f1": {...}}, each holding
-    only the epochs where it was logged. For a per-epoch column the last value logged in an epoch
+    Returns {"train_loss": {epoch: v}, "val_loss": {...}, "val_macro_f1": {...},
+    "val_ratio": {...}}, each holding only the epochs where it was logged. For a per-epoch column the last value logged in an epoch
     wins; the step loss is averaged per epoch when no epoch-level train loss was logged.
     """
     with open(metrics_csv_path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     cols = set(rows[0]) if rows else set()
-    last: dict[str, dict[int, float]] = {"train_loss": {}, "val_loss": {}, "val_macro_f1": {}}
+    last: dict[str, dict[int, float]] = {"train_loss": {}, "val_loss": {}, "val_macro_f1": {},
+                                         "val_ratio": {}}
     step_sums: dict[int, list[float]] = {}
     train_col = next((c for c in TRAIN_LOSS_COLUMNS if c in cols), None)
     for row in rows:
@@ -78,7 +87,7 @@ def read_epoch_curves(metrics_csv_path: str | Path) -> dict[str, dict[int, float
             continue
         ep = int(ep)
         for key, col in (("train_loss", train_col), ("val_loss", VAL_LOSS_COLUMN),
-                         ("val_macro_f1", VAL_F1_COLUMN)):
+                         ("val_macro_f1", VAL_F1_COLUMN), ("val_ratio", VAL_RATIO_COLUMN)):
             v = _float(row.get(col)) if col else None
             if v is not None:
                 last[key][ep] = v
@@ -146,7 +155,7 @@ def plot_learning_curves(metrics_csv_path: str | Path, out_png: str | Path,
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_wrap(title, fig.get_figwidth()))
     fig.tight_layout()
     return _save_atomic(fig, Canvas, out_png)
 
@@ -193,6 +202,6 @@ def plot_confusion_matrix(cm: Any, class_names: Sequence[str], out_png: str | Pa
     ax.set_yticks(range(k), labels=names)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    ax.set_title(f"{title}  (n={int(m.sum())})")
+    ax.set_title(_wrap(f"{title}  (n={int(m.sum())})", fig.get_figwidth()))
     fig.tight_layout()
     return _save_atomic(fig, Canvas, out_png)

@@ -1,17 +1,10 @@
 """The results log: ``reports/gated_workflow_results.jsonl``, one JSON record per gate per run.
 
 The log is append-only and shared by processes (the pytest controller, a rerun in another shell).
-Writes are made crash-tolerant and interleave-free:
-
-* every append holds ``filelock.FileLock(path + ".lock")``;
-* each record is one line written with a single ``os.write`` on an ``O_APPEND`` descriptor and
-  then fsync'ed, so a SIGKILL can at worst leave a *final* partial line without its newline;
-* before appending, a file that does not end with a newline gets one, so a torn line never merges
-  with the next record (it stays an unreadable line of its own);
-* :func:`read_records` skips unreadable lines, counting and warning about them, instead of
-  crashing;
-* a full disk mid-line truncates the partial line away and raises
-  :class:`moola.diskspace.DiskFullError`: the records written before stay whole.
+Writes go through :mod:`moola.report.jsonl` (one ``os.write`` per line on an ``O_APPEND``
+descriptor, a torn last line closed before the next append, a partial line cut off on a full
+disk), here under the log's file lock and fsync'ed line by line: a SIGKILL can at worst leave a
+final partial line, which :func:`read_records` skips, counting and warning about it.
 
 Record fields (DESIGN.md, Outputs): ``run_id, gate, timestamp, model, config, metrics,
 comparison, status (passed|failed|warning|inconclusive|skipped), reason, duration_s,
@@ -23,16 +16,16 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from filelock import FileLock
-
-from moola.diskspace import writing
 from moola.gates.verdict import STATUSES, jsonable
+from moola.report.jsonl import ReadResult, append_lines, scan
+
+__all__ = ["RESULTS_FILENAME", "ReadResult", "append_records", "gate_sort_key", "latest_by_gate",
+           "latest_run_id", "make_record", "now_iso", "parse_timestamp", "read_records",
+           "results_path", "scan_records"]
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +86,6 @@ def _encode(record: Any, index: int) -> bytes:
     return line.encode("utf-8") + b"\n"
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    """os.write once; loop only on the (rare) short write a signal can cause."""
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
 def append_records(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     """Append records to the JSONL log at `path` (created with its directory if missing).
 
@@ -108,79 +93,11 @@ def append_records(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     is untouched). Returns the number of records written.
     """
     lines = [_encode(r, i) for i, r in enumerate(records)]
-    if not lines:
-        return 0
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with writing(path, sum(map(len, lines))), \
-            FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_S):
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                # a previous writer was killed mid-line: terminate that line so it stays separate
-                log.warning("%s: last line was torn (no newline); closing it before appending", path)
-                _write_all(fd, b"\n")
-                size += 1
-            for line in lines:
-                try:
-                    _write_all(fd, line)
-                    os.fsync(fd)
-                except OSError:
-                    # a full disk mid-line: cut the partial line off, keep the whole records
-                    os.ftruncate(fd, size)
-                    raise
-                size += len(line)
-        finally:
-            os.close(fd)
-    return len(lines)
+    return append_lines(path, lines, lock_timeout=LOCK_TIMEOUT_S, fsync=True)
 
 
-@dataclass
-class ReadResult:
-    """What :func:`scan_records` found: the valid records and the lines it had to skip."""
-
-    records: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # one message per unreadable line
-    torn_final_line: bool = False
-
-
-def scan_records(path: str | Path) -> ReadResult:
-    """Read every valid record of the log; describe (never raise on) unreadable lines.
-
-    A missing file is an empty log.
-    """
-    path = Path(path)
-    out = ReadResult()
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return out
-    lines = data.split(b"\n")
-    last_terminated = data.endswith(b"\n")
-    if last_terminated:
-        lines.pop()  # the empty string after the final newline
-    for i, raw in enumerate(lines, start=1):
-        is_final_unterminated = (i == len(lines)) and not last_terminated
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            if is_final_unterminated:
-                out.torn_final_line = True
-                out.skipped.append(
-                    f"{path}:{i}: torn final line ({len(raw)} bytes, no newline; a writer was "
-                    f"killed mid-write) skipped"
-                )
-            else:
-                out.skipped.append(f"{path}:{i}: not valid JSON ({exc.msg}) skipped")
-            continue
-        if not isinstance(rec, dict):
-            out.skipped.append(f"{path}:{i}: a JSON {type(rec).__name__}, not a record, skipped")
-            continue
-        out.records.append(rec)
-    return out
+# every valid record of the log, the unreadable lines described (never raised on)
+scan_records = scan
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:

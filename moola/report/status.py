@@ -6,9 +6,13 @@ machine after a sync -- can see where a long run is, and whether it has stalled
 (``updated_unix`` stops moving while ``pid`` on ``host`` is still alive).
 
 Fields (all optional for a reader; see docs/CONTRACTS.md):
-``run_id, gate, phase (train|eval|done|failed), step, total_steps, epoch, max_epochs, loss, lr,
-throughput (samples/s), eta_s, last_eval ({step, epoch, metrics, train_val_gap, timed_out, at}),
-updated_at (ISO UTC), updated_unix, pid, host``.
+``run_id, gate, phase (train|eval|done|failed), step, total_steps, epoch (0-based, as in
+metrics.csv), max_epochs, loss, lr, throughput (samples/s), eta_s (of the current fit),
+last_eval ({step, epoch, metrics, train_val_gap, timed_out, at}), updated_at (ISO UTC),
+updated_unix, pid, host``; from the gate runner ``chain`` (the gate names in order),
+``gate_started_unix`` and ``gates`` (the finished ones: {gate: {status, reason, duration_s}});
+from the replica loop ``replica`` (its name), ``replica_index`` (1-based) and ``replica_count``.
+Every fit ends with phase "done"; a gate is over when it is listed in ``gates``.
 """
 
 from __future__ import annotations

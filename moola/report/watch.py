@@ -1,9 +1,12 @@
-"""``moola status [--watch]``: what a run is doing now, read from ``reports/status.json``.
+"""``moola status [--watch]``: where a run is, read from ``reports/status.json``.
 
-Shows the current gate and phase, a progress bar, loss / lr / throughput / ETA, the last
-evaluation, and the gates of this run already recorded in the results log. Every field of the
-status file may be missing or null (a run that crashed early, an older writer): unknown values
-print as "—" and nothing raises.
+Answers "where are we": the gate and its place in the chain ("4th of 8"), the gate's own
+progress (a gate trains several replicas, seeds x folds: replica i of R and the share of the
+gate done, not only the current replica's epoch), an ETA for the gate and, where earlier runs in
+the results log tell how long the remaining gates take, for the chain; then the current
+replica's loss, throughput and last evaluation, and the gates of this run already finished.
+Every line fits the terminal width. Every field of the status file may be missing or null (a
+run that crashed early, an older writer): unknown values print as "—" and nothing raises.
 
 Exit codes: 0 the run is live or finished, 1 it looks stalled or its process is gone (or the
 status file cannot be read), 2 there is no status file.
@@ -13,16 +16,20 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import math
 import os
+import shutil
 import socket
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from moola.report import fmt
+from moola.report.fmt import DASH, human_duration, num
+from moola.report.progress import FINISHED_PHASES, chain_of, finished_gates, ordinal, progress
 from moola.report.results import (
     gate_sort_key,
     latest_by_gate,
@@ -31,86 +38,12 @@ from moola.report.results import (
     read_records,
     results_path,
 )
+from moola.report.status import read_status
 
-DASH = "—"
 STATUS_FILENAME = "status.json"
-FINISHED_PHASES = ("done", "failed")
 EXIT_OK, EXIT_STALE, EXIT_MISSING = 0, 1, 2
-BAR_WIDTH = 30
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading
-# ---------------------------------------------------------------------------------------------
-
-
-def _read_status_fallback(path: Path) -> dict[str, Any] | None:
-    """Tolerant reader used until ``moola.report.status.read_status`` exists."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def load_status(path: str | Path) -> dict[str, Any] | None:
-    """The status file as a dict, or None when it is missing or unreadable."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        from moola.report.status import read_status  # the writer's own tolerant reader
-    except ImportError:
-        read_status = _read_status_fallback
-    try:
-        data = read_status(path)
-    except Exception:  # a reader bug must not hide the run: fall back to plain JSON
-        data = _read_status_fallback(path)
-    return data if isinstance(data, dict) else None
-
-
-# ---------------------------------------------------------------------------------------------
-# Formatting helpers (all accept None / junk and return "—")
-# ---------------------------------------------------------------------------------------------
-
-
-def num(x: Any) -> float | None:
-    """A finite float from a number or numeric string; None otherwise (bools are not numbers)."""
-    if isinstance(x, bool) or x is None:
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def fmt_num(x: Any, spec: str = ".4g") -> str:
-    v = num(x)
-    return DASH if v is None else format(v, spec)
-
-
-def fmt_int(x: Any) -> str:
-    v = num(x)
-    return DASH if v is None else f"{int(v):,}"
-
-
-def human_duration(seconds: Any) -> str:
-    """42 s, 12 min 5 s, 3 h 20 min, 2 d 4 h; "—" when unknown."""
-    s = num(seconds)
-    if s is None:
-        return DASH
-    s = max(0.0, s)
-    if s < 60:
-        return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
-    m, sec = divmod(int(round(s)), 60)
-    if m < 60:
-        return f"{m} min {sec} s"
-    h, m = divmod(m, 60)
-    if h < 24:
-        return f"{h} h {m} min"
-    d, h = divmod(h, 24)
-    return f"{d} d {h} h"
+BAR_WIDTH = 30  # at most; narrower terminals get a shorter bar
+MIN_REASON_COLUMNS = 30  # a narrower reason column says nothing: the reason gets its own line
 
 
 def progress_bar(done: Any, total: Any, width: int = BAR_WIDTH) -> str:
@@ -123,37 +56,16 @@ def progress_bar(done: Any, total: Any, width: int = BAR_WIDTH) -> str:
     return "[" + "#" * filled + "." * (width - filled) + f"] {100 * frac:5.1f}%"
 
 
-def _text(x: Any) -> str:
-    if x is None or (isinstance(x, str) and not x.strip()):
-        return DASH
-    return str(x)
-
-
-def _fmt_metric_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return str(v).lower()
-    if num(v) is not None:
-        return fmt_num(v)
-    if isinstance(v, (list, tuple)) and len(v) == 2 and all(num(e) is not None for e in v):
-        return f"[{fmt_num(v[0], '.3g')}, {fmt_num(v[1], '.3g')}]"
-    if v is None:
-        return DASH
-    return None  # nested: not shown on one line
-
-
 def format_metrics(metrics: Any, limit: int = 8) -> str:
-    """``val_loss 0.45  val_macro_f1 0.61`` from a flat-ish metrics dict (nested values skipped)."""
+    """``val_loss 0.45 · val_macro_f1 0.61`` from a flat-ish metrics dict (nested values
+    skipped)."""
     if not isinstance(metrics, dict) or not metrics:
         return DASH
-    parts = []
-    for k, v in metrics.items():
-        s = _fmt_metric_value(v)
-        if s is not None:
-            parts.append(f"{k} {s}")
+    parts = [f"{k} {fmt.number(v, '.4g')}" for k, v in metrics.items() if num(v) is not None]
     if not parts:
         return DASH
-    more = f"  (+{len(parts) - limit} more)" if len(parts) > limit else ""
-    return "  ".join(parts[:limit]) + more
+    more = f" (+{len(parts) - limit} more)" if len(parts) > limit else ""
+    return " · ".join(parts[:limit]) + more
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,14 +117,21 @@ def assess(status: dict[str, Any], now: float | None = None, stale_after: float 
     t = _status_time(status)
     age = None if t is None else max(0.0, now - t)
     ago = DASH if age is None else f"{human_duration(age)} ago"
-    if phase == "done":
-        return Liveness("done", f"finished (last update {ago})", age)
-    if phase == "failed":
-        return Liveness("failed", f"finished with a failure (last update {ago})", age)
-
     pid = status.get("pid")
     pid = int(pid) if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
     local = pid is not None and isinstance(status.get("host"), str) and status["host"] == host
+    if phase in FINISHED_PHASES:
+        # every fit and every gate ends with phase "done": while the session's process lives
+        # and the chain has gates to go, the run is between two fits or two gates
+        chain, finished = chain_of(status), finished_gates(status)
+        if local and chain and not set(chain) <= set(finished) and pid_alive(pid):
+            gate = fmt.text(status.get("gate"))
+            what = (f"{gate} is over, the next gate is starting" if gate in finished else
+                    f"a training of {gate} is over, the next one is starting")
+            return Liveness("live", f"{what} (process {pid}, last update {ago})", age)
+        if phase == "done":
+            return Liveness("done", f"finished (last update {ago})", age)
+        return Liveness("failed", f"finished with a failure (last update {ago})", age)
     # a dead local pid is definitive (pid reuse can only make a dead run look alive, never the
     # reverse), so report it without waiting for the stale timeout
     if local and not pid_alive(pid):
@@ -240,86 +159,145 @@ def assess(status: dict[str, Any], now: float | None = None, stale_after: float 
 
 
 # ---------------------------------------------------------------------------------------------
-# Rendering
+# Rendering (every line fits `width` columns)
 # ---------------------------------------------------------------------------------------------
 
 
-def _progress_lines(s: dict[str, Any]) -> list[str]:
-    step, total = s.get("step"), s.get("total_steps")
-    epoch, max_epochs = s.get("epoch"), s.get("max_epochs")
-    where = f"step {fmt_int(step)}/{fmt_int(total)}   epoch {fmt_int(epoch)}/{fmt_int(max_epochs)}"
-    if num(step) is not None and num(total):
-        bar = progress_bar(step, total)
-    else:
-        bar = progress_bar(epoch, max_epochs)
+def terminal_width() -> int:
+    """Columns of the terminal (COLUMNS when set; 100 when not a terminal)."""
+    return max(40, shutil.get_terminal_size((100, 24)).columns)
+
+
+def pack(first: str, segments: list[str], width: int, indent: int = 2, sep: str = " · ") -> list[str]:
+    """`first` then `segments` joined by `sep`, wrapped at segment boundaries into lines of at
+    most `width` columns (continuations indented by `indent`); text longer than a line is
+    wrapped at words, never cut."""
+    lines, line = [], first
+    for seg in segments:
+        if not seg:
+            continue
+        joiner = sep if line.strip() else ""
+        if len(line) + len(joiner) + len(seg) <= width:
+            line += joiner + seg
+            continue
+        if line.strip():
+            lines.append(line)
+        line = " " * indent + seg
+    lines.append(line)
+    out = []
+    for ln in lines:
+        out += textwrap.wrap(ln, width, subsequent_indent=" " * indent,
+                             break_on_hyphens=False) if len(ln) > width else [ln]
+    return [ln.rstrip() for ln in out]
+
+
+def _bar_line(label: str, fraction: float | None, rest: list[str], width: int) -> list[str]:
+    bar_w = max(10, min(BAR_WIDTH, width // 6))  # 13 at 80 columns: bar and facts on one line
+    bar = progress_bar(fraction, None if fraction is None else 1.0, bar_w)
+    return pack(f"{label:<10}{bar}", rest, width, indent=10)
+
+
+def _epoch(x: Any) -> str:
+    # status.json counts epochs from 0, as metrics.csv does; people count the one under way
+    # from 1, so the last of 150 epochs reads 150/150, not 149/150
+    e = num(x)
+    return DASH if e is None else fmt.integer(e + 1)
+
+
+def _where(s: dict[str, Any]) -> list[str]:
+    return [f"epoch {_epoch(s.get('epoch'))}/{fmt.integer(s.get('max_epochs'))}",
+            f"step {fmt.integer(s.get('step'))}/{fmt.integer(s.get('total_steps'))}"]
+
+
+def _speed(s: dict[str, Any]) -> list[str]:
     thr = num(s.get("throughput"))
-    thr_s = DASH if thr is None else f"{thr:,.0f} samples/s" if thr >= 100 else f"{thr:.3g} samples/s"
-    return [
-        f"progress  {bar}   {where}",
-        f"loss {fmt_num(s.get('loss'))}   lr {fmt_num(s.get('lr'), '.3g')}   "
-        f"throughput {thr_s}   ETA {human_duration(s.get('eta_s'))}",
-    ]
+    thr_s = DASH if thr is None else f"{thr:,.0f}" if thr >= 100 else f"{thr:.3g}"
+    return [f"loss {fmt.number(s.get('loss'), '.4g')}", f"lr {fmt.number(s.get('lr'), '.3g')}",
+            f"{thr_s} samples/s"]
 
 
-def _eval_line(ev: Any) -> str:
+def _eval_lines(ev: Any, what: str, width: int) -> list[str]:
     if not isinstance(ev, dict) or not ev:
-        return f"last eval  {DASH}"
-    head = f"last eval  step {fmt_int(ev.get('step'))}, epoch {fmt_int(ev.get('epoch'))}"
-    if ev.get("at"):
-        head += f", at {ev['at']}"
+        return pack(f"last evaluation of {what}: {DASH}", [], width)
+    head = (f"last evaluation of {what} (epoch {_epoch(ev.get('epoch'))}, "
+            f"step {fmt.integer(ev.get('step'))}):")
     if ev.get("timed_out") is True:
-        return head + ": timed out (evaluation abandoned after the eval timeout; training went on)"
+        return pack(f"{head} timed out", ["abandoned after the eval timeout; training went on"],
+                    width)
     gap = num(ev.get("train_val_gap"))
-    gap_s = DASH if gap is None else f"{gap:+.4g}"
-    return f"{head}: {format_metrics(ev.get('metrics'))}   train/val gap {gap_s}"
+    gap_s = DASH if gap is None else fmt.number(gap, "+.4g")
+    metrics = format_metrics(ev.get("metrics")).split(" · ") + [f"train/val gap {gap_s}"]
+    return pack(f"{head} {metrics[0]}", metrics[1:], width)
 
 
-def _gates_table(records: list[dict[str, Any]], run_id: str | None,
-                 live_gates: Any = None) -> list[str]:
-    # gates finished so far in a live run are in status.json ("gates"); the results log is
-    # written at the end of the session, so it only knows earlier and finished runs
+def _gates_table(records: list[dict[str, Any]], run_id: str | None, live_gates: Any,
+                 width: int) -> list[str]:
+    # a live run's finished gates are in status.json ("gates") and, as each gate ends, in the
+    # results log; the log also holds the gates a read-only session judged
     live = {g: v for g, v in live_gates.items() if isinstance(v, dict)} \
         if isinstance(live_gates, dict) else {}
     if not records and not live:
-        return ["finished gates  " + DASH + " (no results log yet)"]
+        return ["finished gates: " + DASH + " (no results log yet)"]
     note = ""
     if run_id is None:
         run_id = latest_run_id(records)
-        note = " (status file has no run_id: showing the newest run in the log)"
+        note = " (the status file has no run_id: the newest run in the log)"
     rows = latest_by_gate(records, run_id) if records else {}
     for gate, v in live.items():
         rows.setdefault(gate, v)
     if not rows:
-        return [f"finished gates  {DASH} (none recorded for run {run_id})"]
-    out = [f"finished gates of run {run_id}{note}:"]
-    width = max(len("gate"), *(len(g) for g in rows))
-    out.append(f"  {'gate':<{width}}  {'status':<8}  {'duration':>11}  reason")
-    for gate in sorted(rows, key=gate_sort_key):
-        r = rows[gate]
-        reason = _text(r.get("reason")).replace("\n", " ")
-        if len(reason) > 110:
-            reason = reason[:107] + "..."
-        out.append(
-            f"  {gate:<{width}}  {_text(r.get('status')):<8}  "
-            f"{human_duration(r.get('duration_s')):>11}  {reason}"
-        )
-    return out
+        return [fmt.shorten(f"finished gates: {DASH} (none recorded for run {run_id})", width)]
+    out = pack(f"finished gates of run {run_id}{note}:", [], width)
+    order = sorted(rows, key=gate_sort_key)
+    cells = [(g, fmt.text(rows[g].get("status")), human_duration(rows[g].get("duration_s")),
+              fmt.text(rows[g].get("reason"))) for g in order]
+    gw = max(len("gate"), *(len(c[0]) for c in cells))
+    sw = max(len("status"), *(len(c[1]) for c in cells))
+    tw = max(len("time"), *(len(c[2]) for c in cells))
+    below = width - (gw + sw + tw + 8) < MIN_REASON_COLUMNS  # narrow: reasons on a line of their own
+    head = f"  {'gate':<{gw}}  {'status':<{sw}}  {'time':>{tw}}"
+    out.append(head if below else f"{head}  reason")
+    for gate, status_, took, reason in cells:
+        row = f"  {gate:<{gw}}  {status_:<{sw}}  {took:>{tw}}"
+        if below:
+            out += [row, "      " + fmt.shorten(reason, width - 6)]
+        else:
+            out.append(f"{row}  {fmt.shorten(reason, width - len(row) - 2)}")
+    return [fmt.shorten(line, width).rstrip() for line in out]
 
 
-def render(status: dict[str, Any], records: list[dict[str, Any]], liveness: Liveness) -> str:
-    """The text `moola status` prints for one status file."""
-    pid, host = status.get("pid"), status.get("host")
-    lines = [
-        f"run {_text(status.get('run_id'))}   gate {_text(status.get('gate'))}   "
-        f"phase {_text(status.get('phase'))}",
-        f"state {liveness.state}: {liveness.message}   "
-        f"[pid {_text(pid)} on {_text(host)}, updated {_text(status.get('updated_at'))}]",
-    ]
-    lines += _progress_lines(status)
-    lines.append(_eval_line(status.get("last_eval")))
+def render(status: dict[str, Any], records: list[dict[str, Any]], liveness: Liveness,
+           now: float | None = None, width: int | None = None) -> str:
+    """The text `moola status` prints for one status file, in lines of at most `width`."""
+    width = terminal_width() if width is None else max(40, width)
+    s, p = status, progress(status, records, now)
+    lines = pack(f"run {fmt.text(s.get('run_id'))}", [f"state {liveness.state}: {liveness.message}"],
+                 width)
+    where = f" ({ordinal(p.position[0])} of {p.position[1]} in the chain)" if p.position else ""
+    lines += pack(f"gate {fmt.text(p.gate)}{where}", [f"phase {fmt.text(s.get('phase'))}"], width)
+    gate_eta = f"ETA {human_duration(p.gate_eta_s)}"
+    if p.gate_over:
+        done = finished_gates(s).get(p.gate or "", {})
+        lines += _bar_line("this gate", 1.0, [f"over: {fmt.text(done.get('status'))}"], width)
+    elif p.replica is not None:
+        i, n, name = p.replica
+        lines += _bar_line("this gate", p.gate_fraction, [f"replica {i} of {n}", gate_eta], width)
+        lines += _bar_line("replica", p.replica_fraction, ([name] if name else []) + _where(s)
+                           + [f"ETA {human_duration(s.get('eta_s'))}"] + _speed(s), width)
+        lines += _eval_lines(s.get("last_eval"), f"replica {name or i}", width)
+    else:
+        lines += _bar_line("this gate", p.gate_fraction, _where(s) + [gate_eta] + _speed(s), width)
+        lines += _eval_lines(s.get("last_eval"), "this training", width)
+    if p.chain:
+        done = len(p.finished)
+        eta = [f"ETA {human_duration(p.chain_eta_s)} ({p.chain_eta_note})"] if p.chain_eta_note else []
+        lines += _bar_line("chain", done / len(p.chain),
+                           [f"{done} of {len(p.chain)} gates finished"] + eta, width)
+    lines += pack(f"pid {fmt.text(s.get('pid'))} on {fmt.text(s.get('host'))}",
+                  [f"updated {fmt.text(s.get('updated_at'))}"], width)
     lines.append("")
-    rid = status.get("run_id") if isinstance(status.get("run_id"), str) else None
-    lines += _gates_table(records, rid, status.get("gates"))
+    rid = s.get("run_id") if isinstance(s.get("run_id"), str) else None
+    lines += _gates_table(records, rid, s.get("gates"), width)
     return "\n".join(lines)
 
 
@@ -331,12 +309,13 @@ def missing_message(path: Path) -> str:
     )
 
 
-def snapshot(reports: Path, stale_after: float, now: float | None = None) -> tuple[str, int, str]:
+def snapshot(reports: Path, stale_after: float, now: float | None = None,
+             width: int | None = None) -> tuple[str, int, str]:
     """(text, exit code, state) for one look at a reports directory."""
     path = reports / STATUS_FILENAME
     if not path.exists():
         return missing_message(path), EXIT_MISSING, "missing"
-    status = load_status(path)
+    status = read_status(path)
     if status is None:
         return (
             f"status file {path} exists but is not a readable JSON object; "
@@ -346,7 +325,7 @@ def snapshot(reports: Path, stale_after: float, now: float | None = None) -> tup
         )
     records = read_records(results_path(reports))
     live = assess(status, now=now, stale_after=stale_after)
-    return render(status, records, live), live.exit_code, live.state
+    return render(status, records, live, now=now, width=width), live.exit_code, live.state
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import torch
 
 from moola import io_utils
 from moola.diskspace import DiskFullError, as_disk_full, human_bytes, writing
-from moola.report import results
+from moola.report import jsonl
 from moola.report.results import append_records, results_path, scan_records
 from moola.testing import SMOKE_DATA, run_gate_session, write_gate_suite
 
@@ -84,7 +84,7 @@ def test_append_on_a_full_disk_cuts_the_partial_line_and_keeps_the_records(tmp_p
             real_write(fd, bytes(data[: len(data) // 2]))
             _enospc()
 
-    monkeypatch.setattr(results, "os", _OS())
+    monkeypatch.setattr(jsonl, "os", _OS())
     with pytest.raises(DiskFullError) as err:
         append_records(path, [{"run_id": "b", "gate": "gate_1_smoke_enhanced",
                                "status": "passed", "reason": "x" * 1000}])

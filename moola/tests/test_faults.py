@@ -248,6 +248,7 @@ def test_a_damaged_entry_is_moved_aside_and_rebuilt_and_the_verdict_says_so(proj
 
 _APPENDER = textwrap.dedent("""
     import os, sys, time
+    import moola.report.jsonl as jsonl
     import moola.report.results as results
     path, flag = sys.argv[1], sys.argv[2]
     real_write, stall = os.write, []
@@ -265,7 +266,7 @@ _APPENDER = textwrap.dedent("""
             time.sleep(120)
             return n
 
-    results.os = _OS()
+    jsonl.os = _OS()  # the appender behind append_records
     pad = "x" * 20_000
     for i in range(100_000):
         if i == 6:

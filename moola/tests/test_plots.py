@@ -104,3 +104,10 @@ def test_without_matplotlib_returns_none_and_says_why(tmp_path, monkeypatch, cap
         assert plot_learning_curves(write_metrics_csv(tmp_path / "m.csv"), tmp_path / "c.png") is None
     assert "matplotlib is not installed" in caplog.text
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_long_titles_are_wrapped_to_the_figure_not_cut_off():
+    title = "gate_4_finetune_enhanced: EnhancedSimpleLSTM (pretrained encoder + pseudo-samples)  (n=120)"
+    lines = plots._wrap(title, 5.4).splitlines()
+    assert len(lines) > 1 and max(map(len, lines)) <= 43
+    assert " ".join(lines).split() == title.split()  # every word kept
