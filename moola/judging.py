@@ -47,15 +47,21 @@ def decide(cmp: dict[str, Any], *, pass_above: float, fail_below: float) -> str:
 
 def ci_text(cmp: dict[str, Any]) -> str:
     """'delta +0.047 (95% CI -0.212 to +0.330)'."""
+    from moola.report.fmt import number
+
     lo, hi = cmp["delta_ci"]
-    return f"delta {cmp['delta']:+.3f} ({cmp['ci_level']:.0%} CI {lo:+.3f} to {hi:+.3f})"
+    return (f"delta {number(cmp['delta'], '+.3f')} ({cmp['ci_level']:.0%} CI "
+            f"{number(lo, '+.3f')} to {number(hi, '+.3f')})")
 
 
 def inconclusive_text(cmp: dict[str, Any], what: str) -> str:
     """The reason of an inconclusive comparison: what could not be told, and what could have."""
+    from moola.report.fmt import number
+
     if cmp["se"] == 0.0:  # the two models predicted every scored window alike
         return (f"inconclusive: {what}: the two models predict all {cmp['n_windows']} scored "
-                f"windows identically (delta {cmp['delta']:+.3f}), so these windows hold no "
+                f"windows identically (delta {number(cmp['delta'], '+.3f')}), so these windows "
+                f"hold no "
                 f"evidence either way")
     return (f"inconclusive: {what} cannot be told on these {cmp['n_windows']} scored windows "
             f"({ci_text(cmp)}); they could only detect a macro-F1 difference of about "

@@ -143,8 +143,18 @@ def _seed_disagreement(ctx: GateContext, w: TrainedModel, passes) -> str | None:
         return None
     good = [s for s, ok in outcomes.items() if ok]
     bad = [s for s, ok in outcomes.items() if not ok]
-    return (f"the outcome differs across seeds: a single seed would pass at {good} and fail at "
-            f"{bad}; the pooled verdict over all seeds is the one to act on")
+    return (f"the outcome differs across seeds: a single seed would pass at seeds "
+            f"{_listing(good)} and fail at seeds {_listing(bad)}; the pooled verdict over all "
+            f"seeds is the one to act on")
+
+
+def _listing(items: Any) -> str:
+    """A list or dict for a reason a person reads: 'a, b' / 'k v, k v' (numbers rounded)."""
+    from moola.report.fmt import value
+
+    if isinstance(items, Mapping):
+        return ", ".join(f"{k} {value(v)}" for k, v in items.items())
+    return ", ".join(value(v) for v in items)
 
 
 def _test_note(m: dict[str, Any]) -> list[str]:
@@ -293,7 +303,7 @@ def gate_1_smoke_enhanced(ctx: GateContext) -> Verdict:
     if not (np.all(np.isfinite(firsts)) and np.all(np.isfinite(lasts))):
         bad = [r["replica"] for r in reps
                if not (np.isfinite(r["train_loss_first"]) and np.isfinite(r["train_loss_last"]))]
-        problems.append(f"training loss is not finite in replicas {bad}; lower the learning "
+        problems.append(f"training loss is not finite in replicas {_listing(bad)}; lower the learning "
                         f"rate and check the data for extreme values")
     elif not median_drop >= drop:
         problems.append(f"training loss did not fall: median drop from the first to the last "
@@ -493,11 +503,11 @@ def gate_5_augment(ctx: GateContext) -> Verdict:
     problems = []
     if ps["n_accepted"] == 0:
         problems.append(f"no pseudo-sample survived the filters ({ps['n_generated']} generated; "
-                        f"rejected: {ps['rejected']}); loosen augment settings or skip gate 5")
+                        f"rejected: {_listing(ps['rejected'])}); loosen augment settings or skip gate 5")
     low_p = {k: v for k, v in ps["ks_pvalues"].items() if v is None or v < a.ks_p_min}
     if low_p:
         problems.append(f"accepted pseudo-samples differ in distribution from the real training "
-                        f"windows: KS p-values {low_p} < {a.ks_p_min}")
+                        f"windows: KS p-values {_listing(low_p)} < {a.ks_p_min}")
     qmin = ps.get("quality_min_accepted")
     if qmin is not None and qmin < a.quality_min:
         problems.append(f"an accepted pseudo-sample has quality {qmin:.3f} < {a.quality_min}")
@@ -612,8 +622,10 @@ def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None
         notes.insert(0, "left out of the ensemble: " + "; ".join(
             f"'{k}': {v}" for k, v in excluded.items()))
     if not members:
-        problems.append(f"no member remains for the ensemble (approved: {approved}; excluded: "
-                        f"{excluded}); fix the members' gates first")
+        problems.append(f"no member remains for the ensemble (approved: "
+                        f"{_listing(approved) or 'none'}; excluded: "
+                        f"{'; '.join(f'{k}: {v}' for k, v in excluded.items()) or 'none'}); "
+                        f"fix the members' gates first")
         return _verdict(ctx, gate, problems, "", notes=notes, model="calibrated ensemble",
                         metrics=metrics, artifacts={"ensemble": e.artifact})
     avg = np.stack([average_proba([e.members[n]["calibrated"][r] for n in members])
