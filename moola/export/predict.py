@@ -63,6 +63,7 @@ def windows_from_dataset(path: Path, card: dict[str, Any]) -> tuple[pd.DataFrame
 def windows_from_csv(path: Path, card: dict[str, Any], stride: int = 1,
                      time_column: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """(columns window_id, start_index; raw windows (n, T, F)) of a CSV of bars."""
+    from moola.data.convert import InputProblems
     from moola.data.csv_input import read_bars
     from moola.data.from_csv import cut_windows, window_ids
 
@@ -73,10 +74,20 @@ def windows_from_csv(path: Path, card: dict[str, Any], stride: int = 1,
             f"model was trained on {', '.join(names)}; pass a dataset directory of such windows")
     if stride < 1:
         raise DataError(f"--stride {stride}: windows need a stride of at least 1 bar")
-    bars = read_bars(path, time_column=time_column, features=names)
-    if bars.names != names:  # read_bars keeps OHLC first and the extras in the order asked
-        raise DataError(f"{path}: features {', '.join(bars.names)} read, the model needs "
-                        f"{', '.join(names)}")
+    try:
+        header = [str(c).strip().casefold() for c in pd.read_csv(path, nrows=0).columns]
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError):
+        header = None  # read_bars says what is wrong with the file
+    missing = [n for n in names if header is not None and n not in header]
+    if missing:
+        raise DataError(
+            f"{path}: missing column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(map(repr, missing))} (any case); the model was trained on "
+            f"{', '.join(names)} (card.json feature_names); columns found: {', '.join(header)}")
+    problems = InputProblems(str(path), action="read")
+    # the model's extra features, in its order (read_bars puts open, high, low, close first)
+    bars = read_bars(path, time_column=time_column, features=names[4:], problems=problems)
+    problems.raise_if_any()
     n = len(bars.values)
     if n < T:
         raise DataError(
