@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from moola.export.bundle import (CALIBRATION, FORMAT, MEMBERS, publish,
+from moola.export.bundle import (CALIBRATION, CARD, FORMAT, MEMBERS, publish,
                                  write_model_files)
 
 NORMALIZATION_TEXT = {
@@ -53,10 +53,10 @@ def export_after_gate(ctx, verdict) -> dict[str, Any] | None:
         return None
     t0 = time.time()
     model = spec.producer(ctx)
-    if model.recipe is None:
+    if model.recipe is None:  # gate 2's control: the baseline's reference, not for deployment
         return {"path": None, "reason": (
-            f"not exported: {model.model} is not a torch module trained by moola's protocol "
-            f"(gate 2's control is the baseline's reference, not a model to deploy)")}
+            f"not exported: '{model.name}' is not a torch module trained by moola's protocol, "
+            f"so there is no recipe to refit and no weights to load with weights_only=True")}
     from moola.gates.artifacts import refitted
 
     r = refitted(ctx, model)
@@ -147,18 +147,30 @@ def _verdict(v) -> dict[str, Any]:
     return {"gate": v.gate, "status": v.status, "reason": v.reason, "key_metric": v.key_metric}
 
 
-def estimate(m: Mapping[str, Any], n_rows: int | None, n_folds: int | None) -> dict[str, Any]:
+def estimate(m: Mapping[str, Any], n_rows: int, n_folds: int,
+             ensemble: bool = False) -> dict[str, Any]:
     """The fold estimate that describes an exported model, from its gate's metrics."""
     ci = m.get("ci") or {}
     n_folds = m.get("n_folds", n_folds)
-    out = {
-        "describes": (
-            f"the gate's pooled out-of-fold estimate of this recipe: {m['n']} scored windows "
-            f"x {m.get('n_replicas', 1)} seeds over {n_folds} walk-forward folds, each window "
+    protocol = (f"{m['n']} scored windows x {m.get('n_replicas', 1)} seeds over {n_folds} "
+                f"walk-forward folds")
+    if ensemble:
+        describes = (
+            f"the gate's pooled out-of-fold estimate of the calibrated ensemble: {protocol}, "
+            f"each window predicted by members trained only on earlier rows and calibrated by "
+            f"maps fitted on the other folds' windows. The exported ensemble is each member's "
+            f"recipe refitted on all {n_rows} development rows, with maps fitted on all the "
+            f"out-of-fold predictions, so no window is left to score it on: this is the "
+            f"estimate to quote for it")
+    else:
+        describes = (
+            f"the gate's pooled out-of-fold estimate of this recipe: {protocol}, each window "
             f"predicted by a replica trained only on earlier rows. The exported model is the "
             f"same recipe refitted on all {n_rows} development rows, so no window is left to "
             f"score it on: this is the estimate to quote for it (trained on more rows, it "
-            f"usually does no worse)"),
+            f"usually does no worse)")
+    out = {
+        "describes": describes,
         "macro_f1": m["macro_f1"], "macro_f1_ci": ci.get("macro_f1"),
         "balanced_accuracy": m.get("balanced_accuracy"),
         "balanced_accuracy_ci": ci.get("balanced_accuracy"),
@@ -209,7 +221,7 @@ def ensemble_card(ctx, verdict, members: Mapping[str, tuple[Any, Any]]) -> dict[
             "weights; the predicted class is the most probable"),
         "calibration": CALIBRATION, "verdict": _verdict(verdict),
         "estimate": estimate(verdict.metrics, int(len(development_rows(ctx))),
-                             int(len(np.unique(first.fold_of)))),
+                             int(len(np.unique(first.fold_of))), ensemble=True),
         "config": ctx.cfg.to_dict(),
     }
 

@@ -464,13 +464,15 @@ def _export_model(config: pytest.Config, ctx, verdict) -> None:
     try:
         entry = export_after_gate(ctx, verdict)
     except Exception as exc:
-        if is_disk_full(exc):
-            exc = as_disk_full(exc, [ctx.reports, ctx.cache.root])
-            _disk_full(config, exc)
-        error = str(exc) if is_disk_full(exc) else f"{type(exc).__name__}: {exc}"
-        entry = {"path": None, "error": f"exporting the model failed: {error}",
-                 "traceback": traceback.format_exc()}
-        warnings.warn(MoolaGateWarning(f"{verdict.gate}: {entry['error']}"))
+        if is_disk_full(exc):  # said once, in the summary's "disk full" section
+            full = as_disk_full(exc, [ctx.reports, ctx.cache.root])
+            _disk_full(config, full)
+            entry = {"path": None, "error": f"exporting the model failed: {full}"}
+        else:
+            entry = {"path": None, "error": f"exporting the model failed: "
+                                            f"{type(exc).__name__}: {exc}",
+                     "traceback": traceback.format_exc()}
+            warnings.warn(MoolaGateWarning(f"{verdict.gate}: {entry['error']}"))
     if entry is not None:
         verdict.artifacts = {**verdict.artifacts, "model_export": entry}
 
