@@ -243,7 +243,7 @@ def card_markdown(card: Mapping[str, Any]) -> str:
     lines = [
         f"# {card['name']}: {card['model']}", "",
         f"Exported by run `{card['run_id']}` from `{card['gate']}`, whose verdict was "
-        f"**{v['status']}**: {v['reason']}", "",
+        f"**{v['status']}**: {v['reason'].removeprefix(v['status'] + ': ')}", "",
         f"**Estimate:** macro-F1 {_f(e['macro_f1'])} ({level} CI {_f(ci[0])}-{_f(ci[1])}), "
         f"balanced accuracy {_f(e.get('balanced_accuracy'))}, majority-class baseline macro-F1 "
         f"{_f(e.get('majority_baseline_macro_f1'))}. This is {e['describes']}.", "",
