@@ -170,7 +170,7 @@ class ArtifactCache:
                 }
                 # last: marks the build complete
                 atomic_write_json(tmp / MANIFEST, jsonable(manifest), indent=1, sort_keys=True)
-                _publish(tmp, final)
+                publish_directory(tmp, final)
                 shutil.rmtree(workdir, ignore_errors=True)
             except BaseException as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -285,7 +285,7 @@ def _remove_partial_builds(parent: Path, key: str) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _publish(tmp: Path, final: Path) -> None:
+def publish_directory(tmp: Path, final: Path) -> None:
     """Move the complete build `tmp` to `final`, replacing an older artifact.
 
     The old directory is renamed aside first and deleted only after the new one is in place:

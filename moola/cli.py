@@ -196,7 +196,36 @@ def _report_main(argv: list[str]) -> int:
 _DELEGATED = {"status": _status_main, "report": _report_main}
 
 
-REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data, _add_delegated]
+# ---------------------------------------------------------------------------- predict command
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Apply an exported model to a dataset directory or a CSV of bars."""
+    from moola.export.predict import run_predict  # torch loads only for this command
+
+    return run_predict(args.model, args.data, out=args.out, stride=args.stride,
+                       time_column=args.time_column)
+
+
+def _add_predict(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict", help="an exported model's class probabilities for every window of a dataset "
+                        "directory or a CSV of bars (docs/MODEL_OUT.md)")
+    p.add_argument("--model", required=True, metavar="DIR",
+                   help="an exported model: reports/runs/<run_id>/models/<name>/ (or .../ensemble)")
+    p.add_argument("--data", required=True, metavar="DIR_OR_CSV",
+                   help="a dataset directory (every labeled and unlabeled window) or a CSV of bars "
+                        "(every window of the model's length)")
+    p.add_argument("--out", metavar="FILE", help="CSV to write (default: standard output)")
+    p.add_argument("--stride", type=int, default=1, metavar="BARS",
+                   help="CSV input: bars between window starts (default 1: every window)")
+    p.add_argument("--time-column", metavar="NAME",
+                   help="CSV input: the time column, if not named timestamp, time, datetime or date")
+    p.set_defaults(func=cmd_predict)
+
+
+REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data, _add_predict,
+                                                                   _add_delegated]
 
 
 def build_parser() -> argparse.ArgumentParser:

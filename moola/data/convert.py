@@ -22,8 +22,9 @@ MAX_PER_KIND = 5  # problems listed per column/kind before "N more"
 class InputProblems:
     """Problems found in one converter's input; `raise_if_any()` raises them as one DataError."""
 
-    def __init__(self, what: str):
+    def __init__(self, what: str, action: str = "convert"):
         self.what = what
+        self.action = action  # "cannot <action> <what>": moola predict reads, converters convert
         self.items: list[str] = []
         self._count: dict[str, int] = {}
 
@@ -44,7 +45,7 @@ class InputProblems:
         if problems:
             n = len(self.items)
             raise DataError("\n".join(
-                [f"cannot convert {self.what} ({n} problem{'s' if n != 1 else ''}):",
+                [f"cannot {self.action} {self.what} ({n} problem{'s' if n != 1 else ''}):",
                  *(f"  - {p}" for p in problems)]))
 
 

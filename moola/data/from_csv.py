@@ -28,7 +28,7 @@ from moola.data.schema import DataError
 from moola.data.splits import temporal_split
 
 
-def _window_ids(starts: np.ndarray, bars: Bars) -> list[str]:
+def window_ids(starts: np.ndarray, bars: Bars) -> list[str]:
     """Window ids name the first bar: its timestamp, or `bar-<row>` without a time column."""
     if bars.times is not None:
         return [str(t) for t in bars.times[starts]]
@@ -36,7 +36,7 @@ def _window_ids(starts: np.ndarray, bars: Bars) -> list[str]:
     return [f"bar-{s:0{width}d}" for s in starts.tolist()]
 
 
-def _cut(values: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
+def cut_windows(values: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
     """bars (N, F), starts (k,) -> windows (k, window, F) float32."""
     return values[starts[:, None] + np.arange(window)[None, :]].astype(np.float32)
 
@@ -98,14 +98,14 @@ def convert_csv(
     problems.raise_if_any()
 
     starts = labels.starts
-    X = _cut(bars.values, starts, window)
+    X = cut_windows(bars.values, starts, window)
     split, purged = temporal_split(starts, starts + window - 1, val_fraction=val_fraction,
                                    test_fraction=test_fraction, purge=purge, unit="bars")
     # the unlabeled pool: every stride-th window without a label, minus exact copies of a
     # train/val window (flat stretches can repeat; the validator would call them leakage)
     grid = np.arange(0, n_bars - window + 1, stride)
     grid = grid[~np.isin(grid, starts)]
-    U = _cut(bars.values, grid, window)
+    U = cut_windows(bars.values, grid, window)
     dev = {X[i].tobytes() for i in split["train_idx"] + split["val_idx"]}
     keep = np.array([u.tobytes() not in dev for u in U], dtype=bool)
     copies = int((~keep).sum())
@@ -115,7 +115,7 @@ def convert_csv(
                         f"--stride {stride} grid is labeled); lower --stride or add bars without labels")
 
     labeled_cols: dict[str, Any] = {
-        "window_id": pa.array(_window_ids(starts, bars)),
+        "window_id": pa.array(window_ids(starts, bars)),
         "label": pa.array(labels.labels),
         "features": features_column(X),
     }
@@ -123,7 +123,7 @@ def convert_csv(
         labeled_cols[name] = pa.array(np.where(np.isnan(v), 0, v).astype(np.int64), pa.int64(),
                                       mask=np.isnan(v))
     labeled = pa.table(labeled_cols)
-    unlabeled = pa.table({"window_id": pa.array(_window_ids(grid, bars)), "features": features_column(U)})
+    unlabeled = pa.table({"window_id": pa.array(window_ids(grid, bars)), "features": features_column(U)})
     overlap = _max_overlap(starts, window)
     meta = {
         "source": f"csv:{bars_csv.name}",

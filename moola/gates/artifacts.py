@@ -71,7 +71,8 @@ class TrainedModel:
     one read-only summary per replica (epochs, stopping, train_acc, ...). `info`: what the gate
     recorded about its recipe (gate 4: the encoder load report; gate 6: the device; gate 2:
     per-fold train_acc). `artifact`: cache key and path. :meth:`load_models` gives the trained
-    modules.
+    modules. `recipe`: how the replicas were trained (None for gate 2's control), what
+    :func:`refitted` trains once more on every development row.
     """
 
     name: str
@@ -92,6 +93,7 @@ class TrainedModel:
     model_paths: tuple[Path, ...] = ()
     _factory: Callable[[], torch.nn.Module] | None = field(default=None, repr=False,
                                                            compare=False)
+    recipe: Any = field(default=None, repr=False, compare=False)  # moola.gates.work.Recipe
 
     def load_models(self) -> dict[str, torch.nn.Module]:
         """{replica name: the trained module in eval mode on CPU}, loaded afresh each call."""
@@ -103,6 +105,35 @@ class TrainedModel:
             module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             out[path.stem] = module.eval()
         return out
+
+
+@dataclass(frozen=True)
+class RefittedModel:
+    """A gate's recipe trained once more on every development row (train + val rows of the
+    split, never test rows), for a fixed budget: what a run exports (moola.export).
+
+    `path`: the state dict (loads with ``weights_only=True``); `architecture`: how to rebuild
+    the module (moola.export.architecture; None for a class it does not know); `info`: rows,
+    seed, epochs and how they were chosen, training loss and accuracy; `artifact`: cache key and
+    path. :meth:`load` gives the module.
+    """
+
+    name: str
+    gate: str
+    path: Path
+    architecture: Mapping[str, Any] | None
+    info: Mapping[str, Any]
+    artifact: Mapping[str, Any]
+    _factory: Callable[[], torch.nn.Module] | None = field(default=None, repr=False,
+                                                           compare=False)
+
+    def load(self) -> torch.nn.Module:
+        """The refitted module in eval mode on CPU, loaded afresh from its weights."""
+        if self._factory is None:
+            raise ValueError(f"{self.name}: no module factory to load the refitted weights into")
+        module = self._factory()
+        module.load_state_dict(torch.load(self.path, map_location="cpu", weights_only=True))
+        return module.eval()
 
 
 @dataclass(frozen=True)
@@ -176,13 +207,15 @@ def trained_model(name: str, gate: str, w: Mapping[str, Any],
     if arrays["test_proba"] is None:
         arrays["test_proba"] = np.zeros((len(w["seeds"]), 0, np.asarray(w["proba"]).shape[-1]))
     info = {k: v for k, v in w.items()
-            if k not in _POOLED and k not in ("replicas", "artifact", "model", "model_paths")}
+            if k not in _POOLED and k not in ("replicas", "artifact", "model", "model_paths",
+                                              "recipe")}
     return TrainedModel(
         name=name, gate=gate, model=str(w.get("model", name)),
         **{k: _frozen(v) for k, v in arrays.items()},
         replicas=_frozen(list(w.get("replicas") or [])), info=_frozen(info),
         artifact=_frozen(dict(w.get("artifact") or {})),
-        model_paths=tuple(Path(p) for p in w.get("model_paths") or ()), _factory=factory)
+        model_paths=tuple(Path(p) for p in w.get("model_paths") or ()), _factory=factory,
+        recipe=w.get("recipe"))
 
 
 def baseline(ctx: GateContext) -> TrainedModel:
@@ -244,6 +277,22 @@ def ensemble(ctx: GateContext, approved: Mapping[str, Any]) -> Ensemble:
     e = ensemble_work.calibrated_members(ctx, approved)
     return Ensemble(y=_frozen(e["y"]), fold_of=_frozen(e["fold_of"]), seeds=_frozen(e["seeds"]),
                     members=_frozen(e["members"]), artifact=_frozen(e["artifact"]))
+
+
+def refitted(ctx: GateContext, model: TrainedModel) -> RefittedModel:
+    """`model`'s recipe refitted on every development row (cached; see moola.gates.refit)."""
+    from moola.gates import refit
+
+    if model.recipe is None:
+        raise ValueError(f"{model.name} ({model.gate}): no recipe to refit (a {model.model}, "
+                         f"not a torch module trained by moola's protocol)")
+    r = refit.refit(ctx, model.recipe, model.replicas)
+    recipe = model.recipe
+    return RefittedModel(
+        name=model.name, gate=model.gate, path=Path(r["model_path"]),
+        architecture=_frozen(r["architecture"]), info=_frozen(r["info"]),
+        artifact=_frozen(r["artifact"]),
+        _factory=lambda: recipe.make_model(int(r["info"]["seed"])).cpu())
 
 
 def train_model(ctx: GateContext, gate: str, name: str,

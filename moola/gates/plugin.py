@@ -12,7 +12,10 @@ Registered by the project's ``conftest.py``. It
   over (once per gate per session), refreshes report.json, and prints the summary table;
 * leaves pytest's information commands (``--co``, ``--fixtures``, ``--help``, ...) alone: they
   train nothing, start no helper process and write nothing under ``reports/``;
-* turns a full disk met while writing outputs into a clear message and a non-zero exit.
+* turns a full disk met while writing outputs into a clear message and a non-zero exit;
+* after each gate's verdict, exports the gate's model when the verdict approves it
+  (:mod:`moola.export.exporter`: ``reports/runs/<run_id>/models/<name>/``, named in the gate's
+  record under ``artifacts.model_export``).
 
 Mid-run, the records come from pytest-json-report's per-test entries (its ``_json_tests``, the
 same entries its final report lists), so a record written early equals the one the end of the
@@ -97,6 +100,7 @@ WARMUP_KEY = pytest.StashKey["Any"]()  # the numba warm-up process this session 
 WRITTEN_KEY = pytest.StashKey[set]()  # gates whose record this session appended to the log
 SESSION_KEY = pytest.StashKey["Any"]()  # the running session (to stop it on a full disk)
 DISK_FULL_KEY = pytest.StashKey[list]()  # DiskFullErrors met writing records / report.json
+EXPORT_ERRORS_KEY = pytest.StashKey[list]()  # controller: records whose model export failed
 # pytest's information commands: they show something and must not train, start helper
 # processes or write under reports/ (option dests of --co, --fixtures, --fixtures-per-test,
 # --markers, --cache-show, --help, --version)
@@ -204,7 +208,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     _close_plots(session.config)  # every figure is on disk before the session (and a sync) ends
     _correct_json_report_message(session.config)
     gc_freeze.session_finished()
-    if session.config.stash.get(DISK_FULL_KEY, None) and session.exitstatus == 0:
+    lost = session.config.stash.get(DISK_FULL_KEY, None) or \
+        session.config.stash.get(EXPORT_ERRORS_KEY, None)
+    if lost and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # outputs were lost: not a clean run
 
 
@@ -410,6 +416,7 @@ def gate(request: pytest.FixtureRequest, moola_ctx):
         raise pytest.UsageError(f"{request.node.nodeid}: the 'gate' fixture needs "
                                 f"@pytest.mark.gate('<gate name>')")
     verdict = run_gate(moola_ctx, name)
+    _export_model(request.config, moola_ctx, verdict)
     request.node.stash[VERDICT_KEY] = verdict
     if verdict.artifacts.get("disk_full"):  # the gates after it would only hit the same wall
         request.session.shouldstop = verdict.reason
@@ -422,6 +429,32 @@ def gate(request: pytest.FixtureRequest, moola_ctx):
 
 
 VERDICT_KEY = pytest.StashKey["Any"]()
+
+
+def _export_model(config: pytest.Config, ctx, verdict) -> None:
+    """Export the gate's model when its verdict approves it; the record says where
+    (``artifacts.model_export``). A failed export never hides the verdict: a full disk stops the
+    session like any full disk, another error is a warning; either makes the exit code
+    non-zero (the controller reads it from the record, see _JsonReportHooks._append)."""
+    import traceback
+
+    from moola.diskspace import as_disk_full, is_disk_full
+    from moola.export.exporter import export_after_gate
+
+    try:
+        entry = export_after_gate(ctx, verdict)
+    except Exception as exc:
+        if is_disk_full(exc):  # said once, in the summary's "disk full" section
+            full = as_disk_full(exc, [ctx.reports, ctx.cache.root])
+            _disk_full(config, full)
+            entry = {"path": None, "error": f"exporting the model failed: {full}"}
+        else:
+            entry = {"path": None, "error": f"exporting the model failed: "
+                                            f"{type(exc).__name__}: {exc}",
+                     "traceback": traceback.format_exc()}
+            warnings.warn(MoolaGateWarning(f"{verdict.gate}: {entry['error']}"))
+    if entry is not None:
+        verdict.artifacts = {**verdict.artifacts, "model_export": entry}
 
 
 def _write_plots(config: pytest.Config, ctx, verdict) -> None:
@@ -499,6 +532,8 @@ class _JsonReportHooks:
             return
         written.update(r["gate"] for r in records)
         self.config.stash[RECORDS_KEY].extend(records)
+        self.config.stash.setdefault(EXPORT_ERRORS_KEY, []).extend(
+            r for r in records if (r["artifacts"].get("model_export") or {}).get("error"))
 
     def _save(self, plugin, final: bool) -> None:
         """report.json as it stands mid-run: the finished tests, marked in progress."""
@@ -570,6 +605,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     for exc in config.stash.get(DISK_FULL_KEY, []):
         terminalreporter.write_sep("=", "moola: disk full", red=True)
         terminalreporter.write_line(str(exc), red=True)
+    for r in config.stash.get(EXPORT_ERRORS_KEY, []):
+        terminalreporter.write_sep("=", "moola: model export failed", red=True)
+        terminalreporter.write_line(f"{r['gate']}: {r['artifacts']['model_export']['error']}",
+                                    red=True)
     records = config.stash.get(RECORDS_KEY, [])
     if not records:
         return
@@ -582,3 +621,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.write_line(
         f"results: {ctx.reports / 'gated_workflow_results.jsonl'} (run_id {ctx.run_id}); "
         f"details: {ctx.reports / 'report.json'}; watch: moola status {ctx.reports}")
+    exported = [Path(p).name for p in (r["artifacts"].get("model_export", {}).get("path")
+                                       for r in records) if p]
+    if exported:
+        from moola.export.exporter import models_dir
+
+        terminalreporter.write_line(
+            f"models: {models_dir(ctx)}/ ({', '.join(exported)}); apply one with "
+            f"moola predict --model {models_dir(ctx)}/{exported[-1]} --data DIR_OR_CSV")

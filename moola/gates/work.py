@@ -16,6 +16,7 @@ per-replica summaries. Gate 2's control is the same folds with one replica per f
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,7 +37,7 @@ TRAIN_CODE = ["models", "train", "data", "transfer", "pretrain", "augment", "pse
 # order, so gate 4 trained after gate 2 in one process differed from gate 4 trained alone.
 _TORCH_THREADS = torch.get_num_threads()
 # artifacts trained with the supervised recipe: they run with train.torch_threads
-SUPERVISED_KINDS = frozenset({"baseline", "finetuned", "augmented", "simple", "ensemble"})
+SUPERVISED_KINDS = frozenset({"baseline", "finetuned", "augmented", "simple", "ensemble", "refit"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,13 +154,15 @@ def build_pretrained(ctx: GateContext, encoder_ckpt: Path, n_classes: int):
 
 
 def train_classifier(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, y_tr, X_stop,
-                     y_stop, run_dir: Path, *, pretrained: bool = False, seed: int | None = None):
+                     y_stop, run_dir: Path, *, pretrained: bool = False, seed: int | None = None,
+                     budget_epochs: int | None = None):
     """Train `model` with the shared recipe; pretrained models get freeze + progressive unfreeze.
 
     (X_stop, y_stop) is the stopping slice: training windows that early stopping and checkpoint
-    selection look at, never scored. An empty slice means a fixed budget: max_epochs (raised to
-    train.min_steps), final weights. `seed` replaces run.seed (replicas). Returns
-    (ClassifierFit, extra) where extra describes the transfer schedule.
+    selection look at, never scored. An empty slice means a fixed budget: `budget_epochs`
+    (default train.max_epochs, raised to train.min_steps), final weights. `seed` replaces
+    run.seed (replicas). Returns (ClassifierFit, extra) where extra describes the transfer
+    schedule.
     """
     from moola.train import fit_classifier, seed_everything
     from moola.train.classify import steps_per_epoch
@@ -168,7 +171,7 @@ def train_classifier(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, 
     fixed = len(y_stop) == 0
     if fixed:  # nothing to select on: a fixed budget whose final weights are the result
         spe = steps_per_epoch(len(y_tr), cfg.train.batch_size)
-        budget = max(cfg.train.max_epochs, -(-cfg.train.min_steps // spe))
+        budget = max(budget_epochs or cfg.train.max_epochs, -(-cfg.train.min_steps // spe))
         cfg = cfg.replace("train", max_epochs=budget, min_epochs=budget,
                           early_stop_patience=budget + 1, checkpoint_save_top_k=0)
         # the loop logs an evaluation of the final epoch: a few of the fit windows themselves
@@ -226,10 +229,29 @@ def _load_classifier(entry: CacheEntry) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How a replicated model is trained: what :mod:`moola.gates.refit` needs to train the same
+    recipe once more on every development row (the exported model).
+
+    `key` is the replicas' cache key (it hashes everything the recipe depends on);
+    `make_model(seed)` builds the untrained module; `pretrained`: freeze + progressive
+    unfreeze; `extend_training(X, y, fold, seed)`: extra training rows (gate 5's pseudo-samples).
+    """
+
+    gate: str
+    kind: str
+    key: str
+    make_model: Callable[[int], torch.nn.Module]
+    pretrained: bool = False
+    extend_training: Callable | None = None
+
+
 def _replicated(ctx: GateContext, gate: str, kind: str, key: str, make_model,
                 meta: dict | Callable[[], dict], *, pretrained: bool = False,
                 extend_training=None) -> dict[str, Any]:
-    """Build (or load) the cached replicas of one recipe and return the pooled predictions.
+    """Build (or load) the cached replicas of one recipe and return the pooled predictions
+    (and, under "recipe", the :class:`Recipe` that trained them).
 
     `meta` (or a callable returning it, evaluated only when the artifact is built) goes into
     the artifact's fit.json."""
@@ -241,7 +263,9 @@ def _replicated(ctx: GateContext, gate: str, kind: str, key: str, make_model,
         _save_json(tmp / "fit.json", meta() if callable(meta) else meta)
         return {"replicas": len(seeds(ctx)) * len(folds(ctx))}
 
-    return _load_classifier(_build(ctx, gate, kind, key, build))
+    out = _load_classifier(_build(ctx, gate, kind, key, build))
+    out["recipe"] = Recipe(gate, kind, key, make_model, pretrained, extend_training)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

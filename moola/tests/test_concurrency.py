@@ -106,6 +106,13 @@ def test_xdist_trains_each_artifact_once(serial_and_xdist):
     for kind in ("baseline", "control", "encoder", "finetuned", "augmented", "simple"):
         events = _events(root, run_id, kind)
         assert events.count("build") == 1, f"{kind}: {events} (each artifact trained once)"
+    # each approved model exported once, by the worker that ran its gate: one refit per model
+    refits = [e["key"] for e in cache_events(root, run_id)
+              if e["kind"] == "refit" and e["event"] == "build"]
+    assert len(refits) == len(set(refits)) == 4, refits
+    models = root / "reports" / "runs" / run_id / "models"
+    assert sorted(p.name for p in models.iterdir()) == ["augmented", "baseline", "finetuned",
+                                                         "simple"]
 
 
 def test_two_sessions_at_once_share_reports_and_cache_without_corruption(serial_and_xdist):

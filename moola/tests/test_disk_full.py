@@ -158,7 +158,8 @@ def _session(root: Path) -> subprocess.CompletedProcess:
 def test_reports_full_ends_the_run_clearly_keeps_the_records_and_a_rerun_continues(tmp_path,
                                                                                    small_fs):
     root = write_gate_suite(tmp_path / "project")
-    reports = small_fs(root / "reports", 400)
+    # 600 KB: two runs of gates 0-1 with their plots and exported model (about 60 KB each)
+    reports = small_fs(root / "reports", 600)
     first = _session(root)  # room for everything: two records
     assert first.returncode == 0, first.stdout[-3000:]
     log = results_path(reports)
