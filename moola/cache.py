@@ -101,7 +101,9 @@ class ArtifactCache:
         self.root = Path(root)
         self.run_id = run_id
         self.rebuild = rebuild
-        self._rebuilt: set[tuple[str, str]] = set()  # --rebuild rebuilds once per process
+        # built by this process: --rebuild rebuilds once per process, and such an artifact is
+        # fresh for this run even if another session has since replaced it
+        self._built: set[tuple[str, str]] = set()
         self._verified: set[tuple[str, str, int]] = set()  # (kind, key, manifest mtime)
 
     def path(self, kind: str, key: str) -> Path:
@@ -142,8 +144,12 @@ class ArtifactCache:
             if damage is not None:
                 repaired = self._move_aside(kind, key, final, damage)
                 manifest = None
-            force = self.rebuild and (kind, key) not in self._rebuilt
-            stale = fresh_for_run and manifest is not None and manifest.get("run_id") != self.run_id
+            force = self.rebuild and (kind, key) not in self._built
+            # fresh for this run: built by this run, or by this process earlier in it (another
+            # session may have rebuilt the same key since: that copy is as good as ours)
+            stale = (fresh_for_run and manifest is not None
+                     and manifest.get("run_id") != self.run_id
+                     and (kind, key) not in self._built)
             if manifest is not None and not force and not stale:
                 self._log_event(kind, key, "hit")
                 return CacheEntry(kind, key, final, True, manifest)
@@ -180,7 +186,7 @@ class ArtifactCache:
                         f"fix the cause above and rerun (the damaged copy is kept under "
                         f"{final.parent / DAMAGED})") from exc
                 raise
-            self._rebuilt.add((kind, key))
+            self._built.add((kind, key))
             self._verified.add((kind, key, _manifest_mtime(final)))
             self._log_event(kind, key, "build")
             return CacheEntry(kind, key, final, False, manifest, repaired)

@@ -194,11 +194,17 @@ def model_card(ctx, verdict, model, refit) -> dict[str, Any]:
 
     cfg = ctx.cfg.to_dict()
     n_rows = int(len(development_rows(ctx)))
+    metrics = verdict.metrics or {}
+    if "macro_f1" not in metrics or "n" not in metrics:
+        # a user gate judged its model on something else: score its pooled predictions here
+        from moola.gates.builtin import replicated_metrics
+
+        metrics = replicated_metrics(ctx, model)
     return {
         **_common(ctx), "kind": "model", "name": model.name, "model": model.model,
         "gate": model.gate, "architecture": dict(refit.architecture or {}),
         "verdict": _verdict(verdict),
-        "estimate": estimate(verdict.metrics, n_rows, int(len(np.unique(model.fold_of)))),
+        "estimate": estimate(metrics, n_rows, int(len(np.unique(model.fold_of)))),
         "training": {**refit.info, "config": {s: cfg[s] for s in TRAINING_SECTIONS}},
         "artifacts": {"replicas": model.artifact.get("key"), "refit": refit.artifact["key"]},
         "config": cfg,

@@ -134,7 +134,10 @@ def test_two_sessions_at_once_share_reports_and_cache_without_corruption(serial_
         art = g1["artifacts"]["baseline"]
         # gate 1 was selected in both runs, so each built it itself (once), under the lock
         assert art["built_by_run"] == run_id and art["cache_hit"] is False, art
-        assert _events(root, run_id, "baseline") == ["build"]
+        # built once (its model export then reads it back: a hit, even though the other
+        # session may have rebuilt the same key meanwhile)
+        ev = _events(root, run_id, "baseline")
+        assert ev[0] == "build" and "build" not in ev[1:], ev
         builds.append(g1)
     # both verdicts rest on complete, equivalent artifacts (same key, same seed, same result)
     assert builds[0]["artifacts"]["baseline"]["key"] == builds[1]["artifacts"]["baseline"]["key"]

@@ -210,7 +210,9 @@ def test_gate_4_rerun_after_sigkill_resumes_from_the_checkpoint_and_passes(
         list(range(fit["epochs_run"]))
     ev = _events(project, rec["run_id"])
     # upstream from the cache (judged by gates 3 and 4, so hit more than once); gate 4 built
-    assert set(ev["encoder"]) == set(ev["baseline"]) == {"hit"} and ev["finetuned"] == ["build"]
+    # gate 4 built once (its model export then reads it: a hit)
+    assert set(ev["encoder"]) == set(ev["baseline"]) == {"hit"}
+    assert ev["finetuned"][0] == "build" and "build" not in ev["finetuned"][1:], ev["finetuned"]
     assert not finetune_killed.workdir.exists()
 
 

@@ -133,7 +133,7 @@ def test_a_user_gate_reruns_alone_from_the_cache(project, full_run):
     rec = read_results(project)[-1]
     assert rec["gate"] == "gate_8_minority_recall" and rec["status"] == "passed"
     events = cache_events(project, rec["run_id"])
-    assert events and {e["event"] for e in events} == {"hit"}, events  # nothing retrained
+    assert events and {e["event"] for e in events} == {"hit"}, [(e["kind"], e["event"]) for e in events]  # nothing retrained
     st = subprocess.run([sys.executable, "-m", "moola.cli", "status", str(project / "reports")],
                         capture_output=True, text=True, timeout=60)
     assert "gate_8_minority_recall" in st.stdout, st.stdout
