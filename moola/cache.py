@@ -38,7 +38,7 @@ from filelock import FileLock
 
 import moola
 from moola.gates.verdict import jsonable
-from moola.io_utils import atomic_write_json
+from moola.io_utils import atomic_write_json, file_sha256
 from moola.report.jsonl import append_json, scan
 
 MANIFEST = "manifest.json"
@@ -245,7 +245,7 @@ def file_checksums(directory: Path) -> dict[str, dict[str, Any]]:
     for f in sorted(directory.rglob("*")):
         if f.is_file() and f.name != MANIFEST:
             out[f.relative_to(directory).as_posix()] = {"size": f.stat().st_size,
-                                                        "sha256": _sha256(f)}
+                                                        "sha256": file_sha256(f)}
     return out
 
 
@@ -261,20 +261,12 @@ def verify_files(directory: Path, manifest: dict[str, Any]) -> str | None:
             problems.append(f"{name} is missing")
         elif f.stat().st_size != want.get("size"):
             problems.append(f"{name} has {f.stat().st_size} bytes, expected {want.get('size')}")
-        elif _sha256(f) != want.get("sha256"):
+        elif file_sha256(f) != want.get("sha256"):
             problems.append(f"{name}'s content changed")
     present = {f.relative_to(directory).as_posix() for f in directory.rglob("*")
                if f.is_file() and f.name != MANIFEST}
     problems += [f"{name} was added" for name in sorted(present - expected.keys())]
     return "; ".join(problems) or None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _manifest_mtime(path: Path) -> int:

@@ -10,6 +10,7 @@ needed; the target is untouched and the temporary file removed.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -20,7 +21,7 @@ from typing import Any
 
 from moola.diskspace import writing
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_npz",
+__all__ = ["file_sha256", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_npz",
            "atomic_torch_save", "copy_file"]
 
 
@@ -77,6 +78,15 @@ def atomic_write_json(
     file is touched. NaN/inf are rejected (they are not JSON); convert them to null first."""
     text = json.dumps(obj, indent=indent, sort_keys=sort_keys, allow_nan=False)
     return atomic_write_text(path, text + "\n", fsync=fsync)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_save_npz(path: str | os.PathLike, **arrays: Any) -> Path:

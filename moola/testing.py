@@ -27,6 +27,24 @@ SUITE_INI = ("[pytest]\naddopts = --ignore-unknown-dependency "
              "--import-mode=importlib\n")
 
 
+# a user's conftest for a scratch project: gate 4 fails on request (environment FAIL_GATE_4=1),
+# to test what a failed upstream gate does to the gates and fixtures after it
+FAILING_GATE_4_CONFTEST = """\
+import os
+from dataclasses import replace
+
+pytest_plugins = ["moola.gates.plugin"]
+
+if os.environ.get("FAIL_GATE_4"):
+    from moola.gates import builtin, passed
+    from moola.gates.registry import REGISTRY
+
+    spec = REGISTRY["gate_4_finetune_enhanced"]
+    REGISTRY._specs[spec.name] = replace(
+        spec, judge=lambda: passed(False, "pretraining hurts (forced by the test)"))
+"""
+
+
 def write_gate_suite(root: Path) -> Path:
     """Make `root` a scratch gate project (works for pytester's directory too)."""
     root.mkdir(parents=True, exist_ok=True)

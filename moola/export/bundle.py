@@ -17,7 +17,6 @@ Nothing here unpickles: weights load with ``weights_only=True``, everything else
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 from moola.diskspace import writing
-from moola.io_utils import atomic_write_json, atomic_write_text
+from moola.io_utils import atomic_write_json, atomic_write_text, file_sha256
 
 FORMAT = "moola-model/1"
 CARD = "card.json"
@@ -47,15 +46,6 @@ class ModelDirError(ValueError):
 # ---------------------------------------------------------------------------------------------
 
 
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_model_files(out: Path, weights: Path, card: dict[str, Any],
                       markdown: Callable[[dict[str, Any]], str],
                       metrics_csv: Path | None = None) -> None:
@@ -66,7 +56,7 @@ def write_model_files(out: Path, weights: Path, card: dict[str, Any],
     out.mkdir(parents=True, exist_ok=True)
     copy_file(weights, out / WEIGHTS)
     card = jsonable({**card, "weights": {
-        "file": WEIGHTS, "sha256": sha256(out / WEIGHTS),
+        "file": WEIGHTS, "sha256": file_sha256(out / WEIGHTS),
         "load": "torch.load(path, weights_only=True) -> state dict"}})
     if metrics_csv is not None and metrics_csv.is_file():
         copy_file(metrics_csv, out / "metrics.csv")
@@ -142,7 +132,7 @@ class ExportedModel:
             raise ModelDirError(f"{weights}: missing; the weights were not copied with "
                                 f"{self.directory / CARD} - copy the whole directory")
         want = (self.card.get("weights") or {}).get("sha256")
-        if want and sha256(weights) != want:
+        if want and file_sha256(weights) != want:
             raise ModelDirError(f"{weights}: its SHA-256 differs from the one {CARD} records "
                                 f"(the file was changed or truncated); copy it again from the "
                                 f"run's reports/runs/<run_id>/models/")

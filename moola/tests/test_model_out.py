@@ -26,8 +26,8 @@ import pandas as pd
 import pytest
 import torch
 
-from moola.testing import REPO, SMOKE_DATA, cache_events, read_results, run_gate_session, \
-    write_gate_suite
+from moola.testing import (FAILING_GATE_4_CONFTEST, REPO, SMOKE_DATA, cache_events,
+                           read_results, run_gate_session, write_gate_suite)
 
 pytestmark = pytest.mark.slow
 
@@ -39,20 +39,8 @@ BARS = REPO / "examples" / "bars.csv"
 
 # a user's conftest: gate 4 fails on request (FAIL_GATE_4=1); the export breaks on request
 # (BREAK_EXPORT=disk: the disk is full; =error: anything else)
-CONFTEST = textwrap.dedent('''
+CONFTEST = FAILING_GATE_4_CONFTEST + textwrap.dedent('''
     import errno
-    import os
-    from dataclasses import replace
-
-    pytest_plugins = ["moola.gates.plugin"]
-
-    if os.environ.get("FAIL_GATE_4"):
-        from moola.gates import builtin, passed
-        from moola.gates.registry import REGISTRY
-
-        spec = REGISTRY["gate_4_finetune_enhanced"]
-        REGISTRY._specs[spec.name] = replace(
-            spec, judge=lambda: passed(False, "pretraining hurts (forced by the test)"))
 
     if os.environ.get("BREAK_EXPORT"):
         from moola.export import exporter

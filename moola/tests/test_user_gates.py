@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from moola.testing import REPO, SMOKE_DATA, cache_events, read_results, run_gate_session, \
-    write_gate_suite
+from moola.testing import (FAILING_GATE_4_CONFTEST, REPO, SMOKE_DATA, cache_events,
+                           read_results, run_gate_session, write_gate_suite)
 
 pytestmark = pytest.mark.slow
 pytest_plugins = ["pytester"]
@@ -60,21 +60,7 @@ PLAIN_TEST = textwrap.dedent('''
         assert finetuned_model.proba.min() >= 0
 ''')
 
-# a user's conftest that makes gate 4 fail on request (FAIL_GATE_4=1): the skip path
-CONFTEST = textwrap.dedent('''
-    import os
-    from dataclasses import replace
-
-    pytest_plugins = ["moola.gates.plugin"]
-
-    if os.environ.get("FAIL_GATE_4"):
-        from moola.gates import builtin, passed
-        from moola.gates.registry import REGISTRY
-
-        spec = REGISTRY["gate_4_finetune_enhanced"]
-        REGISTRY._specs[spec.name] = replace(
-            spec, judge=lambda: passed(False, "pretraining hurts (forced by the test)"))
-''')
+CONFTEST = FAILING_GATE_4_CONFTEST  # gate 4 fails on request (FAIL_GATE_4=1)
 
 
 @pytest.fixture(scope="module")
