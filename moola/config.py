@@ -53,6 +53,9 @@ class RunSettings:
     cache: str = ".moola-cache"  # content-keyed artifact cache
     sync_cmd: str = ""  # run in the background after checkpoints / evals (e.g. an rsync)
     rebuild: bool = False  # ignore cached artifacts and rebuild them
+    # refit each approved model on every development row and export it with its card to
+    # reports/runs/<run_id>/models/ (docs/MODEL_OUT.md); off in the smoke profile
+    export_models: bool = True
 
 
 @dataclass(frozen=True)
@@ -283,7 +286,10 @@ def _in_range(v: float, lo: float, hi: float, lo_open: bool, hi_open: bool) -> b
 PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
         # one torch thread: tiny models gain nothing from intra-op threads on 2 cores
-        "run": {"data": "fixtures/smoke", "log_every_n_steps": 2, "torch_threads": 1},
+        # no model export: smoke checks the machinery, its models serve nobody, and the refits
+        # cost a quarter of the chain's training (docs/MODEL_OUT.md; --export-models turns it on)
+        "run": {"data": "fixtures/smoke", "log_every_n_steps": 2, "torch_threads": 1,
+                "export_models": False},
         "model": {"hidden": 16, "layers": 1, "head_hidden": 16, "simple_hidden": 16},
         # batch 32: 3 steps per epoch on the 90 smoke windows; a step of these tiny LSTMs costs
         # about the same at 16 or 32 windows, so this halves the chain's training time, and the

@@ -59,6 +59,9 @@ KNOBS = [
     ("reports", "run.reports", "DIR", "output directory"),
     ("sync-cmd", "run.sync_cmd", "CMD", "command run in the background after checkpoints/evals"),
     ("rebuild", "run.rebuild", None, "ignore cached artifacts and rebuild them"),
+    ("export-models", "run.export_models", None,
+     "refit and export each approved model to reports/runs/<run_id>/models/ (on, but off in "
+     "the smoke profile)"),
 ]
 INI_TYPES = {"str": "string", "bool": "bool", "int": "int", "float": "float"}
 
@@ -440,6 +443,9 @@ def _export_model(config: pytest.Config, ctx, verdict) -> None:
 
     from moola.diskspace import as_disk_full, is_disk_full
     from moola.export.exporter import export_after_gate
+
+    if not ctx.cfg.run.export_models:
+        return
 
     try:
         entry = export_after_gate(ctx, verdict)

@@ -78,7 +78,8 @@ def serial_and_xdist(tmp_path_factory) -> dict[str, Path]:
     """Gates 0-6 in two fresh projects, one serial and one with `-n 2`, run side by side."""
     serial = write_gate_suite(tmp_path_factory.mktemp("serial"))
     xdist = write_gate_suite(tmp_path_factory.mktemp("xdist"))
-    _finish(_start(serial, *NOT_7), _start(xdist, "-n", "2", *NOT_7))
+    # the xdist run exports the models too (off in smoke): each exactly once under -n 2
+    _finish(_start(serial, *NOT_7), _start(xdist, "-n", "2", "--export-models", *NOT_7))
     return {"serial": serial, "xdist": xdist}
 
 

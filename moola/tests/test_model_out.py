@@ -31,7 +31,7 @@ from moola.testing import (FAILING_GATE_4_CONFTEST, REPO, SMOKE_DATA, cache_even
 
 pytestmark = pytest.mark.slow
 
-ARGS = ("--profile", "smoke", f"--data={SMOKE_DATA}", "-p", "no:randomly")
+ARGS = ("--profile", "smoke", f"--data={SMOKE_DATA}", "-p", "no:randomly", "--export-models")
 APPROVED = ("passed", "warning", "inconclusive")
 MODEL_GATES = {"gate_1_smoke_enhanced": "baseline", "gate_4_finetune_enhanced": "finetuned",
                "gate_5_augment": "augmented", "gate_6_baseline_simplelstm": "simple"}

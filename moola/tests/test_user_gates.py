@@ -76,7 +76,7 @@ def project(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def full_run(project) -> subprocess.CompletedProcess:
-    return run_gate_session(project, *ARGS)
+    return run_gate_session(project, *ARGS, "--export-models")
 
 
 def test_user_gates_run_in_chain_order_and_appear_in_every_output(project, full_run):
@@ -97,6 +97,10 @@ def test_user_gates_run_in_chain_order_and_appear_in_every_output(project, full_
     g7 = recs["gate_7_ensemble"]
     assert "tiny" in g7["metrics"]["approved"], g7["metrics"]["approved"]
     assert "tiny" in g7["metrics"]["ece"], g7["reason"]
+    # a user gate's model is exported like a built-in one, its card scoring its predictions
+    card = json.loads((Path(recs["gate_9_tiny_lstm"]["artifacts"]["model_export"]["path"])
+                       / "card.json").read_text())
+    assert card["gate"] == "gate_9_tiny_lstm" and 0 <= card["estimate"]["macro_f1"] <= 1
     # report.json, the summary table, the HTML report, moola status
     verdicts = {t["metadata"]["gate"]: t["metadata"].get("verdict") for t in report["tests"]
                 if "gate" in t.get("metadata", {})}
