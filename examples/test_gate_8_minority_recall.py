@@ -1,4 +1,5 @@
-"""gate_8_minority_recall: the finetuned model finds the minority class (a user gate).
+"""gate_8_minority_recall: the finetuned model finds the rarest class of the scored windows
+(a user gate).
 
 Copy this file into gates_tests/ and it runs after gate 4 like a built-in gate: in the chain's
 order, skipped with gate 4's reason when gate 4 fails, recorded in every output, and rerun
@@ -16,7 +17,8 @@ MIN_RECALL = 0.5  # a threshold of yours (moola's own thresholds live in --gates
 
 @gate("gate_8_minority_recall", after="gate_4_finetune_enhanced")
 def test_gate_8_minority_recall(finetuned_model, encoder, dataset):
-    """The finetuned model's recall on the rarest class, averaged over seeds, >= MIN_RECALL."""
+    """The finetuned model's recall on the class rarest among the scored windows (the ones its
+    out-of-fold predictions cover), averaged over seeds, >= MIN_RECALL."""
     y = finetuned_model.y  # the scored windows' labels (out-of-fold, pooled over folds)
     minority = int(np.bincount(y, minlength=len(dataset.classes)).argmin())
     per_seed = [recall_score(y == minority, pred == minority, zero_division=0.0)

@@ -413,7 +413,12 @@ def gate_3_pretrain_bilstm(ctx: GateContext) -> Verdict:
             f"{f1['raw']:.3f} ({ci_text(vs_raw)}) and vs a random encoder "
             f"{f1['random_encoder']:.3f} ({ci_text(vs_random)})")
     inconclusive = None
-    if vs_random["delta_ci"][0] <= 0:
+    if vs_random["delta_ci"][0] <= 0 and vs_random["se"] == 0.0:
+        inconclusive = (f"inconclusive: the probes on the pretrained and on a randomly "
+                        f"initialised encoder predict all {vs_random['n_windows']} scored windows "
+                        f"identically, so these windows cannot tell what pretraining adds; "
+                        f"{adds}")
+    elif vs_random["delta_ci"][0] <= 0:
         inconclusive = (f"inconclusive: the pretrained encoder's probe is not significantly "
                         f"better than a randomly initialised encoder of the same architecture "
                         f"on {vs_random['n_windows']} windows (they could only detect about "
@@ -651,15 +656,16 @@ def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None
     inconclusive = None
     if outcome == "failed":
         problems.append(f"the ensemble (macro-F1 {m['macro_f1']:.3f}) is significantly worse "
-                        f"than its best member '{best}' ({members[best]:.3f}; {ci_text(cmp)}) by "
+                        f"than its best member '{best}' (calibrated, {members[best]:.3f}; "
+                        f"{ci_text(cmp)}) by "
                         f"more than {g.max_ensemble_drop_pp} pp; use the best member alone")
     elif outcome == "inconclusive":
         inconclusive = inconclusive_text(
             cmp, f"whether the ensemble ({m['macro_f1']:.3f}) beats its best member '{best}' "
-                 f"({members[best]:.3f}) (it is not significantly worse by more than "
+                 f"(calibrated, {members[best]:.3f}) (it is not significantly worse by more than "
                  f"{g.max_ensemble_drop_pp} pp either: the best member alone serves as well)")
     ok = (f"ensemble of {', '.join(members)}: macro-F1 {m['macro_f1']:.3f}, significantly better "
-          f"than its best member '{best}' {members[best]:.3f} ({ci_text(cmp)}); ECE "
+          f"than its best member '{best}' (calibrated, {members[best]:.3f}; {ci_text(cmp)}); ECE "
           f"{ece['ensemble']['before']:.3f} -> "
           f"{ece['ensemble']['after']:.3f} after cross-fitted isotonic calibration")
     return _verdict(ctx, gate, problems, ok, inconclusive=inconclusive, notes=notes,

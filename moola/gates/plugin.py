@@ -60,8 +60,7 @@ KNOBS = [
     ("sync-cmd", "run.sync_cmd", "CMD", "command run in the background after checkpoints/evals"),
     ("rebuild", "run.rebuild", None, "ignore cached artifacts and rebuild them"),
     ("export-models", "run.export_models", None,
-     "refit and export each approved model to reports/runs/<run_id>/models/ (on, but off in "
-     "the smoke profile)"),
+     "refit and export each approved model to reports/runs/<run_id>/models/"),
 ]
 INI_TYPES = {"str": "string", "bool": "bool", "int": "int", "float": "float"}
 
