@@ -290,9 +290,14 @@ def render(status: dict[str, Any], records: list[dict[str, Any]], liveness: Live
         lines += _eval_lines(s.get("last_eval"), "this training", width)
     if p.chain:
         done = len(p.finished)
-        eta = [f"ETA {human_duration(p.chain_eta_s)} ({p.chain_eta_note})"] if p.chain_eta_note else []
-        lines += _bar_line("chain", done / len(p.chain),
-                           [f"{done} of {len(p.chain)} gates finished"] + eta, width)
+        if liveness.state in ("done", "failed"):  # the session is over (perhaps run with -k):
+            over = [f"{done} of {len(p.chain)} gates judged; the session is over"]  # none to come
+            lines += _bar_line("chain", done / len(p.chain), over, width)
+        else:
+            eta = ([f"ETA {human_duration(p.chain_eta_s)} ({p.chain_eta_note})"]
+                   if p.chain_eta_note else [])
+            lines += _bar_line("chain", done / len(p.chain),
+                               [f"{done} of {len(p.chain)} gates finished"] + eta, width)
     lines += pack(f"pid {fmt.text(s.get('pid'))} on {fmt.text(s.get('host'))}",
                   [f"updated {fmt.text(s.get('updated_at'))}"], width)
     lines.append("")

@@ -378,4 +378,14 @@ def test_a_finished_chain_has_no_eta_left(tmp_path):
     write_status(tmp_path, **over)
     text, code, state = watch.snapshot(tmp_path, stale_after=120, now=NOW)
     assert (code, state) == (0, "done")
-    assert "8 of 8 gates finished" in text and "ETA" not in text
+    assert "8 of 8 gates judged; the session is over" in text and "ETA" not in text
+
+
+def test_a_session_run_with_k_is_over_without_an_eta_for_the_deselected_gates(tmp_path):
+    # `-k gate_4`: gates 0-4 judged (0-3 from the cache), 5-7 deselected, the session ended
+    over = chain_status(gate="gate_4_finetune_enhanced", phase="done", pid=dead_pid(),
+                        gates={g: {"status": "passed"} for g in CHAIN[:5]})
+    write_status(tmp_path, **over)
+    text, code, state = watch.snapshot(tmp_path, stale_after=120, now=NOW)
+    assert (code, state) == (0, "done")
+    assert "5 of 8 gates judged; the session is over" in text and "ETA" not in text
