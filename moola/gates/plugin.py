@@ -509,7 +509,7 @@ class _JsonReportHooks:
         test = getattr(plugin, "_json_tests", {}).get(report.nodeid)
         if test is not None:
             self._append([test])
-            self._save(plugin, final=False)
+            self._save_in_progress(plugin)
 
     @pytest.hookimpl(trylast=True)
     def pytest_json_modifyreport(self, json_report: dict) -> None:
@@ -540,14 +540,14 @@ class _JsonReportHooks:
         self.config.stash.setdefault(EXPORT_ERRORS_KEY, []).extend(
             r for r in records if (r["artifacts"].get("model_export") or {}).get("error"))
 
-    def _save(self, plugin, final: bool) -> None:
+    def _save_in_progress(self, plugin) -> None:
         """report.json as it stands mid-run: the finished tests, marked in progress."""
         import time
 
         report = {"created": time.time(), "in_progress": True, "exitcode": None,
                   "root": str(self.config.rootpath),
                   "tests": [t for t in plugin._json_tests.values() if "teardown" in t]}
-        _save_json_report_atomically(self.config, report, final=final)
+        _save_json_report_atomically(self.config, report, final=False)
 
 
 def _disk_full(config: pytest.Config, exc: Exception) -> None:
