@@ -103,6 +103,12 @@ class TrainSettings:
     # nothing from more, and on 2 cores 2 threads made gates 1, 4, 5 and 7 1.5-2x slower
     # (measured; pretraining, with batches of 128, keeps run.torch_threads)
     torch_threads: int = 1
+    # the replicas of a recipe (seeds x folds) train together, one step of all at a time
+    # (moola.train.together, docs/PERFORMANCE.md); false: one after another
+    replicas_together: bool = True
+    # threads running the replicas' LSTM kernels side by side (0 = the cores this process may
+    # use; 1 on an accelerator)
+    replica_threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -248,6 +254,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "train.batch_size": _ATLEAST1, "train.lr": _POS, "train.weight_decay": _NONNEG,
     "train.grad_clip": _NONNEG, "train.early_stop_patience": _ATLEAST1,
     "train.checkpoint_save_top_k": _COUNT, "train.torch_threads": _COUNT,
+    "train.replica_threads": _COUNT,
     "pretrain.mask_ratio": _UNIT_OPEN, "pretrain.patch_size": _ATLEAST1,
     "pretrain.max_epochs": _ATLEAST1, "pretrain.batch_size": _ATLEAST1, "pretrain.lr": _POS,
     "pretrain.val_fraction": _UNIT_OPEN, "pretrain.early_stop_patience": _ATLEAST1,

@@ -153,19 +153,20 @@ def build_pretrained(ctx: GateContext, encoder_ckpt: Path, n_classes: int):
     return build_from_encoder(encoder_ckpt, n_classes, ctx.cfg.model)
 
 
-def train_classifier(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, y_tr, X_stop,
-                     y_stop, run_dir: Path, *, pretrained: bool = False, seed: int | None = None,
-                     budget_epochs: int | None = None):
-    """Train `model` with the shared recipe; pretrained models get freeze + progressive unfreeze.
+def classifier_job(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, y_tr, X_stop,
+                   y_stop, run_dir: Path, *, pretrained: bool = False, seed: int | None = None,
+                   budget_epochs: int | None = None, name: str = ""):
+    """How `model` trains with the shared recipe, as a :class:`~moola.train.together.ReplicaJob`
+    (trained alone by :func:`train_classifier`, or with other replicas by
+    :func:`moola.train.together.fit_together`), and the transfer schedule's description.
 
     (X_stop, y_stop) is the stopping slice: training windows that early stopping and checkpoint
     selection look at, never scored. An empty slice means a fixed budget: `budget_epochs`
     (default train.max_epochs, raised to train.min_steps), final weights. `seed` replaces
-    run.seed (replicas). Returns (ClassifierFit, extra) where extra describes the transfer
-    schedule.
+    run.seed (replicas). Pretrained models get freeze + progressive unfreeze.
     """
-    from moola.train import fit_classifier, seed_everything
     from moola.train.classify import steps_per_epoch
+    from moola.train.together import ReplicaJob
 
     cfg = ctx.cfg if seed is None else ctx.cfg.replace("run", seed=seed)
     fixed = len(y_stop) == 0
@@ -177,7 +178,6 @@ def train_classifier(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, 
         # the loop logs an evaluation of the final epoch: a few of the fit windows themselves
         pick = np.unique(np.linspace(0, len(y_tr) - 1, min(32, len(y_tr))).astype(int))
         X_stop, y_stop = X_tr[pick], y_tr[pick]
-    seed_everything(cfg.run.seed, cfg.run.deterministic)
     epoch_hook, param_groups, extra = None, None, {}
     if pretrained:
         from moola.transfer import ProgressiveUnfreezer, discriminative_param_groups
@@ -193,10 +193,25 @@ def train_classifier(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, 
         extra = {"freeze_epochs": cfg.finetune.freeze_epochs,
                  "unfreeze_every": cfg.finetune.unfreeze_every,
                  "encoder_lr_mult": cfg.finetune.encoder_lr_mult}
-    fit = fit_classifier(model, X_tr, y_tr, X_stop, y_stop, cfg, run_dir, ctx.device, gate,
-                         status=_status_for(ctx, gate), epoch_hook=epoch_hook,
-                         param_groups=param_groups, eval_final_epoch_only=fixed,
-                         **ctx.training_hooks())
+    job = ReplicaJob(name or gate, model, X_tr, y_tr, X_stop, y_stop, cfg, Path(run_dir),
+                     epoch_hook=epoch_hook, param_groups=param_groups,
+                     eval_final_epoch_only=fixed)
+    return job, extra
+
+
+def train_classifier(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, y_tr, X_stop,
+                     y_stop, run_dir: Path, *, pretrained: bool = False, seed: int | None = None,
+                     budget_epochs: int | None = None):
+    """Train `model` alone with the shared recipe (see :func:`classifier_job`).
+    Returns (ClassifierFit, extra) where extra describes the transfer schedule."""
+    from moola.train import fit_classifier
+
+    job, extra = classifier_job(ctx, gate, model, X_tr, y_tr, X_stop, y_stop, run_dir,
+                                pretrained=pretrained, seed=seed, budget_epochs=budget_epochs)
+    fit = fit_classifier(model, job.X_fit, job.y_fit, job.X_stop, job.y_stop, job.cfg, run_dir,
+                         ctx.device, gate, status=_status_for(ctx, gate),
+                         epoch_hook=job.epoch_hook, param_groups=job.param_groups,
+                         eval_final_epoch_only=job.eval_final_epoch_only, **ctx.training_hooks())
     return fit, extra
 
 

@@ -2,9 +2,10 @@
 
 Every replica trains on its fold's fit rows, stops early and picks its best checkpoint on the
 fold's stopping slice (training rows, never scored), then predicts the fold's scored rows and,
-when the split has them, the held-out test rows. A replica that finished is written to the
-build's work directory at once, so a build killed half-way resumes with the replicas it has
-(and the unfinished one resumes from its last checkpoint).
+when the split has them, the held-out test rows. The replicas train together, one step of all
+at a time (:mod:`moola.train.together`), or one after another. A replica that finished is
+written to the build's work directory at once, so a build killed half-way resumes with the
+replicas it has (and the unfinished ones resume from their last checkpoints).
 """
 
 from __future__ import annotations
@@ -52,71 +53,33 @@ def train_replicas(ctx, gate: str, folds: list[Fold], seeds: list[int], make_mod
                    extend_training: TrainingExtension | None = None) -> dict[str, Any]:
     """Train every (seed, fold) replica; write the pooled predictions into `out_dir`.
 
+    The replicas not yet done train together (:mod:`moola.train.together`, when
+    ``train.replicas_together`` and the architecture allows) or one after another.
     Writes ``pooled.npz`` (score_idx, fold_of, y, proba (R, n, K), test_idx, y_test,
     test_proba (R, n_test, K) from each seed's last-fold model), ``replicas.json`` (per replica:
     seed, fold, sizes, accuracy on the fold's real fit rows, best/epochs run, stop reason,
-    first/last training loss, parameter devices, extra info) and ``models/<replica>.pt`` (state dicts). Returns the replica list.
+    first/last training loss, parameter devices, extra info) and ``models/<replica>.pt`` (state
+    dicts). Returns the replica list.
     """
-    from moola.gates.work import train_classifier
-    from moola.train import predict_proba, seed_everything
-
     ds = ctx.dataset
     test_idx = np.asarray(ds.test_idx, dtype=np.int64)
     (out_dir / "models").mkdir(exist_ok=True)
+    replicas = [Replica(seed, fold) for seed in seeds for fold in folds]
+    pending = [rep for rep in replicas if not (workdir / rep.name / "done.json").is_file()]
+    if pending:
+        _train(ctx, gate, pending, folds, make_model, workdir, len(replicas),
+               pretrained=pretrained, extend_training=extend_training)
     summaries, probas, test_probas = [], {}, {}
-    for seed in seeds:
-        for fold in folds:
-            rep = Replica(seed, fold)
-            rdir = workdir / rep.name
-            done = rdir / "done.json"
-            if not done.is_file():  # train it (resuming from its last checkpoint if killed)
-                # moola status shows the gate's progress as replica i of R, not one fit's epochs
-                ctx.status.update(gate=gate, replica=rep.name, replica_index=len(summaries) + 1,
-                                  replica_count=len(seeds) * len(folds))
-                rdir.mkdir(parents=True, exist_ok=True)
-                X_fit, y_fit = ds.X[fold.fit_idx], ds.y[fold.fit_idx]
-                info: dict[str, Any] = {}
-                if extend_training is not None:
-                    X_fit, y_fit, info = extend_training(X_fit, y_fit, fold, seed)
-                seed_everything(seed, ctx.cfg.run.deterministic)
-                model = make_model(seed)
-                fit, extra = train_classifier(
-                    ctx, gate, model, X_fit, y_fit, ds.X[fold.stop_idx], ds.y[fold.stop_idx],
-                    rdir, pretrained=pretrained, seed=seed)
-                proba = predict_proba(fit.model, ds.X[fold.score_idx], ctx.device)
-                # accuracy of the kept weights on the fold's real fit rows (pseudo-samples left
-                # out): the records' train_acc, the earlier scripts' training-fit figure
-                fit_pred = predict_proba(fit.model, ds.X[fold.fit_idx], ctx.device).argmax(1)
-                train_acc = float(np.mean(fit_pred == ds.y[fold.fit_idx]))
-                # the held-out rows: only each seed's last-fold model is reported on them
-                tproba = (predict_proba(fit.model, ds.X[test_idx], ctx.device)
-                          if len(test_idx) and fold is folds[-1]
-                          else np.zeros((0, proba.shape[1])))
-                atomic_torch_save(fit.model.state_dict(), rdir / "model.pt")
-                atomic_save_npz(rdir / "preds.npz", proba=proba, test_proba=tproba)
-                r = fit.fit
-                summary = {
-                    "replica": rep.name, "seed": seed, "fold": fold.index,
-                    "fold_source": fold.source, "n_fit": int(len(y_fit)),
-                    "n_fit_real": int(len(fold.fit_idx)), "n_stop": int(len(fold.stop_idx)),
-                    "n_scored": int(len(fold.score_idx)), "train_acc": train_acc,
-                    "best_epoch": r.best_epoch,
-                    "epochs_run": r.epochs_run, "stopped_reason": r.stopped_reason,
-                    "resumed_from_epoch": r.resumed_from_epoch,
-                    "train_loss_first": fit.train_loss_first,
-                    "train_loss_last": fit.train_loss_last, "history": r.history,
-                    "param_devices": sorted({p.device.type for p in fit.model.parameters()}),
-                    "transfer": extra, **info}
-                _write_json(done, summary)  # last: its presence means the replica is complete
-            summary = json.loads(done.read_text())
-            with np.load(rdir / "preds.npz") as z:
-                probas[(seed, fold.index)] = z["proba"]
-                test_probas[(seed, fold.index)] = z["test_proba"]
-            copy_file(rdir / "model.pt", out_dir / "models" / f"{rep.name}.pt")
-            if (rdir / "metrics.csv").is_file():
-                (out_dir / "replicas").mkdir(exist_ok=True)
-                copy_file(rdir / "metrics.csv", out_dir / "replicas" / f"{rep.name}.csv")
-            summaries.append(summary)
+    for rep in replicas:
+        rdir = workdir / rep.name
+        summaries.append(json.loads((rdir / "done.json").read_text()))
+        with np.load(rdir / "preds.npz") as z:
+            probas[(rep.seed, rep.fold.index)] = z["proba"]
+            test_probas[(rep.seed, rep.fold.index)] = z["test_proba"]
+        copy_file(rdir / "model.pt", out_dir / "models" / f"{rep.name}.pt")
+        if (rdir / "metrics.csv").is_file():
+            (out_dir / "replicas").mkdir(exist_ok=True)
+            copy_file(rdir / "metrics.csv", out_dir / "replicas" / f"{rep.name}.csv")
     score_idx, fold_of = pooled_index(folds)
     proba = np.stack([np.concatenate([probas[(s, f.index)] for f in folds]) for s in seeds])
     last = folds[-1].index
@@ -130,6 +93,84 @@ def train_replicas(ctx, gate: str, folds: list[Fold], seeds: list[int], make_mod
     if rep_csv.is_file():
         copy_file(rep_csv, out_dir / "metrics.csv")
     return {"replicas": summaries}
+
+
+def _train(ctx, gate: str, pending: list[Replica], folds: list[Fold], make_model: ModelFactory,
+           workdir: Path, n_replicas: int, *, pretrained: bool,
+           extend_training: TrainingExtension | None) -> None:
+    """Train the replicas in `pending` and write each one's model.pt, preds.npz and done.json
+    (last: its presence means the replica is complete)."""
+    from moola.gates.work import _status_for, classifier_job
+    from moola.train import fit_classifier, seed_everything
+    from moola.train.together import can_train_together, fit_together, replica_threads
+
+    jobs, infos = [], []
+    for rep in pending:
+        fold = rep.fold
+        rdir = workdir / rep.name
+        rdir.mkdir(parents=True, exist_ok=True)
+        X_fit, y_fit = ctx.dataset.X[fold.fit_idx], ctx.dataset.y[fold.fit_idx]
+        info: dict[str, Any] = {}
+        if extend_training is not None:
+            X_fit, y_fit, info = extend_training(X_fit, y_fit, fold, rep.seed)
+        seed_everything(rep.seed, ctx.cfg.run.deterministic)  # the model's initial weights
+        model = make_model(rep.seed)
+        job, extra = classifier_job(
+            ctx, gate, model, X_fit, y_fit, ctx.dataset.X[fold.stop_idx],
+            ctx.dataset.y[fold.stop_idx], rdir, pretrained=pretrained, seed=rep.seed,
+            name=rep.name)
+        jobs.append(job)
+        infos.append({"transfer": extra, **info})
+    status = _status_for(ctx, gate)
+    together = (ctx.cfg.train.replicas_together and len(jobs) > 1
+                and can_train_together([j.model for j in jobs]))
+    if together:
+        threads = replica_threads(ctx.cfg.train.replica_threads, ctx.device)
+        fit_together(jobs, ctx.device, gate, threads=threads, status=status,
+                     on_done=lambda i, fit: _save_replica(ctx, pending[i], jobs[i], fit,
+                                                          infos[i], folds),
+                     **ctx.training_hooks())
+        return
+    for i, (rep, job, info) in enumerate(zip(pending, jobs, infos)):
+        # moola status shows the gate's progress as replica i of R, not one fit's epochs
+        status.update(gate=gate, replica=rep.name,
+                      replica_index=n_replicas - len(pending) + i + 1, replica_count=n_replicas)
+        fit = fit_classifier(job.model, job.X_fit, job.y_fit, job.X_stop, job.y_stop, job.cfg,
+                             job.run_dir, ctx.device, gate, status=status,
+                             epoch_hook=job.epoch_hook, param_groups=job.param_groups,
+                             eval_final_epoch_only=job.eval_final_epoch_only,
+                             **ctx.training_hooks())
+        _save_replica(ctx, rep, job, fit, info, folds)
+
+
+def _save_replica(ctx, rep: Replica, job, fit, info: dict, folds: list[Fold]) -> None:
+    """A trained replica's predictions (its fold's scored rows; the held-out rows for the last
+    fold), weights and summary, written into its directory."""
+    from moola.train import predict_proba
+
+    ds, fold, rdir = ctx.dataset, rep.fold, job.run_dir
+    test_idx = np.asarray(ds.test_idx, dtype=np.int64)
+    proba = predict_proba(fit.model, ds.X[fold.score_idx], ctx.device)
+    # accuracy of the kept weights on the fold's real fit rows (pseudo-samples left out): the
+    # records' train_acc, the earlier scripts' training-fit figure
+    fit_pred = predict_proba(fit.model, ds.X[fold.fit_idx], ctx.device).argmax(1)
+    train_acc = float(np.mean(fit_pred == ds.y[fold.fit_idx]))
+    # the held-out rows: only each seed's last-fold model is reported on them
+    tproba = (predict_proba(fit.model, ds.X[test_idx], ctx.device)
+              if len(test_idx) and fold is folds[-1] else np.zeros((0, proba.shape[1])))
+    atomic_torch_save(fit.model.state_dict(), rdir / "model.pt")
+    atomic_save_npz(rdir / "preds.npz", proba=proba, test_proba=tproba)
+    r = fit.fit
+    summary = {
+        "replica": rep.name, "seed": rep.seed, "fold": fold.index, "fold_source": fold.source,
+        "n_fit": int(len(job.y_fit)), "n_fit_real": int(len(fold.fit_idx)),
+        "n_stop": int(len(fold.stop_idx)), "n_scored": int(len(fold.score_idx)),
+        "train_acc": train_acc, "best_epoch": r.best_epoch, "epochs_run": r.epochs_run,
+        "stopped_reason": r.stopped_reason, "resumed_from_epoch": r.resumed_from_epoch,
+        "train_loss_first": fit.train_loss_first, "train_loss_last": fit.train_loss_last,
+        "history": r.history,
+        "param_devices": sorted({p.device.type for p in fit.model.parameters()}), **info}
+    _write_json(rdir / "done.json", summary)  # last: its presence means the replica is complete
 
 
 def _write_json(path: Path, obj: Any) -> None:

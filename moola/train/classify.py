@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from moola.train.device import seed_everything
 from moola.train.loop import FitResult, LoopSettings, Trainer
 
-__all__ = ["ClassifierFit", "ClassifierModule", "fit_classifier", "predict_proba",
-           "inverse_frequency_weights"]
+__all__ = ["ClassifierFit", "ClassifierModule", "fit_classifier", "prepare_fit", "classifier_fit",
+           "predict_proba", "inverse_frequency_weights"]
 
 log = logging.getLogger(__name__)
 EpochHook = Callable[[int, torch.optim.Optimizer, torch.nn.Module], Any]
@@ -154,6 +154,24 @@ def fit_classifier(model: torch.nn.Module, X_train: np.ndarray, y_train: np.ndar
     per-epoch evaluation, no selection).
     """
     seed_everything(cfg.run.seed, cfg.run.deterministic)
+    module, loader, trainer = prepare_fit(
+        model, X_train, y_train, X_val, y_val, cfg, run_dir, device, gate, status=status,
+        epoch_hook=epoch_hook, param_groups=param_groups, on_checkpoint=on_checkpoint,
+        on_eval=on_eval, eval_final_epoch_only=eval_final_epoch_only)
+    return classifier_fit(module, trainer.fit(module, loader, resume=resume), device)
+
+
+def prepare_fit(model: torch.nn.Module, X_train: np.ndarray, y_train: np.ndarray,
+                X_val: np.ndarray, y_val: np.ndarray, cfg: Any, run_dir: str | os.PathLike,
+                device: torch.device, gate: str, *, status: Any = None,
+                epoch_hook: EpochHook | None = None, param_groups: Iterable[dict] | None = None,
+                on_checkpoint: Callable[[], Any] | None = None,
+                on_eval: Callable[[dict], Any] | None = None,
+                eval_final_epoch_only: bool = False
+                ) -> tuple[ClassifierModule, DataLoader, Trainer]:
+    """What :func:`fit_classifier` trains with: the module (loss, optimizer, validation), the
+    shuffling loader (its own generator, seeded with ``cfg.run.seed``) and the Trainer.
+    :mod:`moola.train.together` builds the same three for each replica it trains."""
     model.to(device)
     k = _n_classes(model, X_train, device)
     for name, y in (("y_train", y_train), ("y_val", y_val)):
@@ -176,8 +194,13 @@ def fit_classifier(model: torch.nn.Module, X_train: np.ndarray, y_train: np.ndar
         settings = dataclasses.replace(settings, eval_final_epoch_only=True)
     trainer = Trainer(settings, run_dir, device, gate, status=status, on_checkpoint=on_checkpoint,
                       on_eval=on_eval)
-    result = trainer.fit(module, loader, resume=resume)
-    proba = predict_proba(module.model, X_val, device)
+    return module, loader, trainer
+
+
+def classifier_fit(module: ClassifierModule, result: FitResult,
+                   device: torch.device) -> ClassifierFit:
+    """Package a finished fit (best weights already in ``module.model``)."""
+    proba = predict_proba(module.model, module.X_val.numpy(), device)
     history = result.history
     return ClassifierFit(
         model=module.model, fit=result, val_proba=proba, val_pred=proba.argmax(axis=1),

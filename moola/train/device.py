@@ -80,10 +80,13 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def get_rng_state(generator: torch.Generator | None = None) -> dict:
+def get_rng_state(generator: torch.Generator | None = None,
+                  dropout: torch.Generator | None = None) -> dict:
     """Every RNG the loop depends on, as tensors / plain values (loads with weights_only=True).
 
-    `generator` is the DataLoader's shuffling generator, if it has its own.
+    `generator` is the DataLoader's shuffling generator, if it has its own; `dropout` the
+    generator a replica trained together with others draws its dropout masks from (in place of
+    torch's default one, whose state it then takes in the checkpoint).
     """
     version, internal, gauss = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state()
@@ -97,10 +100,13 @@ def get_rng_state(generator: torch.Generator | None = None) -> dict:
     }
     if generator is not None:
         state["loader"] = generator.get_state()
+    if dropout is not None:
+        state["torch" if dropout.device.type == "cpu" else "dropout"] = dropout.get_state()
     return state
 
 
-def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None:
+def set_rng_state(state: dict, generator: torch.Generator | None = None,
+                  dropout: torch.Generator | None = None) -> None:
     """Restore what :func:`get_rng_state` captured."""
     py = state["python"]
     random.setstate((py["version"], tuple(int(v) for v in py["internal"].tolist()), py["gauss"]))
@@ -112,3 +118,7 @@ def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None
         torch.cuda.set_rng_state_all(state["cuda"])
     if generator is not None and "loader" in state:
         generator.set_state(state["loader"])
+    if dropout is not None:
+        key = "torch" if dropout.device.type == "cpu" else "dropout"
+        if key in state:
+            dropout.set_state(state[key])

@@ -166,47 +166,23 @@ class Trainer(CheckpointMixin):
         self.status, self.on_checkpoint, self.on_eval = status, on_checkpoint, on_eval
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.last_path = self.ckpt_dir / "last.pt"
+        # a replica trained together with others draws dropout masks from its own generator
+        # (moola.train.together); its state goes into the checkpoints in place of torch's
+        self.dropout_generator: torch.Generator | None = None
 
     # ------------------------------------------------------------------ the loop
     def fit(self, module: TrainModule, train_loader: Any, resume: bool = True) -> FitResult:
         """Train `module.model` on `train_loader`; load the best weights into it at the end."""
-        s, t_start = self.settings, time.perf_counter()
+        t_start = time.perf_counter()
         model = module.model.to(self.device)
         optimizer = module.configure_optimizer()
-        self.early = EarlyStopping(s.monitor, s.mode, s.early_stop_patience, s.min_epochs)
-        self.keeper = CheckpointKeeper(self.ckpt_dir, s.monitor, s.mode, s.checkpoint_save_top_k)
-        self._last_ckpt_at: float | None = None
-        self.logger = make_logger(s.logger, self.run_dir / "metrics.csv")
-        self.history, self.step, self.timed_out_evals, self._best_state = [], 0, 0, None
-        self.generator = getattr(train_loader, "generator", None)
-        start = self._restore(module, optimizer) if resume else None
-        resumed_from, start = start, start or 0
-        if resumed_from is None:
-            self._fresh_start()
-        try:
-            steps_per_epoch = len(train_loader)
-        except TypeError:  # an iterable loader without a length: no ETA
-            steps_per_epoch = None
-        self.total_steps = s.max_epochs * steps_per_epoch if steps_per_epoch else None
-        stopped = None
-        if resumed_from is not None and start > 0:
-            should_stop, reason = self.early.decide(start - 1)  # it may have stopped already
-            stopped = reason if should_stop else None
-        # a writer may be shared by several gates: clear what the previous run left behind
-        self._write_status(gate=self.gate, phase="train", step=self.step, total_steps=self.total_steps,
-                           epoch=start, max_epochs=s.max_epochs, loss=None, lr=None,
-                           throughput=None, eta_s=None, last_eval=None, stopped_reason=None,
-                           best_score=None, best_epoch=None, epochs_run=None, error=None)
+        start, resumed_from, stopped = self.begin(module, optimizer, train_loader, resume)
+        s = self.settings
         try:
             for epoch in range(start, s.max_epochs):
                 if stopped:
                     break
-                # epoch start: train mode, then the module's freeze / unfreeze schedule
-                model.train()
-                if hasattr(module, "on_epoch_start"):
-                    module.on_epoch_start(epoch, optimizer)
-                loss_sum, n_seen = torch.zeros((), device=self.device), 0
-                self._reset_window()
+                self.start_epoch(module, optimizer, epoch)
                 for i, batch in enumerate(train_loader):
                     # forward / backward
                     loss = module.training_step(batch, self.device)
@@ -219,52 +195,117 @@ class Trainer(CheckpointMixin):
                                   if p.grad is not None]
                         grad_norm = torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
                     optimizer.step()
-                    self.step += 1
-                    n = _batch_len(batch)
-                    loss_sum += loss.detach() * n
-                    n_seen += n
-                    self._win_samples += n
-                    self._win_steps += 1
-                    # fast tier: status + CSV row (the only place a step loss is synced)
-                    if s.log_every_n_steps and self.step % s.log_every_n_steps == 0:
-                        self._fast_tier(epoch, loss, loss_sum.item() / n_seen, optimizer, grad_norm)
-                    # full tier inside the epoch (the end-of-epoch one follows anyway)
-                    last_batch = steps_per_epoch is not None and i + 1 == steps_per_epoch
-                    if s.eval_every_n_steps and self.step % s.eval_every_n_steps == 0 and not last_batch:
-                        self._full_tier(module, epoch, loss_sum.item() / n_seen, epoch_end=False)
-                        self._reset_window()
-                if n_seen == 0:
-                    raise ValueError("train_loader yielded no batches; nothing to train on")
-                train_loss = loss_sum.item() / n_seen
-                # full tier at the end of the epoch
-                if s.eval_final_epoch_only and epoch < s.max_epochs - 1:
-                    record = self._train_only_record(epoch, train_loss)
-                else:
-                    record = self._full_tier(module, epoch, train_loss, epoch_end=True)
-                # early stopping (a timed-out or skipped evaluation counts as no improvement)
-                unscored = record["eval_timed_out"] or record.get("evaluated") is False
-                # epochs before min_epochs are not candidates for the best checkpoint: on small
-                # data the first ~100 steps sit on the ln(K) plateau, and a stopping slice of a
-                # few windows can rank that near-uniform model first (a one-class result)
-                warming_up = epoch + 1 < s.min_epochs
-                score = None if unscored or warming_up else self.early.score_from(record)
-                should_stop, reason = self.early.update(epoch, score)
-                if not math.isfinite(train_loss):
-                    should_stop, reason = True, (
-                        f"training loss became non-finite ({train_loss}) in epoch {epoch}; check the "
-                        "learning rate and the input normalisation")
-                if should_stop:
-                    stopped = reason
-                log.info("[%s] epoch %d: train_loss %.4f %s: %s", self.gate, epoch, train_loss,
-                         s.monitor, "timed out" if score is None else f"{score:.4f}")
-                # checkpoints: top-k best and last.pt
-                final = stopped is not None or epoch == s.max_epochs - 1
-                self._checkpoint(model, optimizer, epoch, score, stopped, final)
+                    last_batch = self.steps_per_epoch is not None and i + 1 == self.steps_per_epoch
+                    self.after_step(module, optimizer, epoch, loss, _batch_len(batch), grad_norm,
+                                    last_batch)
+                stopped = self.end_epoch(module, optimizer, epoch)
             stopped = stopped or f"max_epochs={s.max_epochs} reached"
         except BaseException as exc:
-            self._write_status(phase="failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            self.failed(exc)
             raise
-        # best weights back into the module
+        return self.finish(module, stopped, resumed_from, t_start)
+
+    # The phases of :meth:`fit`, public so that :mod:`moola.train.together` can drive one
+    # Trainer per replica while it computes the steps of many replicas at once.
+    def begin(self, module: TrainModule, optimizer: torch.optim.Optimizer, train_loader: Any,
+              resume: bool = True) -> tuple[int, int | None, str | None]:
+        """Set up callbacks, logger and checkpoints, resume from last.pt when it fits.
+
+        Returns (first epoch to run, the epoch resumed from or None, a stop reason when the
+        resumed run had already stopped)."""
+        s = self.settings
+        self.early = EarlyStopping(s.monitor, s.mode, s.early_stop_patience, s.min_epochs)
+        self.keeper = CheckpointKeeper(self.ckpt_dir, s.monitor, s.mode, s.checkpoint_save_top_k)
+        self._last_ckpt_at: float | None = None
+        self.logger = make_logger(s.logger, self.run_dir / "metrics.csv")
+        self.history, self.step, self.timed_out_evals, self._best_state = [], 0, 0, None
+        self.generator = getattr(train_loader, "generator", None)
+        start = self._restore(module, optimizer) if resume else None
+        resumed_from, start = start, start or 0
+        if resumed_from is None:
+            self._fresh_start()
+        try:
+            self.steps_per_epoch: int | None = len(train_loader)
+        except TypeError:  # an iterable loader without a length: no ETA
+            self.steps_per_epoch = None
+        self.total_steps = s.max_epochs * self.steps_per_epoch if self.steps_per_epoch else None
+        stopped = None
+        if resumed_from is not None and start > 0:
+            should_stop, reason = self.early.decide(start - 1)  # it may have stopped already
+            stopped = reason if should_stop else None
+        # a writer may be shared by several gates: clear what the previous run left behind
+        self._write_status(gate=self.gate, phase="train", step=self.step, total_steps=self.total_steps,
+                           epoch=start, max_epochs=s.max_epochs, loss=None, lr=None,
+                           throughput=None, eta_s=None, last_eval=None, stopped_reason=None,
+                           best_score=None, best_epoch=None, epochs_run=None, error=None)
+        return start, resumed_from, stopped
+
+    def start_epoch(self, module: TrainModule, optimizer: torch.optim.Optimizer, epoch: int) -> None:
+        """Epoch start: train mode, then the module's freeze / unfreeze schedule."""
+        module.model.train()
+        if hasattr(module, "on_epoch_start"):
+            module.on_epoch_start(epoch, optimizer)
+        self._loss_sum, self._n_seen = torch.zeros((), device=self.device), 0
+        self._reset_window()
+
+    def after_step(self, module: TrainModule, optimizer: torch.optim.Optimizer, epoch: int,
+                   loss: torch.Tensor, n: int, grad_norm: torch.Tensor | None,
+                   last_batch: bool) -> None:
+        """Book one optimizer step over `n` windows: running loss, fast tier, mid-epoch eval."""
+        s = self.settings
+        self.step += 1
+        self._loss_sum += loss.detach() * n
+        self._n_seen += n
+        self._win_samples += n
+        self._win_steps += 1
+        # fast tier: status + CSV row (the only place a step loss is synced)
+        if s.log_every_n_steps and self.step % s.log_every_n_steps == 0:
+            self._fast_tier(epoch, loss, self._loss_sum.item() / self._n_seen, optimizer, grad_norm)
+        # full tier inside the epoch (the end-of-epoch one follows anyway)
+        if s.eval_every_n_steps and self.step % s.eval_every_n_steps == 0 and not last_batch:
+            self._full_tier(module, epoch, self._loss_sum.item() / self._n_seen, epoch_end=False)
+            self._reset_window()
+
+    def end_epoch(self, module: TrainModule, optimizer: torch.optim.Optimizer,
+                  epoch: int) -> str | None:
+        """Evaluate, decide early stopping, write checkpoints; returns the stop reason or None."""
+        s = self.settings
+        if self._n_seen == 0:
+            raise ValueError("train_loader yielded no batches; nothing to train on")
+        train_loss = self._loss_sum.item() / self._n_seen
+        # full tier at the end of the epoch
+        if s.eval_final_epoch_only and epoch < s.max_epochs - 1:
+            record = self._train_only_record(epoch, train_loss)
+        else:
+            record = self._full_tier(module, epoch, train_loss, epoch_end=True)
+        # early stopping (a timed-out or skipped evaluation counts as no improvement)
+        unscored = record["eval_timed_out"] or record.get("evaluated") is False
+        # epochs before min_epochs are not candidates for the best checkpoint: on small
+        # data the first ~100 steps sit on the ln(K) plateau, and a stopping slice of a
+        # few windows can rank that near-uniform model first (a one-class result)
+        warming_up = epoch + 1 < s.min_epochs
+        score = None if unscored or warming_up else self.early.score_from(record)
+        should_stop, reason = self.early.update(epoch, score)
+        if not math.isfinite(train_loss):
+            should_stop, reason = True, (
+                f"training loss became non-finite ({train_loss}) in epoch {epoch}; check the "
+                "learning rate and the input normalisation")
+        stopped = reason if should_stop else None
+        log.info("[%s] epoch %d: train_loss %.4f %s: %s", self.gate, epoch, train_loss,
+                 s.monitor, "timed out" if score is None else f"{score:.4f}")
+        # checkpoints: top-k best and last.pt
+        final = stopped is not None or epoch == s.max_epochs - 1
+        self._checkpoint(module.model, optimizer, epoch, score, stopped, final)
+        return stopped
+
+    def failed(self, exc: BaseException) -> None:
+        """Say in the status file why training stopped."""
+        self._write_status(phase="failed", error=f"{type(exc).__name__}: {exc}"[:500])
+
+    def finish(self, module: TrainModule, stopped: str, resumed_from: int | None,
+               t_start: float) -> FitResult:
+        """Best weights back into the module; the :class:`FitResult`."""
+        s = self.settings
         if self._best_state is not None:
             module.model.load_state_dict(self._best_state)
         else:
