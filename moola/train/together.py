@@ -174,8 +174,8 @@ def fit_together(jobs: Sequence[ReplicaJob], device: torch.device, gate: str, *,
             _start_epoch(lane)
         else:
             _finish(lane, device, t_start)
-    # one thread pool for the trunks: only when no trunk draws random numbers (they would
-    # share torch's default generator) and there is more than one core to use
+    # a thread pool for groups of replicas: only when no trunk draws random numbers (they
+    # would share torch's default generator) and there is more than one core to use
     random_trunk = any(split.trunk_draws_random(lane.module.model) for lane in lanes)
     n_threads = 1 if random_trunk else max(1, int(threads))
     pool = ThreadPoolExecutor(n_threads, thread_name_prefix="moola-replica") \
@@ -187,18 +187,21 @@ def fit_together(jobs: Sequence[ReplicaJob], device: torch.device, gate: str, *,
                 active = [lane for lane in lanes if lane.result is None]
                 if not active:
                     break
-                _step(active, split, shared, device, pool, random_trunk)
+                _step(active, split, shared, device, pool, random_trunk, n_threads)
                 steps += 1
-                for lane in active:
-                    if lane.index == len(lane.loader):  # its epoch is over: evaluate, decide
-                        lane.stopped = lane.trainer.end_epoch(lane.module, lane.optimizer,
-                                                              lane.epoch)
-                        lane.epoch += 1
-                        max_epochs = lane.trainer.settings.max_epochs
-                        if lane.stopped or lane.epoch >= max_epochs:
-                            _finish(lane, device, t_start)
-                        else:
-                            _start_epoch(lane)
+                # replicas whose epoch is over: evaluate and decide (side by side: each has
+                # its own model, files and callbacks), then finish or start the next epoch
+                ended = [lane for lane in active if lane.index == len(lane.loader)]
+                end = lambda lane: lane.trainer.end_epoch(lane.module, lane.optimizer,  # noqa: E731
+                                                          lane.epoch)
+                stops = list(pool.map(end, ended)) if pool is not None and len(ended) > 1 \
+                    else [end(lane) for lane in ended]
+                for lane, stopped in zip(ended, stops):
+                    lane.stopped, lane.epoch = stopped, lane.epoch + 1
+                    if stopped or lane.epoch >= lane.trainer.settings.max_epochs:
+                        _finish(lane, device, t_start)
+                    else:
+                        _start_epoch(lane)
                 if status is not None and steps % 10 == 0:
                     _show(status, gate, lanes)
     except BaseException as exc:
@@ -249,57 +252,75 @@ def _pad_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
     return torch.cat([t, t.new_zeros((rows - t.shape[0], *t.shape[1:]))])
 
 
+def _groups(items: Sequence, n: int) -> list[list]:
+    """`items` in at most n contiguous groups of near-equal size."""
+    n = max(1, min(n, len(items)))
+    size, extra = divmod(len(items), n)
+    out, i = [], 0
+    for g in range(n):
+        j = i + size + (g < extra)
+        out.append(list(items[i:j]))
+        i = j
+    return out
+
+
 def _step(active: Sequence[_Lane], split: BatchedSplit, shared: torch.optim.Optimizer,
-          device: torch.device, pool: ThreadPoolExecutor | None, random_trunk: bool) -> None:
-    """One optimizer step of every active replica."""
-    batches = []
+          device: torch.device, pool: ThreadPoolExecutor | None, random_trunk: bool,
+          n_groups: int) -> None:
+    """One optimizer step of every active replica: forward and backward in `n_groups` groups
+    side by side (each group's head batched), then clipping and one AdamW step for all."""
+    batches = {}
     for lane in active:
         x, y = next(lane.batches)
         lane.index += 1
-        batches.append((x.to(device), y.to(device)))
-    models = [lane.module.model for lane in active]
+        batches[id(lane)] = (x.to(device), y.to(device))
+    shared.zero_grad(set_to_none=True)
+    groups = _groups(active, n_groups if pool is not None else 1)
+    work = lambda group: _forward_backward(group, batches, split, device, random_trunk)  # noqa: E731
+    if pool is not None and len(groups) > 1:
+        losses = [loss for part in pool.map(work, groups) for loss in part]
+    else:
+        losses = [loss for group in groups for loss in work(group)]
+    norms = _clip_per_replica(active, device)
+    shared.step()
+    for lane, loss, norm in zip(active, losses, norms):
+        n = len(batches[id(lane)][1])
+        lane.trainer.after_step(lane.module, lane.optimizer, lane.epoch, loss, n, norm,
+                                lane.index == len(lane.loader))
 
-    def trunk(i: int) -> torch.Tensor:
+
+def _forward_backward(group: Sequence[_Lane], batches: dict, split: BatchedSplit,
+                      device: torch.device, random_trunk: bool) -> list[torch.Tensor]:
+    """Forward and backward of one group of replicas: each one's trunk on its own kernels, the
+    head batched over the group, each replica's own weighted loss. Returns the losses."""
+    models = [lane.module.model for lane in group]
+    outs = []
+    for lane, model in zip(group, models):
+        x = batches[id(lane)][0]
         if random_trunk:  # its draws come from its own generator, as torch's default alone
-            return _with_generator(active[i].dropout, device,
-                                   lambda: split.trunk(models[i], batches[i][0]))
-        return split.trunk(models[i], batches[i][0])
-
-    idx = range(len(active))
-    outs = list(pool.map(trunk, idx)) if pool is not None else [trunk(i) for i in idx]
-    # the head reads detached copies: its backward stops there, each trunk's runs in the pool
-    leaves = [o.detach().requires_grad_(o.requires_grad) for o in outs]
-    sizes = [len(b[1]) for b in batches]
-    rows = max(sizes)
-    h = torch.stack([_pad_rows(leaf, rows) for leaf in leaves])
-    logits = split.head(models, h, sizes, [lane.dropout for lane in active])  # (A, B, K)
+            outs.append(_with_generator(lane.dropout, device, lambda: split.trunk(model, x)))
+        else:
+            outs.append(split.trunk(model, x))
+    sizes = [len(batches[id(lane)][1]) for lane in group]
+    # every replica padded to the full batch, whichever replicas share its group: a group's
+    # shapes then do not depend on how many threads split the replicas (kernels pick their
+    # blocking by shape, and another blocking rounds differently)
+    rows = max(lane.loader.batch_size for lane in group)
+    h = torch.stack([_pad_rows(o, rows) for o in outs])
+    logits = split.head(models, h, sizes, [lane.dropout for lane in group])  # (A, B, K)
     A, B, K = logits.shape
-    y = torch.stack([_pad_rows(b[1], rows) for b in batches])  # padding rows: class 0, weight 0
+    # padding rows: class 0 with weight 0
+    y = torch.stack([_pad_rows(batches[id(lane)][1], rows) for lane in group])
     mask = (torch.arange(rows, device=device)[None, :]
             < torch.tensor(sizes, device=device)[:, None]).to(logits.dtype)
     weights = torch.stack([
         lane.module.class_weights.to(device) if lane.module.class_weights is not None
-        else torch.ones(K, device=device) for lane in active])  # (A, K)
-    w = torch.gather(weights, 1, y) * mask  # weighted mean cross-entropy per replica
+        else torch.ones(K, device=device) for lane in group])  # (A, K)
+    w = torch.gather(weights, 1, y) * mask  # the weighted mean cross-entropy of each replica
     ce = F.cross_entropy(logits.reshape(A * B, K), y.reshape(A * B), reduction="none").view(A, B)
     losses = (w * ce).sum(dim=1) / w.sum(dim=1)
-    shared.zero_grad(set_to_none=True)
     losses.sum().backward()  # replicas share no parameter: each gets its own loss's gradient
-
-    def trunk_backward(i: int) -> None:
-        if outs[i].requires_grad and leaves[i].grad is not None:
-            outs[i].backward(leaves[i].grad)
-
-    if pool is not None:
-        list(pool.map(trunk_backward, idx))
-    else:
-        for i in idx:
-            trunk_backward(i)
-    norms = _clip_per_replica(active, device)
-    shared.step()
-    for i, lane in enumerate(active):
-        lane.trainer.after_step(lane.module, lane.optimizer, lane.epoch, losses[i], sizes[i],
-                                norms[i], lane.index == len(lane.loader))
+    return list(losses.detach())
 
 
 def _clip_per_replica(active: Sequence[_Lane], device: torch.device) -> list:
