@@ -99,9 +99,10 @@ def test_first_steps_equal_those_taken_alone(tmp_path, kind, pretrained, epochs)
     together = fit_together(_jobs(kind, SEEDS, SIZES, cfg, tmp_path, pretrained), CPU, "g",
                             threads=2)
     for a, t in zip(alone, together):
-        # Adam's first steps are about +-lr per weight whatever the gradient's size, so a
-        # sign flip of a near-zero gradient would show as 2e-3: the tolerance excludes it
-        assert _max_diff(a.model, t.model) < 2e-5
+        # Adam's first steps are about +-lr (1e-3) per weight whatever the gradient's size:
+        # another dropout mask or a sign flip shows as ~2e-3, float rounding (scaled up by
+        # Adam's normalisation of near-zero gradients) as ~1e-5
+        assert _max_diff(a.model, t.model) < 1e-4
         assert t.fit.steps == a.fit.steps == epochs * 2  # 2 batches of 16 per epoch
         assert t.train_loss_first == pytest.approx(a.train_loss_first, abs=1e-5)
         np.testing.assert_allclose(t.val_proba, a.val_proba, atol=1e-5)
