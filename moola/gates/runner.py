@@ -70,7 +70,8 @@ def _run(ctx: GateContext, gate: str) -> Verdict:
         st.update(gate=gate, phase="train", step=None, total_steps=None, epoch=None, loss=None,
                   eta_s=None, last_eval=None, gates=_finished(ctx, st),
                   chain=list(REGISTRY.chain()), gate_started_unix=round(t0, 3), replica=None,
-                  replica_index=None, replica_count=None)  # moola status: place, progress, ETA
+                  replica_index=None, replica_count=None,
+                  replicas_together=None)  # moola status: place, progress, ETA
     try:
         v = call_judge(ctx, spec, {g: ctx.verdicts[g] for g in upstream_of(gate)
                                    if g in ctx.verdicts})

@@ -133,7 +133,7 @@ def _train(ctx, gate: str, pending: list[Replica], folds: list[Fold], make_model
         return
     for i, (rep, job, info) in enumerate(zip(pending, jobs, infos)):
         # moola status shows the gate's progress as replica i of R, not one fit's epochs
-        status.update(gate=gate, replica=rep.name,
+        status.update(gate=gate, replica=rep.name, replicas_together=None,
                       replica_index=n_replicas - len(pending) + i + 1, replica_count=n_replicas)
         fit = fit_classifier(job.model, job.X_fit, job.y_fit, job.X_stop, job.y_stop, job.cfg,
                              job.run_dir, ctx.device, gate, status=status,

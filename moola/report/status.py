@@ -11,7 +11,9 @@ metrics.csv), max_epochs, loss, lr, throughput (samples/s), eta_s (of the curren
 last_eval ({step, epoch, metrics, train_val_gap, timed_out, at}), updated_at (ISO UTC),
 updated_unix, pid, host``; from the gate runner ``chain`` (the gate names in order),
 ``gate_started_unix`` and ``gates`` (the finished ones: {gate: {status, reason, duration_s}});
-from the replica loop ``replica`` (its name), ``replica_index`` (1-based) and ``replica_count``.
+from the replica loop ``replica`` (its name), ``replica_index`` (1-based) and ``replica_count``,
+or, while replicas train together, ``replicas_together`` ({done, training, count}) with
+``step`` / ``total_steps`` / ``eta_s`` summed over the gate's replicas.
 Every fit ends with phase "done"; a gate is over when it is listed in ``gates``.
 """
 

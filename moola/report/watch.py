@@ -285,6 +285,13 @@ def render(status: dict[str, Any], records: list[dict[str, Any]], liveness: Live
         lines += _bar_line("replica", p.replica_fraction, ([name] if name else []) + _where(s)
                            + [f"ETA {human_duration(s.get('eta_s'))}"] + _speed(s), width)
         lines += _eval_lines(s.get("last_eval"), f"replica {name or i}", width)
+    elif isinstance(s.get("replicas_together"), dict):  # moola.train.together
+        t = s["replicas_together"]
+        lines += _bar_line("this gate", p.gate_fraction, [
+            f"replicas {fmt.integer(t.get('done'))} of {fmt.integer(t.get('count'))} done, "
+            f"{fmt.integer(t.get('training'))} training together",
+            f"step {fmt.integer(s.get('step'))}/{fmt.integer(s.get('total_steps'))}", gate_eta],
+            width)
     else:
         lines += _bar_line("this gate", p.gate_fraction, _where(s) + [gate_eta] + _speed(s), width)
         lines += _eval_lines(s.get("last_eval"), "this training", width)

@@ -328,7 +328,8 @@ def test_moola_status_fits_the_terminal_width(tmp_path, columns):
     assert "the encoder's linear" in out.stdout  # a reason is shortened, not dropped
 
 
-def test_the_real_writers_say_which_gate_and_which_replica(tmp_path, monkeypatch):
+@pytest.mark.parametrize("together", [False, True])
+def test_the_real_writers_say_which_gate_and_which_replica(tmp_path, monkeypatch, together):
     import moola.gates.builtin  # noqa: F401  (the eight gates, declared on import)
     from moola.config import load_config
     from moola.gates import runner, work
@@ -338,7 +339,8 @@ def test_the_real_writers_say_which_gate_and_which_replica(tmp_path, monkeypatch
 
     smoke = __import__("pathlib").Path(__file__).resolve().parents[2] / "fixtures" / "smoke"
     cfg = load_config("smoke", overrides={"run.data": str(smoke), "train.max_epochs": 2,
-                                          "train.min_epochs": 1, "run.logger": "none"})
+                                          "train.min_epochs": 1, "run.logger": "none",
+                                          "train.replicas_together": together})
     ctx = GateContext(cfg=cfg, run_id="t", root=tmp_path)
     seen = []
     update = ctx.status.update
@@ -364,12 +366,20 @@ def test_the_real_writers_say_which_gate_and_which_replica(tmp_path, monkeypatch
     assert first["gate_started_unix"] > 0
     assert first["replica_index"] is None  # no replica left over from an earlier gate
     training = [s for s in seen if s.get("phase") == "train" and s.get("step")]
-    assert {(s["replica_index"], s["replica_count"]) for s in training} == {(1, 2), (2, 2)}
-    assert {s["replica"] for s in training} == {"seed17_fold0", "seed1017_fold0"}
-    mid = next(s for s in training if s["replica_index"] == 2)
-    text = watch.render(mid, [], watch.assess(mid), now=mid["updated_unix"], width=100)
+    if together:  # one line for the gate: replicas done of all, steps of the budget
+        last = training[-1]
+        assert last["replicas_together"] == {"done": 2, "training": 0, "count": 2}
+        assert last["replica_index"] is None and 0 < last["step"] <= last["total_steps"]
+        text = watch.render(last, [], watch.assess(last), now=last["updated_unix"], width=100)
+        assert "replicas 2 of 2 done, 0 training together" in text
+        assert f"step {last['step']}/{last['total_steps']}" in text
+    else:
+        assert {(s["replica_index"], s["replica_count"]) for s in training} == {(1, 2), (2, 2)}
+        assert {s["replica"] for s in training} == {"seed17_fold0", "seed1017_fold0"}
+        mid = next(s for s in training if s["replica_index"] == 2)
+        text = watch.render(mid, [], watch.assess(mid), now=mid["updated_unix"], width=100)
+        assert "replica 2 of 2" in text and "seed1017_fold0" in text
     assert "gate gate_8_replicas (9th of 9 in the chain)" in text
-    assert "replica 2 of 2" in text and "seed1017_fold0" in text
 
 
 def test_a_finished_chain_has_no_eta_left(tmp_path):

@@ -203,14 +203,14 @@ def fit_together(jobs: Sequence[ReplicaJob], device: torch.device, gate: str, *,
                     else:
                         _start_epoch(lane)
                 if status is not None and steps % 10 == 0:
-                    _show(status, gate, lanes)
+                    _show(status, gate, lanes, t_start)
     except BaseException as exc:
         for lane in lanes:
             if lane.result is None:
                 lane.trainer.failed(exc)
         raise
     if status is not None:
-        _show(status, gate, lanes)
+        _show(status, gate, lanes, t_start)
     log.info("[%s] %d replicas trained together in %.1f s (%d steps, %d threads)", gate,
              len(lanes), time.perf_counter() - t_start, steps, n_threads)
     return [lane.result for lane in lanes]
@@ -231,17 +231,21 @@ def _finish(lane: _Lane, device: torch.device, t_start: float) -> None:
         lane.on_done(lane.result)
 
 
-def _show(status: Any, gate: str, lanes: Sequence[_Lane]) -> None:
-    """moola status: replicas done of all, and the share of the running ones' step budgets."""
+def _show(status: Any, gate: str, lanes: Sequence[_Lane], t_start: float) -> None:
+    """moola status: replicas done, training, and the gate's steps so far of its budget (a
+    finished replica's budget is the steps it took; a running one's, its epoch budget)."""
     done = sum(lane.result is not None for lane in lanes)
-    running = [lane for lane in lanes if lane.result is None]
-    step = sum(lane.trainer.step for lane in running)
-    total = sum(lane.trainer.total_steps or 0 for lane in running)
+    step = sum(lane.trainer.step for lane in lanes)
+    total = sum(lane.trainer.step if lane.result is not None else (lane.trainer.total_steps or 0)
+                for lane in lanes)
+    elapsed = time.perf_counter() - t_start
+    eta = elapsed * (total - step) / step if step and total >= step else None
     try:
-        status.update(gate=gate, phase="train", replica=f"{len(running)} training together",
-                      replica_index=min(done + 1, len(lanes)), replica_count=len(lanes),
-                      step=step, total_steps=total or None, epoch=None, max_epochs=None,
-                      eta_s=None)
+        status.update(gate=gate, phase="train", replica=None, replica_index=None,
+                      replica_count=None, step=step, total_steps=total or None, epoch=None,
+                      max_epochs=None, eta_s=eta, loss=None, lr=None, throughput=None,
+                      replicas_together={"done": done, "training": len(lanes) - done,
+                                         "count": len(lanes)})
     except Exception:
         log.exception("[%s] could not write the status file; training continues", gate)
 
