@@ -7,7 +7,9 @@ Measures, each as the median of --repeats runs:
   * each gate's share of the chain (from the results log's duration_s);
   * `pytest -k gate_6` with a warm cache vs gate 6's own training time (its artifact's build_s);
   * with --standard: the standard chain 0-7 on the synthetic seed-scale data (98 labeled,
-    11,873 unlabeled), once per repeat.
+    11,873 unlabeled), once per repeat; with --alone too, once more per repeat with each
+    gate's replicas trained one after another (train.replicas_together = false) instead of
+    together.
 Timings are wall-clock seconds of whole sessions, including interpreter start and imports.
 Not a test: the machines are shared and noisy, so read ratios taken in the same run.
 
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--standard", action="store_true", help="also time the standard chain")
     ap.add_argument("--skip-smoke", action="store_true")
+    ap.add_argument("--alone", action="store_true",
+                    help="with --standard: also the standard chain with replicas one after another")
     args = ap.parse_args(argv)
     smoke = ["--profile", "smoke", f"--data={REPO / 'fixtures' / 'smoke'}"]
     rows: list[tuple[str, list[float]]] = []
@@ -111,14 +115,23 @@ def main(argv: list[str] | None = None) -> int:
             data = tmp / "synthetic"
             subprocess.run([sys.executable, "-m", "moola.cli", "data", "synth", "--out",
                             str(data)], check=True, capture_output=True)
-            std = []
+            std, alone = [], []
             for i in range(args.repeats):
                 root = write_gate_suite(tmp / f"std{i}")
                 std.append(session(root, tmp / "numba-std", "--profile", "standard",
                                    f"--data={data}"))
                 for r in last_run(root):
                     shares.setdefault("standard:" + r["gate"], []).append(r["duration_s"])
+                if args.alone:
+                    root = write_gate_suite(tmp / f"alone{i}")
+                    (root / "alone.toml").write_text("[train]\nreplicas_together = false\n")
+                    alone.append(session(root, tmp / "numba-std", "--profile", "standard",
+                                         f"--data={data}", "--gates-config", "alone.toml"))
+                    for r in last_run(root):
+                        shares.setdefault("alone:" + r["gate"], []).append(r["duration_s"])
             rows.append(("standard chain 0-7, seed-scale synthetic", std))
+            if alone:
+                rows.append(("  same, replicas one after another", alone))
     print(f"\nmachine: {os.cpu_count()} cpus, python {sys.version.split()[0]}; "
           f"median of {args.repeats} run(s), seconds\n")
     print(f"{'what':<48} {'median':>7} {'1-split':>7}  runs")
@@ -127,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if shares:
         print(f"\n{'gate':<48} {'median':>7} {'1-split':>7}")
         for gate, xs in shares.items():
-            unit = "s" if gate.startswith("standard:") else "% of smoke chain"
+            unit = "s" if gate.startswith(("standard:", "alone:")) else "% of smoke chain"
             print(f"{gate:<48} {med(xs)} {ref(gate)}  {unit}")
     return 0
 

@@ -16,8 +16,9 @@ On the gate-1 classifier with the standard recipe, on the last walk-forward fold
   batch size of the recipe) for as many steps as the R replicas took, run on a pool of as many
   threads with no training loop around them: what the replicas cost if only the LSTM were paid.
 
---chains then runs bench/bench_chain.py --standard (the smoke and standard chains end to end,
-next to the single-split figures). Not a test: read the ratios, taken in one run.
+--chains then runs bench/bench_chain.py --standard --alone (the smoke and standard chains end
+to end, next to the single-split figures, and the standard chain with replicas one after
+another). Not a test: read the ratios, taken in one run.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replicas", type=int, nargs="+", default=[5, 15, 30])
     ap.add_argument("--repeats", type=int, default=3, help="seeds for one replica alone")
     ap.add_argument("--chains", action="store_true",
-                    help="then run bench/bench_chain.py --standard --repeats 1")
+                    help="then run bench/bench_chain.py --standard --alone --repeats 1")
     args = ap.parse_args(argv)
     cfg = load_config(profile="standard", overrides={"run.data": args.data,
                                                      "run.logger": "csv"})
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(Path(__file__).parent))
         import bench_chain
 
-        return bench_chain.main(["--standard", "--repeats", "1"])
+        return bench_chain.main(["--standard", "--alone", "--repeats", "1"])
     return 0
 
 
