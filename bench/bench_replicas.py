@@ -14,7 +14,10 @@ On the gate-1 classifier with the standard recipe, on the last walk-forward fold
   floor;
 * the floor for those R: the same LSTM forward + backward kernels (the model's own nn.LSTM, the
   batch size of the recipe) for as many steps as the R replicas took, run on a pool of as many
-  threads with no training loop around them: what the replicas cost if only the LSTM were paid.
+  threads with no training loop around them: what the replicas cost if only the LSTM were paid;
+* the model's floor: the whole model's forward + backward kernels (trunks and batched heads,
+  grouped as fit_together groups them) for as many steps, with no loop around them: what the
+  replicas cost if nothing but the model's arithmetic were paid.
 
 --chains then runs bench/bench_chain.py --standard --alone (the smoke and standard chains end
 to end, next to the single-split figures, and the standard chain with replicas one after
@@ -92,6 +95,34 @@ def kernel_seconds_per_step(ctx, threads: int, batch: int, T: int, F: int,
         return (time.perf_counter() - t) / (calls * threads)
 
 
+def model_seconds_per_step(ctx, threads: int, r: int, batch: int, T: int, F: int,
+                           calls: int = 10) -> float:
+    """Wall seconds per replica step of the whole model's kernels (forward + backward of the
+    trunks and the batched head, as moola.train.together groups them on `threads` threads), with
+    no loop around them: no data loading, clipping, optimizer, evaluation or checkpoints."""
+    from moola.models.batched import split_for
+    from moola.train.together import _groups
+
+    seed_everything(0)
+    models = [build_enhanced(ctx, 2, F) for _ in range(r)]
+    split = split_for(models)
+    gens = [torch.Generator().manual_seed(i) for i in range(r)]
+    xs = [torch.randn(batch, T, F) for _ in range(r)]
+    groups = _groups(list(range(r)), threads)
+
+    def run(group: list[int]) -> None:
+        for _ in range(calls):
+            h = torch.stack([split.trunk(models[i], xs[i]) for i in group])
+            split.head([models[i] for i in group], h, [batch] * len(group),
+                       [gens[i] for i in group]).sum().backward()
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(run, groups))  # warm up
+        t = time.perf_counter()
+        list(pool.map(run, groups))
+        return (time.perf_counter() - t) / (calls * r)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="data/synthetic")
@@ -122,13 +153,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"LSTM kernels (fwd+bwd, batch {cfg.train.batch_size}) on {threads} threads: "
               f"{1000 * unit:.2f} ms per replica step")
         print(f"{'R':>4} {'together s':>11} {'steps':>7} {'floor s':>8} {'x one':>7} "
-              f"{'x floor':>8} {'s/replica':>10}")
+              f"{'x floor':>8} {'model s':>8} {'x model':>8} {'s/replica':>10}")
         for r in args.replicas:
             seeds = [base + 1000 * i for i in range(r)]
             t, steps = together(ctx, fold, seeds, tmp, threads)
             floor = steps * unit
+            model = steps * model_seconds_per_step(ctx, threads, r, cfg.train.batch_size, T, F)
             print(f"{r:>4} {t:>11.1f} {steps:>7} {floor:>8.1f} {t / t_one:>7.2f} "
-                  f"{t / floor:>8.2f} {t / r:>10.2f}", flush=True)
+                  f"{t / floor:>8.2f} {model:>8.1f} {t / model:>8.2f} {t / r:>10.2f}",
+                  flush=True)
     if args.chains:
         sys.path.insert(0, str(Path(__file__).parent))
         import bench_chain

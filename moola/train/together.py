@@ -280,7 +280,12 @@ def _step(active: Sequence[_Lane], split: BatchedSplit, shared: torch.optim.Opti
         batches[id(lane)] = (x.to(device), y.to(device))
     shared.zero_grad(set_to_none=True)
     groups = _groups(active, n_groups if pool is not None else 1)
-    work = lambda group: _forward_backward(group, batches, split, device, random_trunk)  # noqa: E731
+    # every group padded to the largest batch of this step, whichever replicas share it: a
+    # group's shapes then do not depend on how many threads split the replicas (kernels pick
+    # their blocking by shape, and another blocking rounds differently)
+    rows = max(len(b[1]) for b in batches.values())
+    work = lambda group: _forward_backward(group, batches, rows, split, device,  # noqa: E731
+                                           random_trunk)
     if pool is not None and len(groups) > 1:
         losses = [loss for part in pool.map(work, groups) for loss in part]
     else:
@@ -293,10 +298,11 @@ def _step(active: Sequence[_Lane], split: BatchedSplit, shared: torch.optim.Opti
                                 lane.index == len(lane.loader))
 
 
-def _forward_backward(group: Sequence[_Lane], batches: dict, split: BatchedSplit,
+def _forward_backward(group: Sequence[_Lane], batches: dict, rows: int, split: BatchedSplit,
                       device: torch.device, random_trunk: bool) -> list[torch.Tensor]:
     """Forward and backward of one group of replicas: each one's trunk on its own kernels, the
-    head batched over the group, each replica's own weighted loss. Returns the losses."""
+    head batched over the group (batches padded to `rows`), each replica's own weighted loss.
+    Returns the losses."""
     models = [lane.module.model for lane in group]
     outs = []
     for lane, model in zip(group, models):
@@ -306,10 +312,6 @@ def _forward_backward(group: Sequence[_Lane], batches: dict, split: BatchedSplit
         else:
             outs.append(split.trunk(model, x))
     sizes = [len(batches[id(lane)][1]) for lane in group]
-    # every replica padded to the full batch, whichever replicas share its group: a group's
-    # shapes then do not depend on how many threads split the replicas (kernels pick their
-    # blocking by shape, and another blocking rounds differently)
-    rows = max(lane.loader.batch_size for lane in group)
     h = torch.stack([_pad_rows(o, rows) for o in outs])
     logits = split.head(models, h, sizes, [lane.dropout for lane in group])  # (A, B, K)
     A, B, K = logits.shape
