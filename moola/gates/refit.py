@@ -76,7 +76,7 @@ def refit(ctx: GateContext, recipe: work.Recipe,
             X, y, extra = recipe.extend_training(X, y, fold, seed)
         # status.json: the gate trains once more, on all rows (not one of its replicas)
         ctx.status.update(gate=recipe.gate, replica="refit", replica_index=None,
-                          replica_count=None)
+                          replica_count=None, replicas_together=None)
         seed_everything(seed, ctx.cfg.run.deterministic)
         model = recipe.make_model(seed)
         fit, transfer = work.train_classifier(

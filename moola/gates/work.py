@@ -48,10 +48,13 @@ SUPERVISED_KINDS = frozenset({"baseline", "finetuned", "augmented", "simple", "e
 def _key(ctx: GateContext, kind: str, sections: tuple[str, ...], **extra: Any) -> str:
     cfg = ctx.cfg
     run = cfg.run
+    config = {s: dict(cfg.to_dict()[s]) for s in sections}
+    if "train" in config:  # how many threads share the replicas changes no weight (tested)
+        config["train"].pop("replica_threads", None)
     return make_key(
         {
             "kind": kind,
-            "config": {s: cfg.to_dict()[s] for s in sections},
+            "config": config,
             # the seed and determinism change results; the rest of `run` does not
             "seed": run.seed,
             "deterministic": run.deterministic,

@@ -6,9 +6,9 @@ the classifier, computed for all replicas together on their weights stacked alon
 axis, so that its dozens of small operations are paid once per step instead of once per replica.
 
 Each replica draws its dropout masks from its own generator, in the order and shapes its model's
-own ``forward`` draws them from torch's default generator: a replica trained together with
-others takes the steps it takes alone (to float rounding), whichever replicas it shares a step
-with. Written by hand rather than with ``torch.func.vmap``: vmap's random operations draw one
+own ``forward`` draws them from torch's default generator: on the CPU a replica trained together
+with others takes the steps it takes alone (to float rounding), whichever replicas it shares a
+step with (CUDA's fused dropout kernel draws other masks). Written by hand rather than with ``torch.func.vmap``: vmap's random operations draw one
 stream for the whole replica axis (``randomness="different"``), so a replica's masks would
 depend on which others it was trained with; and ``nn.LSTM`` has no batching rule over weights.
 

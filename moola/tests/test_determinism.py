@@ -57,7 +57,8 @@ def _outcome(root: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, dict]:
-    """Outcomes of three fresh sessions: seed 17 twice ("a", "b") and seed 18 ("c")."""
+    """Outcomes of four fresh sessions: seed 17 twice ("a", "b"), seed 18 ("c") and seed 17
+    with replicas one after another ("d")."""
     seeds = {"a": "17", "b": "17", "c": "18", "d": "17"}
     roots = {name: write_gate_suite(tmp_path_factory.mktemp(f"seed{seed}{name}"))
              for name, seed in seeds.items()}

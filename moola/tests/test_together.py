@@ -9,7 +9,7 @@
 * a run stopped after some epochs resumes every replica from its last.pt and ends where an
   uninterrupted run ends;
 * models without a batched split are refused (the gates then train them one at a time).
-The same verdict either way is shown on a real session in test_together_verdict.py.
+The same verdict either way is shown on real sessions in test_determinism.py.
 """
 
 from __future__ import annotations
@@ -182,3 +182,56 @@ def test_replica_threads_setting():
     assert replica_threads(3, CPU) == 3
     assert replica_threads(0, CPU) >= 1
     assert replica_threads(0, torch.device("cuda")) == 1  # kernels queue on one device
+
+
+def test_clipping_per_replica_is_clip_grad_norm_of_each_replica():
+    from types import SimpleNamespace
+
+    from moola.train.together import _clip_per_replica
+
+    torch.manual_seed(0)
+    shapes = [(5, 3), (7,), (2, 2, 2)]
+    replicas = [[torch.nn.Parameter(torch.zeros(s)) for s in shapes] for _ in range(3)]
+    scales = (0.01, 3.0, 40.0)  # under, around and far over the limit
+    for params, scale in zip(replicas, scales):
+        for p in params:
+            p.grad = torch.randn(p.shape) * scale
+    replicas[1][2].grad = None  # a frozen parameter: not in its replica's norm
+    expected_grads, expected_norms = [], []
+    for params in replicas:
+        copies = [torch.nn.Parameter(p.detach().clone()) for p in params]
+        for c, p in zip(copies, params):
+            c.grad = None if p.grad is None else p.grad.clone()
+        with_grad = [c for c in copies if c.grad is not None]
+        expected_norms.append(float(torch.nn.utils.clip_grad_norm_(with_grad, 1.0)))
+        expected_grads.append([None if c.grad is None else c.grad for c in copies])
+    lanes = [SimpleNamespace(trainer=SimpleNamespace(settings=SimpleNamespace(grad_clip=1.0)),
+                             optimizer=SimpleNamespace(params=params)) for params in replicas]
+    norms = _clip_per_replica(lanes, CPU)
+    assert [float(n) for n in norms] == pytest.approx(expected_norms, rel=1e-6)
+    for params, grads in zip(replicas, expected_grads):
+        for p, g in zip(params, grads):
+            assert (p.grad is None) == (g is None)
+            if g is not None:
+                torch.testing.assert_close(p.grad, g)
+    clipped = [torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in ps
+                                                     if p.grad is not None]))
+               for ps in replicas]
+    assert float(clipped[0]) == pytest.approx(expected_norms[0])  # under the limit: untouched
+    assert float(clipped[2]) == pytest.approx(1.0, rel=1e-4)
+
+
+def test_the_thread_count_is_not_part_of_the_cache_key(tmp_path):
+    from moola.config import load_config
+    from moola.gates import work
+    from moola.gates.context import GateContext
+    from moola.testing import SMOKE_DATA
+
+    def key(**train):
+        cfg = load_config("smoke", overrides={"run.data": str(SMOKE_DATA),
+                                              **{f"train.{k}": v for k, v in train.items()}})
+        ctx = GateContext(cfg=cfg, run_id="t", root=tmp_path)
+        return work._key(ctx, "baseline", work.CLASSIFIER_SECTIONS)
+
+    assert key(replica_threads=1) == key(replica_threads=2) == key()
+    assert key(replicas_together=False) != key()  # another way to train: its own entry

@@ -14,7 +14,9 @@ Each replica keeps what it has when trained alone: its own data, shuffling gener
 weights, dropout generator, early stopping, best checkpoint, ``metrics.csv`` and ``last.pt``
 (the same files, written by its own :class:`~moola.train.loop.Trainer`, so an interrupted build
 resumes each replica from its checkpoint). A replica that has stopped leaves the step: it costs
-nothing more. Its steps are the steps it takes alone, to float rounding (a test shows it).
+nothing more. On the CPU its steps are the steps it takes alone, to float rounding (a test shows
+it); on CUDA torch's dropout is a fused kernel whose masks a bernoulli draw does not reproduce,
+so there a replica draws other masks (from the same distribution) than alone.
 """
 
 from __future__ import annotations
@@ -113,7 +115,9 @@ def _shared_optimizer(optimizers: Sequence[torch.optim.Optimizer]) -> torch.opti
     merged: dict[tuple, dict] = {}
     for opt in optimizers:
         for g in opt.param_groups:
-            hyper = {k: v for k, v in g.items() if k != "params"}
+            # a group's own `foreach` (None: torch picks the one-tensor loop on the CPU)
+            # would override the constructor's
+            hyper = {k: v for k, v in g.items() if k not in ("params", "foreach")}
             key = tuple(sorted((k, repr(v)) for k, v in hyper.items()))
             merged.setdefault(key, {**hyper, "params": []})["params"].extend(g["params"])
     first = optimizers[0]
@@ -126,11 +130,14 @@ class _Lane:
     """One replica in flight: its module, loader, Trainer and where it is in its epoch."""
 
     def __init__(self, job: ReplicaJob, device: torch.device, gate: str, hooks: dict) -> None:
-        self.job = job
+        # its Trainer logs "[<gate> <replica>] epoch ...": replicas' lines interleave
         self.module, self.loader, self.trainer = prepare_fit(
             job.model, job.X_fit, job.y_fit, job.X_stop, job.y_stop, job.cfg, job.run_dir,
-            device, gate, epoch_hook=job.epoch_hook, param_groups=job.param_groups,
-            eval_final_epoch_only=job.eval_final_epoch_only, **hooks)
+            device, f"{gate} {job.name}".strip(), epoch_hook=job.epoch_hook,
+            param_groups=job.param_groups, eval_final_epoch_only=job.eval_final_epoch_only,
+            **hooks)
+        if len(self.loader) == 0:
+            raise ValueError(f"replica {job.name}: no training windows; nothing to train on")
         # the generator its model's dropout draws from when it trains alone (torch's default,
         # seeded with the replica's seed right before training) - here its own
         self.dropout = torch.Generator(device=device).manual_seed(int(job.cfg.run.seed))
@@ -169,7 +176,7 @@ def fit_together(jobs: Sequence[ReplicaJob], device: torch.device, gate: str, *,
         lane.optimizer = _ReplicaOptimizer(lane.own_optimizer, shared)
         start, lane.resumed_from, lane.stopped = lane.trainer.begin(
             lane.module, lane.optimizer, lane.loader, resume)
-        lane.epoch = start
+        lane.epoch, lane.first_step = start, lane.trainer.step
         if not lane.stopped and start < lane.trainer.settings.max_epochs:
             _start_epoch(lane)
         else:
@@ -204,10 +211,10 @@ def fit_together(jobs: Sequence[ReplicaJob], device: torch.device, gate: str, *,
                         _start_epoch(lane)
                 if status is not None and steps % 10 == 0:
                     _show(status, gate, lanes, t_start)
-    except BaseException as exc:
-        for lane in lanes:
-            if lane.result is None:
-                lane.trainer.failed(exc)
+    except BaseException:
+        # the replicas' Trainers write no status file (the gate's status says it failed);
+        # what they finished is saved (on_done), the rest resumes from last.pt
+        log.exception("[%s] training the replicas together failed", gate)
         raise
     if status is not None:
         _show(status, gate, lanes, t_start)
@@ -239,7 +246,8 @@ def _show(status: Any, gate: str, lanes: Sequence[_Lane], t_start: float) -> Non
     total = sum(lane.trainer.step if lane.result is not None else (lane.trainer.total_steps or 0)
                 for lane in lanes)
     elapsed = time.perf_counter() - t_start
-    eta = elapsed * (total - step) / step if step and total >= step else None
+    ran = step - sum(lane.first_step for lane in lanes)  # in this session (not before a resume)
+    eta = elapsed * (total - step) / ran if ran > 0 and total >= step else None
     try:
         status.update(gate=gate, phase="train", replica=None, replica_index=None,
                       replica_count=None, step=step, total_steps=total or None, epoch=None,
