@@ -207,15 +207,12 @@ def train_classifier(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, 
                      budget_epochs: int | None = None):
     """Train `model` alone with the shared recipe (see :func:`classifier_job`).
     Returns (ClassifierFit, extra) where extra describes the transfer schedule."""
-    from moola.train import fit_classifier
+    from moola.train.together import fit_alone
 
     job, extra = classifier_job(ctx, gate, model, X_tr, y_tr, X_stop, y_stop, run_dir,
                                 pretrained=pretrained, seed=seed, budget_epochs=budget_epochs)
-    fit = fit_classifier(model, job.X_fit, job.y_fit, job.X_stop, job.y_stop, job.cfg, run_dir,
-                         ctx.device, gate, status=_status_for(ctx, gate),
-                         epoch_hook=job.epoch_hook, param_groups=job.param_groups,
-                         eval_final_epoch_only=job.eval_final_epoch_only, **ctx.training_hooks())
-    return fit, extra
+    return fit_alone(job, ctx.device, gate, status=_status_for(ctx, gate),
+                     **ctx.training_hooks()), extra
 
 
 def folds(ctx: GateContext):

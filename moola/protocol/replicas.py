@@ -101,8 +101,9 @@ def _train(ctx, gate: str, pending: list[Replica], folds: list[Fold], make_model
     """Train the replicas in `pending` and write each one's model.pt, preds.npz and done.json
     (last: its presence means the replica is complete)."""
     from moola.gates.work import _status_for, classifier_job
-    from moola.train import fit_classifier, seed_everything
-    from moola.train.together import can_train_together, fit_together, replica_threads
+    from moola.train import seed_everything
+    from moola.train.together import (can_train_together, fit_alone, fit_together,
+                                      replica_threads)
 
     jobs, infos = [], []
     for rep in pending:
@@ -135,11 +136,7 @@ def _train(ctx, gate: str, pending: list[Replica], folds: list[Fold], make_model
         # moola status shows the gate's progress as replica i of R, not one fit's epochs
         status.update(gate=gate, replica=rep.name, replicas_together=None,
                       replica_index=n_replicas - len(pending) + i + 1, replica_count=n_replicas)
-        fit = fit_classifier(job.model, job.X_fit, job.y_fit, job.X_stop, job.y_stop, job.cfg,
-                             job.run_dir, ctx.device, gate, status=status,
-                             epoch_hook=job.epoch_hook, param_groups=job.param_groups,
-                             eval_final_epoch_only=job.eval_final_epoch_only,
-                             **ctx.training_hooks())
+        fit = fit_alone(job, ctx.device, gate, status=status, **ctx.training_hooks())
         _save_replica(ctx, rep, job, fit, info, folds)
 
 

@@ -34,11 +34,10 @@ import torch
 import torch.nn.functional as F
 
 from moola.models.batched import BatchedSplit, split_for
-from moola.train.classify import (ClassifierFit, ClassifierModule, EpochHook, classifier_fit,
+from moola.train.classify import (ClassifierFit, EpochHook, classifier_fit, fit_classifier,
                                   prepare_fit)
-from moola.train.loop import Trainer
 
-__all__ = ["ReplicaJob", "fit_together", "can_train_together", "replica_threads"]
+__all__ = ["ReplicaJob", "fit_together", "fit_alone", "can_train_together", "replica_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +59,16 @@ class ReplicaJob:
     epoch_hook: EpochHook | None = None
     param_groups: list[dict] | None = None
     eval_final_epoch_only: bool = False
+
+
+def fit_alone(job: ReplicaJob, device: torch.device, gate: str, *, status: Any = None,
+              **hooks: Any) -> ClassifierFit:
+    """Train one job's replica by itself (``fit_classifier``): what :func:`fit_together` does
+    for many, and what serves models without a batched split."""
+    return fit_classifier(job.model, job.X_fit, job.y_fit, job.X_stop, job.y_stop, job.cfg,
+                          job.run_dir, device, gate, status=status, epoch_hook=job.epoch_hook,
+                          param_groups=job.param_groups,
+                          eval_final_epoch_only=job.eval_final_epoch_only, **hooks)
 
 
 def can_train_together(models: Sequence[torch.nn.Module]) -> bool:
@@ -112,6 +121,9 @@ def _shared_optimizer(optimizers: Sequence[torch.optim.Optimizer]) -> torch.opti
     """One AdamW over every replica's parameters: groups with the same hyperparameters are
     merged (AdamW is elementwise: a parameter's update depends on its own state only), so one
     foreach call updates all replicas."""
+    if any(type(opt) is not torch.optim.AdamW for opt in optimizers):
+        raise TypeError("training replicas together needs AdamW, got "
+                        + ", ".join(sorted({type(o).__name__ for o in optimizers})))
     merged: dict[tuple, dict] = {}
     for opt in optimizers:
         for g in opt.param_groups:
@@ -120,16 +132,14 @@ def _shared_optimizer(optimizers: Sequence[torch.optim.Optimizer]) -> torch.opti
             hyper = {k: v for k, v in g.items() if k not in ("params", "foreach")}
             key = tuple(sorted((k, repr(v)) for k, v in hyper.items()))
             merged.setdefault(key, {**hyper, "params": []})["params"].extend(g["params"])
-    first = optimizers[0]
-    if type(first) is not torch.optim.AdamW:
-        raise TypeError(f"training replicas together needs AdamW, got {type(first).__name__}")
     return torch.optim.AdamW(list(merged.values()), foreach=True)
 
 
 class _Lane:
     """One replica in flight: its module, loader, Trainer and where it is in its epoch."""
 
-    def __init__(self, job: ReplicaJob, device: torch.device, gate: str, hooks: dict) -> None:
+    def __init__(self, job: ReplicaJob, device: torch.device, gate: str, hooks: dict,
+                 on_done: Callable[[ClassifierFit], Any] | None) -> None:
         # its Trainer logs "[<gate> <replica>] epoch ...": replicas' lines interleave
         self.module, self.loader, self.trainer = prepare_fit(
             job.model, job.X_fit, job.y_fit, job.X_stop, job.y_stop, job.cfg, job.run_dir,
@@ -148,6 +158,7 @@ class _Lane:
         self.index = 0  # batches taken in this epoch
         self.stopped: str | None = None
         self.result: ClassifierFit | None = None
+        self.on_done = on_done
 
 
 def fit_together(jobs: Sequence[ReplicaJob], device: torch.device, gate: str, *,
@@ -168,9 +179,9 @@ def fit_together(jobs: Sequence[ReplicaJob], device: torch.device, gate: str, *,
                         "(moola.models.batched); train them one at a time")
     hooks = {"on_checkpoint": on_checkpoint, "on_eval": on_eval}
     t_start = time.perf_counter()
-    lanes = [_Lane(j, device, gate, hooks) for j in jobs]
-    for i, lane in enumerate(lanes):
-        lane.on_done = None if on_done is None else (lambda fit, i=i: on_done(i, fit))
+    lanes = [_Lane(j, device, gate, hooks,
+                   None if on_done is None else (lambda fit, i=i: on_done(i, fit)))
+             for i, j in enumerate(jobs)]
     shared = _shared_optimizer([lane.own_optimizer for lane in lanes])
     for lane in lanes:
         lane.optimizer = _ReplicaOptimizer(lane.own_optimizer, shared)
