@@ -107,9 +107,12 @@ class EnhancedSplit:
         attn = [m.attention for m in models]
         qkv = _linear(h.reshape(A, B * T, D), _stack(attn, lambda a: a.in_proj_weight),
                       _stack(attn, lambda a: a.in_proj_bias))
-        q, k, v = qkv.view(A, B, T, 3, heads, D // heads).permute(3, 0, 1, 4, 2, 5)
-        o = F.scaled_dot_product_attention(q, k, v)  # (A, B, heads, T, D/heads)
-        o = o.permute(0, 1, 3, 2, 4).reshape(A, B * T, D)
+        q, k, v = (t.reshape(A * B, heads, T, D // heads) for t in
+                   qkv.view(A, B, T, 3, heads, D // heads).permute(3, 0, 1, 4, 2, 5))
+        # 4-D, as nn.MultiheadAttention calls it: the CPU's fused (flash) kernel; a 5-D call
+        # falls back to the unfused path (bmm, softmax, -inf checks), ~35% slower (measured)
+        o = F.scaled_dot_product_attention(q, k, v)  # (A B, heads, T, D/heads)
+        o = o.view(A, B, heads, T, D // heads).permute(0, 1, 3, 2, 4).reshape(A, B * T, D)
         a = _linear(o, _stack(attn, lambda a: a.out_proj.weight),
                     _stack(attn, lambda a: a.out_proj.bias)).view(A, B, T, D)
         a = stacked_dropout(a, first.attn_dropout.p, sizes, generators, time_major=True)
