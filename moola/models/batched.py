@@ -109,8 +109,9 @@ class EnhancedSplit:
                       _stack(attn, lambda a: a.in_proj_bias))
         q, k, v = (t.reshape(A * B, heads, T, D // heads) for t in
                    qkv.view(A, B, T, 3, heads, D // heads).permute(3, 0, 1, 4, 2, 5))
-        # 4-D, as nn.MultiheadAttention calls it: the CPU's fused (flash) kernel; a 5-D call
-        # falls back to the unfused path (bmm, softmax, -inf checks), ~35% slower (measured)
+        # 4-D, as nn.MultiheadAttention calls it: the same fused (flash) CPU kernel as a
+        # replica alone; a 5-D call takes the unfused path (bmm, softmax, -inf checks): 9.6 vs
+        # 7.0 ms per replica forward + backward on one thread (within noise on two)
         o = F.scaled_dot_product_attention(q, k, v)  # (A B, heads, T, D/heads)
         o = o.view(A, B, heads, T, D // heads).permute(0, 1, 3, 2, 4).reshape(A, B * T, D)
         a = _linear(o, _stack(attn, lambda a: a.out_proj.weight),
