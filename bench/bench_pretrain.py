@@ -1,12 +1,14 @@
 """Benchmark: MAE pretraining through the moola harness vs a plain PyTorch loop.
 
-Not a test. Both runs use the same data split, model (same seed), DataLoader, masks, AdamW and
-gradient clipping, and both score the held-out windows once per epoch; the harness adds what it
+Not a test. Both runs use the same data split, model (same seed), DataLoader, masks, step (the
+batch's ``pretrain.shards`` shards side by side on the cores; ``--shards 1`` for one pass), AdamW
+and gradient clipping, and both score the held-out windows once per epoch; the harness adds what it
 is for (status file, metrics.csv, checkpoints every epoch, evaluation on a model snapshot in a
 worker thread with a time limit). The ratio harness / plain is measured in the same process.
 
     .venv/bin/python bench/bench_pretrain.py --epochs 1
     .venv/bin/python bench/bench_pretrain.py --epochs 1 --repeats 3 --hidden 32 --batch-size 256
+    .venv/bin/python bench/bench_pretrain.py --epochs 1 --shards 1   # one pass per batch
 
 Data: seed-scale synthetic unlabeled windows (11,873 x 105 x 4) from moola.data.synth, window
 z-scored; ``--data DIR`` reads a dataset directory instead.
@@ -27,8 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from moola.config import load_config  # noqa: E402
-from moola.pretrain.mae import MAEModule, MaskedAutoencoder, encoder_config_for, masked_mse, pretrain_encoder, split_unlabeled  # noqa: E402
-from moola.pretrain.masking import make_mask  # noqa: E402
+from moola.pretrain.mae import MAEModule, MaskedAutoencoder, encoder_config_for, pretrain_encoder, split_unlabeled  # noqa: E402
+from moola.train.device import worker_threads  # noqa: E402
 
 
 def unlabeled_windows(data: str | None, n: int, seed: int) -> np.ndarray:
@@ -54,28 +56,32 @@ def plain_loop(X: np.ndarray, cfg, device: torch.device) -> float:
     train_idx, heldout_idx = split_unlabeled(len(X), cfg.pretrain.val_fraction)
     seed_everything(cfg.run.seed, cfg.run.deterministic)
     model = MaskedAutoencoder(encoder_config_for(cfg, X.shape[2])).to(device)
-    module = MAEModule(model, cfg, X[heldout_idx], seed=cfg.run.seed)
+    # the same step as the harness: the batch's shards side by side on the cores
+    module = MAEModule(model, cfg, X[heldout_idx], seed=cfg.run.seed,
+                       threads=worker_threads(device))
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(torch.from_numpy(X[train_idx])),
         batch_size=cfg.pretrain.batch_size, shuffle=True,
         generator=torch.Generator().manual_seed(cfg.run.seed), num_workers=cfg.run.num_workers,
     )
     opt = module.configure_optimizer()
-    p = cfg.pretrain
-    gen = torch.Generator()
+    intra_op = torch.get_num_threads()
+    if module.shards > 1 and module._pool is not None:
+        torch.set_num_threads(1)  # as pretrain_encoder does while shards run on threads
     t0 = time.perf_counter()
-    for epoch in range(p.max_epochs):
-        model.train()
-        gen.manual_seed(cfg.run.seed * 100_003 + epoch + 7)
-        for (x,) in loader:
-            mask = make_mask(x.shape[0], x.shape[1], p.mask_strategy, p.mask_ratio, p.patch_size, gen)
-            x, mask = x.to(device), mask.to(device)
-            loss = masked_mse(model(x, mask), x, mask)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-        module.validation_metrics(model, device)
+    try:
+        for epoch in range(cfg.pretrain.max_epochs):
+            model.train()
+            module.on_epoch_start(epoch, opt)
+            for batch in loader:
+                opt.zero_grad(set_to_none=True)
+                module.forward_backward(batch, device)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+            module.validation_metrics(model, device)
+    finally:
+        module.close()
+        torch.set_num_threads(intra_op)
     return time.perf_counter() - t0
 
 
@@ -104,13 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, default=None, help="override model.layers")
     ap.add_argument("--batch-size", type=int, default=None, help="override pretrain.batch_size")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--shards", type=int, default=None,
+                    help="override pretrain.shards (1 = one pass over each batch, as before)")
     ap.add_argument("--only", choices=("both", "harness", "plain"), default="both")
     args = ap.parse_args(argv)
 
     if args.threads:
         torch.set_num_threads(args.threads)
     over = {"pretrain.max_epochs": args.epochs, "pretrain.early_stop_patience": args.epochs + 1}
-    for key, val in (("model.hidden", args.hidden), ("model.layers", args.layers), ("pretrain.batch_size", args.batch_size)):
+    for key, val in (("model.hidden", args.hidden), ("model.layers", args.layers), ("pretrain.batch_size", args.batch_size),
+                     ("pretrain.shards", args.shards)):
         if val is not None:
             over[key] = val
     cfg = load_config(args.profile, overrides=over)
@@ -120,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     n_train = len(split_unlabeled(len(X), cfg.pretrain.val_fraction)[0])
     print(f"data: {X.shape} in {time.perf_counter() - t0:.1f}s; train windows {n_train}; "
           f"torch threads {torch.get_num_threads()}; hidden {cfg.model.hidden} x {cfg.model.layers} layer(s), "
-          f"batch {cfg.pretrain.batch_size}, {cfg.pretrain.mask_strategy} masks, epochs {args.epochs}")
+          f"batch {cfg.pretrain.batch_size} in {cfg.pretrain.shards} shard(s), {cfg.pretrain.mask_strategy} masks, epochs {args.epochs}")
 
     times: dict[str, list[float]] = {"harness": [], "plain": []}
     cpu: dict[str, list[float]] = {"harness": [], "plain": []}

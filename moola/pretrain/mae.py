@@ -14,6 +14,7 @@ so pretraining gets the status file, metrics.csv, early stopping and resumable c
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,14 +60,28 @@ class MaskedAutoencoder(nn.Module):
         return base + self.decoder(self.encoder(hidden_in))
 
 
+def _draws_random(model: nn.Module) -> bool:
+    """Whether a training forward of `model` draws random numbers (dropout)."""
+    return any((isinstance(m, nn.Dropout) and m.p > 0)
+               or (isinstance(m, nn.RNNBase) and m.num_layers > 1 and m.dropout > 0)
+               for m in model.modules())
+
+
 def masked_mse(recon: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean squared error over masked steps only (every feature of a masked step counts).
 
     recon, x: (B, T, F); mask: (B, T) bool. Returns a scalar; 0 when nothing is masked.
     """
-    m = mask.unsqueeze(-1).to(recon.dtype)
-    n = m.sum() * recon.shape[-1]
-    return ((recon - x) ** 2 * m).sum() / n.clamp_min(1.0)
+    return _masked_sq_sum(recon, x, mask) / _masked_count(mask, recon.shape[-1])
+
+
+def _masked_sq_sum(recon: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return ((recon - x) ** 2 * mask.unsqueeze(-1).to(recon.dtype)).sum()
+
+
+def _masked_count(mask: torch.Tensor, features: int) -> torch.Tensor:
+    """How many values the masked MSE averages over (at least 1)."""
+    return (mask.sum().to(torch.float32) * features).clamp_min(1.0)
 
 
 class MAEModule:
@@ -77,13 +92,26 @@ class MAEModule:
     uninterrupted one. Validation uses masks drawn ONCE at construction (``val_masks``) so that
     ``val_loss`` is comparable across epochs; ``val_ratio`` is val_loss over the interpolation
     baseline on the same masks (gate 3's criterion, visible during training).
+
+    A step cuts the batch into `shards` shards (default ``cfg.pretrain.shards``;
+    :meth:`forward_backward`) and computes their gradients on up to `threads` threads; call
+    :meth:`close` when done.
     """
 
-    def __init__(self, model: MaskedAutoencoder, cfg: Any, X_val: np.ndarray, seed: int | None = None) -> None:
+    def __init__(self, model: MaskedAutoencoder, cfg: Any, X_val: np.ndarray, seed: int | None = None,
+                 threads: int = 1, shards: int | None = None) -> None:
         self.model = model
         self.cfg = cfg
         self.seed = int(cfg.run.seed if seed is None else seed)
         p = cfg.pretrain
+        self.shards = max(1, int(p.shards if shards is None else shards))
+        n_threads = max(1, min(int(threads), self.shards))
+        if _draws_random(model):
+            # dropout between stacked LSTM layers draws from torch's one default generator:
+            # shards on threads would take its numbers in a racing order
+            n_threads = 1
+        self._pool = ThreadPoolExecutor(n_threads, thread_name_prefix="moola-shard") \
+            if n_threads > 1 else None
         self._mask_args = (p.mask_strategy, p.mask_ratio, p.patch_size)
         self._gen = torch.Generator().manual_seed(self.seed)
         self.X_val = torch.as_tensor(np.asarray(X_val, dtype=np.float32))
@@ -102,11 +130,54 @@ class MAEModule:
         self._gen.manual_seed(self.seed * 100_003 + int(epoch) + 7)
 
     def training_step(self, batch: Any, device: torch.device) -> torch.Tensor:
-        """Masked MSE of one batch under a freshly drawn mask."""
+        """Masked MSE of one batch under a freshly drawn mask (one pass over the whole batch)."""
+        x, mask = self._masked_batch(batch, device)
+        return masked_mse(self.model(x, mask), x, mask)
+
+    def forward_backward(self, batch: Any, device: torch.device) -> torch.Tensor:
+        """One batch's masked MSE (returned, detached) and its gradient, put into ``.grad``.
+
+        The batch (and its mask, drawn whole, as :meth:`training_step` draws it) is cut into
+        ``shards`` equal parts; each part's squared error is divided by the whole batch's
+        masked count, so the parts' gradients add up to the batch's. Each part's gradient is
+        taken with ``torch.autograd.grad`` (on a worker thread when there are several) and the
+        parts are summed in shard order on this thread: the sum, hence the step, does not
+        depend on how many threads computed them.
+        """
+        x, mask = self._masked_batch(batch, device)
+        if self.shards <= 1 or len(x) < 2:
+            loss = masked_mse(self.model(x, mask), x, mask)
+            loss.backward()
+            return loss.detach()
+        count = _masked_count(mask, x.shape[-1])
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        parts = list(zip(x.tensor_split(self.shards), mask.tensor_split(self.shards)))
+
+        def shard(part: tuple[torch.Tensor, torch.Tensor]):
+            xs, ms = part
+            loss = _masked_sq_sum(self.model(xs, ms), xs, ms) / count
+            return loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)
+
+        results = list(self._pool.map(shard, parts) if self._pool else map(shard, parts))
+        for i, p in enumerate(params):
+            grads = [g[i] for _, g in results if g[i] is not None]
+            if grads:
+                total = grads[0].clone()
+                for g in grads[1:]:
+                    total += g
+                p.grad = total
+        return torch.stack([loss for loss, _ in results]).sum()
+
+    def close(self) -> None:
+        """Stop the shard threads (idempotent)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _masked_batch(self, batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         mask = make_mask(x.shape[0], x.shape[1], *self._mask_args, generator=self._gen)
-        x, mask = x.to(device), mask.to(device)
-        return masked_mse(self.model(x, mask), x, mask)
+        return x.to(device), mask.to(device)
 
     @torch.no_grad()
     def validation_metrics(self, model: nn.Module, device: torch.device, batch_size: int = 512) -> dict[str, float]:
@@ -190,6 +261,7 @@ def pretrain_encoder(
     holds the best weights.
     """
     from moola.train import LoopSettings, Trainer, seed_everything
+    from moola.train.device import worker_threads
 
     X = np.ascontiguousarray(np.asarray(X_unlabeled, dtype=np.float32))
     if X.ndim != 3:
@@ -201,7 +273,11 @@ def pretrain_encoder(
     seed_everything(cfg.run.seed, cfg.run.deterministic)
     enc_cfg = encoder_config_for(cfg, X.shape[2])
     mae = MaskedAutoencoder(enc_cfg).to(device)
-    module = MAEModule(mae, cfg, X[heldout_idx], seed=cfg.run.seed)
+    threads = worker_threads(device)
+    # shards pay on a CPU's cores and caches; an accelerator's kernels gain nothing from them
+    shards = cfg.pretrain.shards if device.type == "cpu" else 1
+    module = MAEModule(mae, cfg, X[heldout_idx], seed=cfg.run.seed, threads=threads,
+                       shards=shards)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(torch.from_numpy(X[train_idx])),
         batch_size=cfg.pretrain.batch_size,
@@ -212,7 +288,16 @@ def pretrain_encoder(
     settings = LoopSettings.from_config(cfg, "pretrain", monitor="val_loss", mode="min")
     trainer = Trainer(settings, Path(run_dir), device, gate, status=status,
                       on_checkpoint=on_checkpoint, on_eval=on_eval)
-    fit = trainer.fit(module, loader, resume=resume)
+    intra_op = torch.get_num_threads()
+    if module.shards > 1 and threads > 1:
+        # the shards' threads use the cores: a second OpenMP thread inside each would only
+        # contend with them
+        torch.set_num_threads(1)
+    try:
+        fit = trainer.fit(module, loader, resume=resume)
+    finally:
+        module.close()
+        torch.set_num_threads(intra_op)
     return PretrainResult(
         mae=module.model,
         fit=fit,

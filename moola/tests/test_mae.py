@@ -170,6 +170,79 @@ def test_mae_module_masks_fresh_per_batch_fixed_for_validation():
     assert isinstance(module.configure_optimizer(), torch.optim.AdamW)
 
 
+def _grads_of_a_step(module: MAEModule, X: np.ndarray, sharded: bool):
+    """(loss, {name: grad}) of one step on X under the epoch-0 masks."""
+    module.model.zero_grad(set_to_none=True)
+    module.on_epoch_start(0, None)
+    batch = [torch.from_numpy(X)]
+    if sharded:
+        loss = module.forward_backward(batch, torch.device("cpu"))
+    else:
+        loss = module.training_step(batch, torch.device("cpu"))
+        loss.backward()
+    return float(loss.detach()), {n: p.grad.clone() for n, p in module.model.named_parameters()
+                         if p.grad is not None}
+
+
+def _mae_module(cfg, X_val, shards: int, threads: int, layers: int = 1, dropout: float = 0.0):
+    torch.manual_seed(0)
+    mae = MaskedAutoencoder(EncoderConfig(2, 8, layers, dropout=dropout))
+    return MAEModule(mae, cfg, X_val, seed=3, threads=threads, shards=shards)
+
+
+def test_sharded_step_equals_one_pass_over_the_batch(one_thread):
+    cfg = _tiny_cfg(mask_strategy="random", mask_ratio=0.3)
+    X = _sines(40)
+    whole = _mae_module(cfg, X[:8], shards=1, threads=1)
+    loss_a, a = _grads_of_a_step(whole, X, sharded=False)
+    for shards in (1, 4, 7):  # 7 does not divide 40: shards of 6 and 5 rows
+        mod = _mae_module(cfg, X[:8], shards=shards, threads=2)
+        loss_b, b = _grads_of_a_step(mod, X, sharded=True)
+        mod.close()
+        assert loss_b == pytest.approx(loss_a, rel=1e-6)
+        assert a.keys() == b.keys() and len(a) == len(list(whole.model.parameters()))
+        for k in a:  # the shards' gradients add up to the batch's (float rounding apart)
+            torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-7)
+
+
+def test_shard_threads_change_no_step(one_thread):
+    cfg = _tiny_cfg()
+    X = _sines(40)
+    runs = []
+    for threads in (1, 2, 3):
+        mod = _mae_module(cfg, X[:8], shards=3, threads=threads)
+        assert (mod._pool is None) == (threads == 1)
+        runs.append(_grads_of_a_step(mod, X, sharded=True))
+        mod.close()
+    for loss, grads in runs[1:]:  # summed in shard order on one thread: bit for bit
+        assert loss == runs[0][0]
+        assert all(torch.equal(grads[k], runs[0][1][k]) for k in grads)
+
+
+def test_dropout_between_layers_keeps_shards_on_one_thread(one_thread):
+    cfg = _tiny_cfg()
+    X = _sines(40)
+    mod = _mae_module(cfg, X[:8], shards=4, threads=2, layers=2, dropout=0.3)
+    assert mod._pool is None, "dropout draws from the default generator: no racing threads"
+    torch.manual_seed(5)
+    first = _grads_of_a_step(mod, X, sharded=True)
+    torch.manual_seed(5)
+    again = _grads_of_a_step(mod, X, sharded=True)
+    assert first[0] == again[0] and all(torch.equal(first[1][k], again[1][k]) for k in first[1])
+    assert _mae_module(cfg, X[:8], shards=4, threads=2, layers=2)._pool is not None
+
+
+def test_pretraining_restores_the_intra_op_thread_count(tmp_path):
+    before = torch.get_num_threads()
+    cfg = _tiny_cfg(max_epochs=1, batch_size=16, val_fraction=0.25, shards=2)
+    try:
+        torch.set_num_threads(2)
+        pretrain_encoder(_sines(48, T=16), cfg, tmp_path / "run", "cpu", resume=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_split_unlabeled_is_a_deterministic_tail():
     tr, ho = split_unlabeled(100, 0.1)
     assert ho.tolist() == list(range(90, 100)) and tr.tolist() == list(range(90))

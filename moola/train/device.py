@@ -10,7 +10,7 @@ import torch
 
 __all__ = [
     "ACCELERATORS", "DeviceError", "available_accelerators", "resolve_device", "seed_everything",
-    "get_rng_state", "set_rng_state",
+    "get_rng_state", "set_rng_state", "worker_threads",
 ]
 
 ACCELERATORS = ("auto", "cpu", "cuda", "mps")
@@ -122,3 +122,14 @@ def set_rng_state(state: dict, generator: torch.Generator | None = None,
         key = "torch" if dropout.device.type == "cpu" else "dropout"
         if key in state:
             dropout.set_state(state[key])
+
+
+def worker_threads(device: torch.device | str) -> int:
+    """Threads that can run kernels side by side: the cores this process may use on the CPU;
+    one on an accelerator, where kernels queue on one device."""
+    if torch.device(device).type != "cpu":
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)

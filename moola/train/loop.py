@@ -94,7 +94,10 @@ class LoopSettings:
 
 @runtime_checkable
 class TrainModule(Protocol):
-    """What the loop trains. Optionally also ``on_epoch_start(epoch, optimizer)``."""
+    """What the loop trains. Optionally also ``on_epoch_start(epoch, optimizer)``, and
+    ``forward_backward(batch, device) -> loss``: a module that computes its gradients itself
+    (into each parameter's ``.grad``; the loop has cleared them) instead of the loop calling
+    ``training_step(...).backward()``."""
 
     model: torch.nn.Module
 
@@ -178,6 +181,7 @@ class Trainer(CheckpointMixin):
         optimizer = module.configure_optimizer()
         start, resumed_from, stopped = self.begin(module, optimizer, train_loader, resume)
         s = self.settings
+        own_gradients = getattr(module, "forward_backward", None)
         try:
             for epoch in range(start, s.max_epochs):
                 if stopped:
@@ -185,9 +189,12 @@ class Trainer(CheckpointMixin):
                 self.start_epoch(module, optimizer, epoch)
                 for i, batch in enumerate(train_loader):
                     # forward / backward
-                    loss = module.training_step(batch, self.device)
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    if own_gradients is not None:  # the module fills .grad itself
+                        loss = own_gradients(batch, self.device)
+                    else:
+                        loss = module.training_step(batch, self.device)
+                        loss.backward()
                     # clip and step
                     grad_norm = None
                     if s.grad_clip > 0:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from moola.models.batched import BatchedSplit, split_for
+from moola.train.device import worker_threads
 from moola.train.classify import (ClassifierFit, EpochHook, classifier_fit, fit_classifier,
                                   prepare_fit)
 
@@ -81,14 +82,7 @@ def replica_threads(setting: int, device: torch.device) -> int:
     one on an accelerator, where kernels queue on one device."""
     if torch.device(device).type != "cpu":
         return 1
-    if setting > 0:
-        return int(setting)
-    import os
-
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+    return int(setting) if setting > 0 else worker_threads(device)
 
 
 class _ReplicaOptimizer:
