@@ -66,7 +66,7 @@ def plain_loop(X: np.ndarray, cfg, device: torch.device) -> float:
     )
     opt = module.configure_optimizer()
     intra_op = torch.get_num_threads()
-    if module.shards > 1 and module._pool is not None:
+    if module.shard_threads > 1:
         torch.set_num_threads(1)  # as pretrain_encoder does while shards run on threads
     t0 = time.perf_counter()
     try:

@@ -110,6 +110,7 @@ class MAEModule:
             # dropout between stacked LSTM layers draws from torch's one default generator:
             # shards on threads would take its numbers in a racing order
             n_threads = 1
+        self.shard_threads = n_threads
         self._pool = ThreadPoolExecutor(n_threads, thread_name_prefix="moola-shard") \
             if n_threads > 1 else None
         self._mask_args = (p.mask_strategy, p.mask_ratio, p.patch_size)
@@ -145,13 +146,14 @@ class MAEModule:
         depend on how many threads computed them.
         """
         x, mask = self._masked_batch(batch, device)
-        if self.shards <= 1 or len(x) < 2:
+        shards = min(self.shards, len(x))  # a short last batch: no empty shard
+        if shards <= 1:
             loss = masked_mse(self.model(x, mask), x, mask)
             loss.backward()
             return loss.detach()
         count = _masked_count(mask, x.shape[-1])
         params = [p for p in self.model.parameters() if p.requires_grad]
-        parts = list(zip(x.tensor_split(self.shards), mask.tensor_split(self.shards)))
+        parts = list(zip(x.tensor_split(shards), mask.tensor_split(shards)))
 
         def shard(part: tuple[torch.Tensor, torch.Tensor]):
             xs, ms = part
@@ -289,7 +291,7 @@ def pretrain_encoder(
     trainer = Trainer(settings, Path(run_dir), device, gate, status=status,
                       on_checkpoint=on_checkpoint, on_eval=on_eval)
     intra_op = torch.get_num_threads()
-    if module.shards > 1 and threads > 1:
+    if module.shard_threads > 1:
         # the shards' threads use the cores: a second OpenMP thread inside each would only
         # contend with them
         torch.set_num_threads(1)

@@ -203,6 +203,15 @@ def test_sharded_step_equals_one_pass_over_the_batch(one_thread):
         assert a.keys() == b.keys() and len(a) == len(list(whole.model.parameters()))
         for k in a:  # the shards' gradients add up to the batch's (float rounding apart)
             torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-7)
+    # a last batch shorter than the shard count: a shard per row, none empty
+    loss_a, a = _grads_of_a_step(_mae_module(cfg, X[:8], shards=1, threads=1), X[:3],
+                                 sharded=False)
+    mod = _mae_module(cfg, X[:8], shards=7, threads=2)
+    loss_b, b = _grads_of_a_step(mod, X[:3], sharded=True)
+    mod.close()
+    assert loss_b == pytest.approx(loss_a, rel=1e-6)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-7)
 
 
 def test_shard_threads_change_no_step(one_thread):
@@ -211,7 +220,7 @@ def test_shard_threads_change_no_step(one_thread):
     runs = []
     for threads in (1, 2, 3):
         mod = _mae_module(cfg, X[:8], shards=3, threads=threads)
-        assert (mod._pool is None) == (threads == 1)
+        assert mod.shard_threads == threads
         runs.append(_grads_of_a_step(mod, X, sharded=True))
         mod.close()
     for loss, grads in runs[1:]:  # summed in shard order on one thread: bit for bit
@@ -223,13 +232,13 @@ def test_dropout_between_layers_keeps_shards_on_one_thread(one_thread):
     cfg = _tiny_cfg()
     X = _sines(40)
     mod = _mae_module(cfg, X[:8], shards=4, threads=2, layers=2, dropout=0.3)
-    assert mod._pool is None, "dropout draws from the default generator: no racing threads"
+    assert mod.shard_threads == 1, "dropout draws from the default generator: no racing threads"
     torch.manual_seed(5)
     first = _grads_of_a_step(mod, X, sharded=True)
     torch.manual_seed(5)
     again = _grads_of_a_step(mod, X, sharded=True)
     assert first[0] == again[0] and all(torch.equal(first[1][k], again[1][k]) for k in first[1])
-    assert _mae_module(cfg, X[:8], shards=4, threads=2, layers=2)._pool is not None
+    assert _mae_module(cfg, X[:8], shards=4, threads=2, layers=2).shard_threads == 2
 
 
 def test_pretraining_restores_the_intra_op_thread_count(tmp_path):
