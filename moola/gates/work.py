@@ -366,15 +366,17 @@ def encoder(ctx: GateContext) -> dict[str, Any]:
         save_encoder(tmp / "encoder.pt", mae.encoder, res.encoder_cfg,
                      normalization=ctx.cfg.data.normalization,
                      extra={"data": ds.fingerprint, "epochs_run": res.fit.epochs_run})
-        X_held = ds.X_unlabeled[res.heldout_idx]
-        recon = reconstruction_report(mae, X_held, res.val_masks, ctx.device)
+        # scored on the held-out windows that chose nothing (not the epoch, not the weights)
+        X_scored = ds.X_unlabeled[res.score_idx]
+        recon = reconstruction_report(mae, X_scored, res.score_masks, ctx.device)
         r = res.fit
         _save_json(tmp / "report.json", {
             "reconstruction": recon, "history": r.history,
             "epochs_run": r.epochs_run, "stopped_reason": r.stopped_reason,
             "resumed_from_epoch": r.resumed_from_epoch,
             "duration_s": r.duration_s, "n_unlabeled": int(len(ds.X_unlabeled)),
-            "n_heldout": int(len(res.heldout_idx)), "encoder_config": res.encoder_cfg.to_dict(),
+            "n_heldout": int(len(res.heldout_idx)), "n_stop": int(len(res.stop_idx)),
+            "n_scored": int(len(res.score_idx)), "encoder_config": res.encoder_cfg.to_dict(),
         })
         if (workdir / "metrics.csv").exists():
             copy_file(workdir / "metrics.csv", tmp / "metrics.csv")

@@ -8,6 +8,7 @@ from moola.pretrain.mae import (
     masked_mse,
     pretrain_encoder,
     split_unlabeled,
+    stop_and_score,
 )
 from moola.pretrain.masking import STRATEGIES, make_mask
 from moola.pretrain.quality import (
@@ -35,4 +36,5 @@ __all__ = [
     "reconstruction_report",
     "save_encoder",
     "split_unlabeled",
+    "stop_and_score",
 ]

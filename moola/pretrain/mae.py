@@ -201,8 +201,12 @@ class MAEModule:
 class PretrainResult:
     """What :func:`pretrain_encoder` returns.
 
-    ``mae`` holds the best weights (by held-out masked MSE); ``heldout_idx`` / ``train_idx`` are
-    row positions in the unlabeled pool; ``val_masks`` the fixed held-out masks (N_val, T).
+    ``mae`` holds the best weights (by the masked MSE on the stopping windows);
+    ``train_idx`` / ``heldout_idx`` are row positions in the unlabeled pool, the held-out tail
+    cut into ``stop_idx`` (its earlier half: early stopping and the best epoch) and
+    ``score_idx`` (its later half, which chose nothing: what gate 3 judges); ``val_masks`` /
+    ``score_masks`` their fixed masks ((N, T) each); ``interp_mse`` interpolation's MSE on the
+    stopping windows.
     """
 
     mae: MaskedAutoencoder
@@ -212,6 +216,9 @@ class PretrainResult:
     encoder_cfg: Any
     val_masks: torch.Tensor
     interp_mse: float
+    stop_idx: np.ndarray
+    score_idx: np.ndarray
+    score_masks: torch.Tensor
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -228,6 +235,21 @@ def split_unlabeled(n: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray
     n_val = min(n - 1, max(1, int(round(val_fraction * n))))
     idx = np.arange(n, dtype=np.int64)
     return idx[: n - n_val], idx[n - n_val :]
+
+
+def stop_and_score(heldout_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(stop_idx, score_idx): the held-out tail's earlier half chooses the epoch (early
+    stopping, best weights), its later half is scored by gate 3 and chooses nothing (an odd
+    window goes to the scored half). Like the tail itself, the two halves share bars only
+    at their boundary."""
+    heldout_idx = np.asarray(heldout_idx, dtype=np.int64)
+    if len(heldout_idx) < 2:
+        raise ValueError(
+            f"pretraining holds out {len(heldout_idx)} unlabeled window(s); it needs at least 2 "
+            f"(one half to stop on, one to score): raise pretrain.val_fraction or add "
+            f"unlabeled windows")
+    half = len(heldout_idx) // 2
+    return heldout_idx[:half], heldout_idx[half:]
 
 
 def encoder_config_for(cfg: Any, input_features: int) -> Any:
@@ -256,7 +278,8 @@ def pretrain_encoder(
 ) -> PretrainResult:
     """Pretrain a MaskedAutoencoder on ``X_unlabeled: (m, T, F)`` (normalised windows).
 
-    The pool is split with :func:`split_unlabeled` (cfg.pretrain.val_fraction); training runs in
+    The pool is split with :func:`split_unlabeled` (cfg.pretrain.val_fraction), the held-out
+    tail with :func:`stop_and_score` (early stopping reads only its first half); training runs in
     :class:`moola.train.Trainer` with ``LoopSettings.from_config(cfg, "pretrain",
     monitor="val_loss", mode="min")``: early stopping, checkpoints under ``run_dir/checkpoints``
     and, with ``resume=True``, continuation from ``last.pt`` after a crash. The returned MAE
@@ -272,14 +295,18 @@ def pretrain_encoder(
         raise ValueError("pretrain_encoder: X_unlabeled contains NaN or inf; validate the data first")
     device = torch.device(device)
     train_idx, heldout_idx = split_unlabeled(len(X), cfg.pretrain.val_fraction)
+    stop_idx, score_idx = stop_and_score(heldout_idx)
     seed_everything(cfg.run.seed, cfg.run.deterministic)
     enc_cfg = encoder_config_for(cfg, X.shape[2])
     mae = MaskedAutoencoder(enc_cfg).to(device)
     threads = worker_threads(device)
     # shards pay on a CPU's cores and caches; an accelerator's kernels gain nothing from them
     shards = cfg.pretrain.shards if device.type == "cpu" else 1
-    module = MAEModule(mae, cfg, X[heldout_idx], seed=cfg.run.seed, threads=threads,
+    module = MAEModule(mae, cfg, X[stop_idx], seed=cfg.run.seed, threads=threads,
                        shards=shards)
+    p = cfg.pretrain
+    score_masks = make_mask(len(score_idx), X.shape[1], p.mask_strategy, p.mask_ratio,
+                            p.patch_size, generator=torch.Generator().manual_seed(cfg.run.seed + 2))
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(torch.from_numpy(X[train_idx])),
         batch_size=cfg.pretrain.batch_size,
@@ -308,4 +335,7 @@ def pretrain_encoder(
         encoder_cfg=enc_cfg,
         val_masks=module.val_masks,
         interp_mse=module.interp_mse,
+        stop_idx=stop_idx,
+        score_idx=score_idx,
+        score_masks=score_masks,
     )

@@ -17,7 +17,8 @@ import torch
 
 from moola.config import load_config
 from moola.models import EncoderConfig
-from moola.pretrain.mae import MAEModule, MaskedAutoencoder, masked_mse, pretrain_encoder, split_unlabeled
+from moola.pretrain.mae import (MAEModule, MaskedAutoencoder, masked_mse, pretrain_encoder,
+                               split_unlabeled, stop_and_score)
 from moola.pretrain.masking import make_mask
 from moola.pretrain.quality import (
     interpolate_masked,
@@ -252,6 +253,21 @@ def test_pretraining_restores_the_intra_op_thread_count(tmp_path):
         torch.set_num_threads(before)
 
 
+def test_the_held_out_tail_splits_into_stopping_and_scored_halves():
+    stop, score = stop_and_score(np.arange(90, 101))
+    assert stop.tolist() == list(range(90, 95)) and score.tolist() == list(range(95, 101))
+    assert stop_and_score(np.array([7, 8]))[1].tolist() == [8]
+    with pytest.raises(ValueError, match="at least 2.*pretrain.val_fraction"):
+        stop_and_score(np.array([7]))
+
+
+def test_pretraining_needs_two_held_out_windows(tmp_path):
+    cfg = _tiny_cfg(max_epochs=1, batch_size=16, val_fraction=0.01)
+    with pytest.raises(ValueError, match="holds out 1 unlabeled window"):
+        pretrain_encoder(_sines(48, T=16), cfg, tmp_path / "run", "cpu", resume=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_split_unlabeled_is_a_deterministic_tail():
     tr, ho = split_unlabeled(100, 0.1)
     assert ho.tolist() == list(range(90, 100)) and tr.tolist() == list(range(90))
@@ -287,8 +303,12 @@ def test_pretraining_learns_sines(tmp_path, one_thread):
     assert min(losses[1:]) < losses[0], f"masked MSE did not fall: {losses}"
     assert min(losses) < 0.9 * res.interp_mse, f"no gain over interpolation: {losses} vs {res.interp_mse}"
     assert res.heldout_idx.tolist() == list(range(144, 192))
+    # the epoch was chosen on the first half of the tail; gate 3 scores the second, untouched
+    assert res.stop_idx.tolist() == list(range(144, 168))
+    assert res.score_idx.tolist() == list(range(168, 192))
+    assert res.score_masks.shape == (24, 32) and res.val_masks.shape == (24, 32)
     assert (tmp_path / "run" / "checkpoints" / "last.pt").exists()
-    rep = reconstruction_report(res.mae, X[res.heldout_idx], res.val_masks, "cpu")
+    rep = reconstruction_report(res.mae, X[res.stop_idx], res.val_masks, "cpu")
     assert rep["mae_mse"] == pytest.approx(res.fit.best_score, rel=1e-4)
 
 
