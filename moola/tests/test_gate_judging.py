@@ -265,6 +265,22 @@ def _encoder_work(pred: np.ndarray) -> dict:
             "encoder_path": "enc.pt"}
 
 
+@pytest.mark.parametrize("policy,status", [("fail", "failed"), ("warn", "warning")])
+def test_a_reconstruction_that_does_not_beat_interpolation_follows_its_policy(
+        ctx, monkeypatch, policy, status):
+    enc = _encoder_work(_good_pred())
+    enc["reconstruction"] = {"mae_mse": 1.002, "interp_mse": 1.0, "n_windows": 30}
+    # (its random encoder predicts one class: nothing else makes the verdict inconclusive)
+    monkeypatch.setattr(work, "encoder", lambda ctx: enc)
+    ctx.cfg = ctx.cfg.replace("gates", recon_margin=0.0, recon_policy=policy)
+    v = REGISTRY["gate_3_pretrain_bilstm"].judge(ctx)
+    assert v.status == status, v.reason
+    assert "does not beat linear interpolation" in v.reason
+    assert f"policy '{policy}'" in v.reason and "30 held-out windows that chose no epoch" in v.reason
+    enc["reconstruction"]["mae_mse"] = 0.99
+    assert REGISTRY["gate_3_pretrain_bilstm"].judge(ctx).status == "passed"
+
+
 def _verdicts_of_every_gate(ctx, monkeypatch) -> list:
     good = _classifier_work(_good_pred())
     control = {"y": Y_VAL, "pred": _good_pred()[None], "proba": _proba(_good_pred())[None],
