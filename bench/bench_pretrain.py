@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from moola.config import load_config  # noqa: E402
-from moola.pretrain.mae import MAEModule, MaskedAutoencoder, encoder_config_for, pretrain_encoder, split_unlabeled  # noqa: E402
+from moola.pretrain.mae import MAEModule, MaskedAutoencoder, encoder_config_for, pretrain_encoder, split_unlabeled, stop_and_score  # noqa: E402
 from moola.train.device import worker_threads  # noqa: E402
 
 
@@ -54,11 +54,13 @@ def plain_loop(X: np.ndarray, cfg, device: torch.device) -> float:
     from moola.train import seed_everything
 
     train_idx, heldout_idx = split_unlabeled(len(X), cfg.pretrain.val_fraction)
+    stop_idx, _ = stop_and_score(heldout_idx)  # the harness validates on the stopping half
     seed_everything(cfg.run.seed, cfg.run.deterministic)
     model = MaskedAutoencoder(encoder_config_for(cfg, X.shape[2])).to(device)
     # the same step as the harness: the batch's shards side by side on the cores
-    module = MAEModule(model, cfg, X[heldout_idx], seed=cfg.run.seed,
-                       threads=worker_threads(device))
+    module = MAEModule(model, cfg, X[stop_idx], seed=cfg.run.seed,
+                       threads=worker_threads(device),
+                       shards=cfg.pretrain.shards if device.type == "cpu" else 1)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(torch.from_numpy(X[train_idx])),
         batch_size=cfg.pretrain.batch_size, shuffle=True,

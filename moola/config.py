@@ -122,7 +122,9 @@ class PretrainSettings:
     max_epochs: int = 8
     batch_size: int = 128
     lr: float = 2e-3
-    val_fraction: float = 0.1  # held-out unlabeled windows for reconstruction validation
+    # held-out unlabeled windows (the pool's tail): the earlier half stops pretraining, the
+    # later half is scored by gate 3's reconstruction check
+    val_fraction: float = 0.1
     early_stop_patience: int = 3
     # on the CPU each batch is cut into this many equal shards whose gradients are computed
     # side by side (a thread per core, up to `shards`) and summed in a fixed order: the same

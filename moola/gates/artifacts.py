@@ -141,7 +141,8 @@ class Encoder:
     """Gate 3's pretrained BiLSTM encoder and what pretraining measured.
 
     `config`: the encoder's architecture; `reconstruction`: masked MSE vs linear interpolation
-    on held-out unlabeled windows; `history`: per-epoch pretraining metrics; `probe`: the
+    on the held-out unlabeled windows that chose no epoch (moola.pretrain.stop_and_score);
+    `history`: per-epoch pretraining metrics (on the stopping windows); `probe`: the
     linear probes (encoder / raw windows / random encoder) and `probe_predictions` their
     out-of-fold predictions; `path`: the checkpoint. :meth:`load` gives the module.
     """

@@ -61,8 +61,13 @@ class MaskedAutoencoder(nn.Module):
 
 
 def _draws_random(model: nn.Module) -> bool:
-    """Whether a training forward of `model` draws random numbers (dropout)."""
-    return any((isinstance(m, nn.Dropout) and m.p > 0)
+    """Whether a training forward of `model` draws random numbers from dropout modules (every
+    nn.Dropout kind, attention dropout, dropout between stacked RNN layers); a `forward` that
+    calls F.dropout itself is not seen (MaskedAutoencoder's does not)."""
+    from torch.nn.modules.dropout import _DropoutNd
+
+    return any((isinstance(m, _DropoutNd) and m.p > 0)
+               or (isinstance(m, nn.MultiheadAttention) and m.dropout > 0)
                or (isinstance(m, nn.RNNBase) and m.num_layers > 1 and m.dropout > 0)
                for m in model.modules())
 
@@ -91,7 +96,9 @@ class MAEModule:
     start of each epoch from ``(seed, epoch)``: a resumed run draws the same masks as an
     uninterrupted one. Validation uses masks drawn ONCE at construction (``val_masks``) so that
     ``val_loss`` is comparable across epochs; ``val_ratio`` is val_loss over the interpolation
-    baseline on the same masks (gate 3's criterion, visible during training).
+    baseline on the same masks (gate 3's criterion, visible during training; gate 3 itself
+    judges it on other held-out windows, which chose no epoch). `X_val` is what early stopping
+    reads: in :func:`pretrain_encoder`, the stopping half of the held-out tail.
 
     A step cuts the batch into `shards` shards (default ``cfg.pretrain.shards``;
     :meth:`forward_backward`) and computes their gradients on up to `threads` threads; call
@@ -167,7 +174,8 @@ class MAEModule:
                 total = grads[0].clone()
                 for g in grads[1:]:
                     total += g
-                p.grad = total
+                # accumulate, as backward() does on the one-pass path
+                p.grad = total if p.grad is None else p.grad.add_(total)
         return torch.stack([loss for loss, _ in results]).sum()
 
     def close(self) -> None:
@@ -183,7 +191,8 @@ class MAEModule:
 
     @torch.no_grad()
     def validation_metrics(self, model: nn.Module, device: torch.device, batch_size: int = 512) -> dict[str, float]:
-        """Masked MSE on the held-out windows under the fixed masks -> ``val_loss``, ``val_ratio``."""
+        """Masked MSE on ``X_val`` (the stopping windows) under the fixed masks -> ``val_loss``,
+        ``val_ratio``."""
         model.eval()
         total, count = 0.0, 0.0
         for i in range(0, len(self.X_val), batch_size):
@@ -232,7 +241,8 @@ def split_unlabeled(n: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray
         raise ValueError(f"pretrain.val_fraction = {val_fraction!r}; must lie strictly between 0 and 1")
     if n < 2:
         raise ValueError(f"pretraining needs at least 2 unlabeled windows, got {n}")
-    n_val = min(n - 1, max(1, int(round(val_fraction * n))))
+    # at least 2 when the pool allows: one to stop pretraining on, one to score (stop_and_score)
+    n_val = min(n - 1, max(2 if n >= 3 else 1, int(round(val_fraction * n))))
     idx = np.arange(n, dtype=np.int64)
     return idx[: n - n_val], idx[n - n_val :]
 
@@ -240,8 +250,9 @@ def split_unlabeled(n: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray
 def stop_and_score(heldout_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(stop_idx, score_idx): the held-out tail's earlier half chooses the epoch (early
     stopping, best weights), its later half is scored by gate 3 and chooses nothing (an odd
-    window goes to the scored half). Like the tail itself, the two halves share bars only
-    at their boundary."""
+    window goes to the scored half). Like the tail and the training windows, the two halves
+    share bars at their boundary: the first ceil(T / stride) scored windows overlap stopping
+    windows (no gap is left, as none is between training and held-out windows)."""
     heldout_idx = np.asarray(heldout_idx, dtype=np.int64)
     if len(heldout_idx) < 2:
         raise ValueError(

@@ -131,7 +131,7 @@ def learning_curves(rec: dict[str, Any], metrics_csv: Path) -> str:
     # loss per epoch: train, validation, and what the loss is judged against
     series = [svg.Series("training loss", [(e + 1, v) for e, v in sorted(curves["train_loss"].items())],
                          svg.PALETTE[0])]
-    val_name = "held-out masked MSE" if pretraining else "stopping-slice loss"
+    val_name = "masked MSE, stopping windows" if pretraining else "stopping-slice loss"
     if curves["val_loss"]:
         series.append(svg.Series(val_name, [(e + 1, v) for e, v in sorted(curves["val_loss"].items())],
                                  svg.PALETTE[1]))
@@ -148,9 +148,8 @@ def learning_curves(rec: dict[str, Any], metrics_csv: Path) -> str:
             if margin:
                 refs.append(svg.Ref(interp * (1 - margin), f"gate threshold: {margin:.0%} below "
                                                            f"interpolation", "threshold"))
-        if num(recon.get("mae_mse")) is not None:
-            refs.append(svg.Ref(num(recon["mae_mse"]), f"masked MSE judged "
-                                f"{fmt.number(recon['mae_mse'], '.4f')}", "own"))
+        # the judged MSE is on other windows (those that chose no epoch), with another
+        # interpolation MSE: comparable only as a ratio, on the ratio panel
     elif num(m.get("n_classes")):
         k = int(num(m["n_classes"]))
         refs.append(svg.Ref(math.log(k), f"uniform guess: ln {k} = {math.log(k):.3f}", "chance"))
@@ -210,8 +209,9 @@ def _ratio_panel(rec: dict[str, Any], ratio: dict[int, float], sched: list[svg.R
         refs.append(svg.Ref(1 - margin, f"gate threshold: ratio below {1 - margin:g}", "threshold"))
     judged = num(recon.get("ratio"))
     if judged is not None:
-        refs.append(svg.Ref(judged, f"ratio judged {fmt.number(judged, '.4f')}", "own"))
-    series = [svg.Series("held-out masked MSE / interpolation MSE",
+        refs.append(svg.Ref(judged, f"ratio judged {fmt.number(judged, '.4f')} (on the "
+                                    f"held-out windows that chose no epoch)", "own"))
+    series = [svg.Series("stopping windows: masked MSE / interpolation MSE",
                          [(e + 1, v) for e, v in sorted(ratio.items())], svg.PALETTE[1])]
     body = svg.line_chart(series, refs + sched, spans, x_label="epoch",
                           y_label="MSE relative to interpolation", chart="recon-ratio")

@@ -171,7 +171,7 @@ def test_sigkill_during_pretraining_serves_nothing_then_gate_3_resumes(project, 
     # the killed session's finished gates were recorded as each finished; gate 3's was not
     assert [r["gate"] for r in killed] == list(upstream_of("gate_3_pretrain_bilstm"))
     assert len({r["run_id"] for r in killed}) == 1 and killed[0]["run_id"] != rec["run_id"]
-    assert rec["gate"] == "gate_3_pretrain_bilstm" and rec["status"] in ("passed", "inconclusive"), rec["reason"]
+    assert rec["gate"] == "gate_3_pretrain_bilstm" and rec["status"] in ("passed", "inconclusive", "warning"), rec["reason"]
     ev = _events(project, rec["run_id"])
     assert set(ev["baseline"]) == set(ev["control"]) == {"hit"} and ev["encoder"] == ["build"]
 
@@ -195,7 +195,7 @@ def test_gate_4_rerun_after_sigkill_resumes_from_the_checkpoint_and_passes(
     assert r.returncode == 0, r.stdout[-3000:]
     recs = _assert_log_whole(project)
     rec = recs[-1]
-    assert rec["gate"] == "gate_4_finetune_enhanced" and rec["status"] in ("passed", "inconclusive"), rec["reason"]
+    assert rec["gate"] == "gate_4_finetune_enhanced" and rec["status"] in ("passed", "inconclusive", "warning"), rec["reason"]
     (artifact,) = _complete_artifacts(project / ".moola-cache", "finetuned")
     # the replica that was training when the kill came resumed from its last checkpoint
     replica = finetune_killed.workdir.name

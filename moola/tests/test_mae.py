@@ -188,6 +188,8 @@ def _grads_of_a_step(module: MAEModule, X: np.ndarray, sharded: bool):
 def _mae_module(cfg, X_val, shards: int, threads: int, layers: int = 1, dropout: float = 0.0):
     torch.manual_seed(0)
     mae = MaskedAutoencoder(EncoderConfig(2, 8, layers, dropout=dropout))
+    # the decoder starts at zero, which would zero every gradient behind it: a trained one
+    torch.nn.init.normal_(mae.decoder.weight, std=0.3)
     return MAEModule(mae, cfg, X_val, seed=3, threads=threads, shards=shards)
 
 
@@ -196,6 +198,7 @@ def test_sharded_step_equals_one_pass_over_the_batch(one_thread):
     X = _sines(40)
     whole = _mae_module(cfg, X[:8], shards=1, threads=1)
     loss_a, a = _grads_of_a_step(whole, X, sharded=False)
+    assert all(float(a[k].abs().max()) > 0 for k in a), "every tensor's gradient is compared"
     for shards in (1, 4, 7):  # 7 does not divide 40: shards of 6 and 5 rows
         mod = _mae_module(cfg, X[:8], shards=shards, threads=2)
         loss_b, b = _grads_of_a_step(mod, X, sharded=True)
@@ -264,14 +267,15 @@ def test_the_held_out_tail_splits_into_stopping_and_scored_halves():
 def test_pretraining_needs_two_held_out_windows(tmp_path):
     cfg = _tiny_cfg(max_epochs=1, batch_size=16, val_fraction=0.01)
     with pytest.raises(ValueError, match="holds out 1 unlabeled window"):
-        pretrain_encoder(_sines(48, T=16), cfg, tmp_path / "run", "cpu", resume=False)
+        pretrain_encoder(_sines(2, T=16), cfg, tmp_path / "run", "cpu", resume=False)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_split_unlabeled_is_a_deterministic_tail():
     tr, ho = split_unlabeled(100, 0.1)
     assert ho.tolist() == list(range(90, 100)) and tr.tolist() == list(range(90))
-    assert len(split_unlabeled(5, 0.01)[1]) == 1
+    assert len(split_unlabeled(5, 0.01)[1]) == 2  # one to stop on, one to score
+    assert len(split_unlabeled(2, 0.01)[1]) == 1
     with pytest.raises(ValueError, match="val_fraction"):
         split_unlabeled(100, 0.0)
 
