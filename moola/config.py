@@ -201,8 +201,10 @@ class GateThresholds:
     # baseline) lies above it; passed = the CI lies below it
     control_margin: float = 0.05
     # gate 3
-    # masked MSE must be < (1 - margin) x interpolation MSE (the MAE starts *at* interpolation,
-    # so an encoder that learned nothing can never pass, whatever the margin)
+    # the ratio masked MSE / interpolation MSE on the scored held-out windows, with a window-
+    # bootstrap CI: passed when the CI lies below 1 - margin, failed when it lies at or above,
+    # inconclusive when it straddles (the MAE starts *at* interpolation, so an encoder that
+    # learned nothing can never pass, whatever the margin)
     recon_margin: float = 0.01
     # fail | warn : what happens when the reconstruction does not beat interpolation so
     recon_policy: str = "fail"

@@ -368,7 +368,8 @@ def encoder(ctx: GateContext) -> dict[str, Any]:
                      extra={"data": ds.fingerprint, "epochs_run": res.fit.epochs_run})
         # scored on the held-out windows that chose nothing (not the epoch, not the weights)
         X_scored = ds.X_unlabeled[res.score_idx]
-        recon = reconstruction_report(mae, X_scored, res.score_masks, ctx.device)
+        recon = reconstruction_report(mae, X_scored, res.score_masks, ctx.device,
+                                      per_window=True)
         r = res.fit
         _save_json(tmp / "report.json", {
             "reconstruction": recon, "history": r.history,

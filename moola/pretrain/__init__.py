@@ -16,6 +16,7 @@ from moola.pretrain.quality import (
     interpolate_masked_torch,
     interpolation_baseline_mse,
     probe_baselines,
+    ratio_ci,
     reconstruction_report,
 )
 
@@ -33,6 +34,7 @@ __all__ = [
     "make_mask",
     "masked_mse",
     "pretrain_encoder",
+    "ratio_ci",
     "reconstruction_report",
     "save_encoder",
     "split_unlabeled",

@@ -121,13 +121,16 @@ def reconstruction_report(
     masks: Any,
     device: torch.device | str,
     batch_size: int = 512,
-) -> dict[str, float]:
+    per_window: bool = False,
+) -> dict[str, Any]:
     """Masked MSE of the autoencoder on held-out windows against two trivial reconstructions.
 
     mae: a :class:`~moola.pretrain.mae.MaskedAutoencoder`; X_heldout: (N, T, F); masks: (N, T)
     bool (fixed masks, so every method is scored on the same steps). Returns ``mae_mse``,
     ``interp_mse`` (linear interpolation), ``mean_mse`` (visible-window mean), ``ratio`` =
-    mae_mse / interp_mse (gate 3 wants it <= 1 - recon_margin), ``n_windows``, ``masked_share``.
+    mae_mse / interp_mse (gate 3 wants it <= 1 - recon_margin), ``n_windows``, ``masked_share``;
+    with `per_window`, ``per_window`` = each window's summed squared errors of the MAE and of
+    interpolation (what :func:`ratio_ci` resamples).
     The model is put in eval mode and its previous mode restored.
     """
     xn = _as_numpy(X_heldout).astype(np.float32)
@@ -148,7 +151,7 @@ def reconstruction_report(
     x64 = xn.astype(np.float64)
     mae_mse = _masked_mse_np(rec, x64, mn)
     interp = interpolation_baseline_mse(x64, mn)
-    return {
+    out = {
         "mae_mse": mae_mse,
         "interp_mse": interp,
         "mean_mse": window_mean_mse(x64, mn),
@@ -156,6 +159,37 @@ def reconstruction_report(
         "n_windows": int(len(xn)),
         "masked_share": float(mn.mean()),
     }
+    if per_window:
+        m = mn[:, :, None]
+        out["per_window"] = {  # squared errors summed over each window's masked values
+            "mae_sq": (((rec - x64) ** 2) * m).sum(axis=(1, 2)).tolist(),
+            "interp_sq": (((interpolate_masked(x64, mn) - x64) ** 2) * m).sum(axis=(1, 2)).tolist(),
+        }
+    return out
+
+
+def ratio_ci(mae_sq: Any, interp_sq: Any, *, n_bootstrap: int, ci_level: float,
+             seed: int) -> tuple[float, float]:
+    """Percentile CI of sum(mae_sq) / sum(interp_sq) (the masked-MSE ratio: both sums run over
+    the same masked values) by a paired bootstrap over windows (``scipy.stats.bootstrap``).
+    One window, or windows whose interpolation error is all zero, give the point value twice."""
+    from scipy.stats import bootstrap
+
+    a = np.asarray(mae_sq, dtype=np.float64)
+    b = np.asarray(interp_sq, dtype=np.float64)
+    point = float(a.sum() / b.sum()) if b.sum() > 0 else float("inf")
+    if len(a) < 2 or not np.isfinite(point) or (np.all(a == a[0]) and np.all(b == b[0])):
+        return point, point
+
+    def ratio(a, b, axis):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return a.sum(axis=axis) / b.sum(axis=axis)
+
+    res = bootstrap((a, b), ratio, paired=True, vectorized=True, n_resamples=n_bootstrap,
+                    confidence_level=ci_level, method="percentile",
+                    random_state=np.random.default_rng(seed))
+    lo, hi = res.confidence_interval
+    return float(lo), float(hi)
 
 
 @torch.no_grad()

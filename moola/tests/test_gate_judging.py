@@ -257,7 +257,7 @@ def test_a_comparison_says_when_one_seed_would_decide_otherwise(ctx, monkeypatch
 
 def _encoder_work(pred: np.ndarray) -> dict:
     """What work.encoder returns: a reconstruction report and the three probes' predictions."""
-    return {"reconstruction": {"mae_mse": 0.5, "interp_mse": 1.0},
+    return {"reconstruction": {"mae_mse": 0.5, "interp_mse": 1.0, "ratio": 0.5, "n_windows": 30},
             "probe_predictions": {"y": Y_VAL, "encoder": pred, "raw": pred,
                                   "random_encoder": _one_class_pred()},
             "probe": {}, "epochs_run": 2, "stopped_reason": "max_epochs", "n_unlabeled": 60,
@@ -265,20 +265,45 @@ def _encoder_work(pred: np.ndarray) -> dict:
             "encoder_path": "enc.pt"}
 
 
+def _recon(ratios: list[float]) -> dict:
+    """A reconstruction report whose windows' MAE errors are `ratios` x interpolation's."""
+    interp = np.linspace(1.0, 2.0, len(ratios))
+    mae = interp * np.asarray(ratios)
+    return {"mae_mse": mae.sum() / 100, "interp_mse": interp.sum() / 100,
+            "ratio": mae.sum() / interp.sum(), "n_windows": len(ratios),
+            "per_window": {"mae_sq": mae.tolist(), "interp_sq": interp.tolist()}}
+
+
 @pytest.mark.parametrize("policy,status", [("fail", "failed"), ("warn", "warning")])
-def test_a_reconstruction_that_does_not_beat_interpolation_follows_its_policy(
+def test_a_reconstruction_significantly_not_better_than_interpolation_follows_its_policy(
         ctx, monkeypatch, policy, status):
     enc = _encoder_work(_good_pred())
-    enc["reconstruction"] = {"mae_mse": 1.002, "interp_mse": 1.0, "n_windows": 30}
     # (its random encoder predicts one class: nothing else makes the verdict inconclusive)
     monkeypatch.setattr(work, "encoder", lambda ctx: enc)
     ctx.cfg = ctx.cfg.replace("gates", recon_margin=0.0, recon_policy=policy)
+    enc["reconstruction"] = _recon([1.01, 1.02, 1.03] * 10)  # worse on every window
     v = REGISTRY["gate_3_pretrain_bilstm"].judge(ctx)
     assert v.status == status, v.reason
-    assert "does not beat linear interpolation" in v.reason
-    assert f"policy '{policy}'" in v.reason and "30 held-out windows that chose no epoch" in v.reason
-    enc["reconstruction"]["mae_mse"] = 0.99
+    assert "does not beat interpolation" in v.reason and f"policy '{policy}'" in v.reason
+    assert "30 held-out windows that chose no epoch" in v.reason
+    lo, hi = v.metrics["reconstruction"]["ratio_ci"]
+    assert 1.0 < lo < hi < 1.04 and "per_window" not in v.metrics["reconstruction"]
+    # better on every window: the check passes
+    enc["reconstruction"] = _recon([0.97, 0.98, 0.99] * 10)
     assert REGISTRY["gate_3_pretrain_bilstm"].judge(ctx).status == "passed"
+
+
+def test_a_reconstruction_the_windows_cannot_tell_from_interpolation_is_inconclusive(
+        ctx, monkeypatch):
+    enc = _encoder_work(_good_pred())
+    monkeypatch.setattr(work, "encoder", lambda ctx: enc)
+    ctx.cfg = ctx.cfg.replace("gates", recon_margin=0.01, recon_policy="fail")
+    enc["reconstruction"] = _recon([0.7, 1.3, 0.8, 1.25, 0.9, 1.1, 0.95, 1.05])  # 8 windows
+    v = REGISTRY["gate_3_pretrain_bilstm"].judge(ctx)
+    assert v.status == "inconclusive", v.reason
+    assert "whether the reconstruction beats interpolation by 1%" in v.reason
+    lo, hi = v.metrics["reconstruction"]["ratio_ci"]
+    assert lo < 0.99 < hi
 
 
 def _verdicts_of_every_gate(ctx, monkeypatch) -> list:

@@ -22,6 +22,7 @@ from moola.pretrain.mae import (MAEModule, MaskedAutoencoder, masked_mse, pretra
 from moola.pretrain.masking import make_mask
 from moola.pretrain.quality import (
     interpolate_masked,
+    ratio_ci,
     interpolate_masked_torch,
     interpolation_baseline_mse,
     reconstruction_report,
@@ -291,6 +292,22 @@ def test_reconstruction_report_keys_and_ratio():
     assert rep["ratio"] == pytest.approx(rep["mae_mse"] / rep["interp_mse"])
     assert rep["interp_mse"] < rep["mean_mse"], "interpolation beats the mean on smooth sines"
     assert mae.training, "mode restored"
+    assert "per_window" not in rep
+    per = reconstruction_report(mae, X, masks, "cpu", per_window=True)["per_window"]
+    assert len(per["mae_sq"]) == len(per["interp_sq"]) == 12
+    # the windows' sums give back the ratio: what the bootstrap resamples is the statistic
+    assert sum(per["mae_sq"]) / sum(per["interp_sq"]) == pytest.approx(rep["ratio"])
+    lo, hi = ratio_ci(per["mae_sq"], per["interp_sq"], n_bootstrap=500, ci_level=0.95, seed=0)
+    assert lo < rep["ratio"] < hi
+    assert (lo, hi) == ratio_ci(per["mae_sq"], per["interp_sq"], n_bootstrap=500,
+                                ci_level=0.95, seed=0), "seeded"
+
+
+def test_ratio_ci_degenerate_cases():
+    assert ratio_ci([2.0], [4.0], n_bootstrap=100, ci_level=0.95, seed=0) == (0.5, 0.5)
+    assert ratio_ci([1.0, 1.0], [1.0, 1.0], n_bootstrap=100, ci_level=0.95, seed=0) == (1.0, 1.0)
+    assert ratio_ci([1.0, 2.0], [0.0, 0.0], n_bootstrap=100, ci_level=0.95, seed=0) == (
+        float("inf"), float("inf"))
 
 
 # --- pretraining in the Trainer ---------------------------------------------------------------
