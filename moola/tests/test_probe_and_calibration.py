@@ -65,7 +65,8 @@ def _ctx(tmp_path: Path) -> GateContext:
 
 
 def _encoder_work(out: dict) -> dict:
-    return {"reconstruction": {"mae_mse": 0.5, "interp_mse": 1.0}, "probe": {},
+    return {"reconstruction": {"mae_mse": 0.5, "interp_mse": 1.0, "ratio": 0.5,
+                               "n_windows": 30}, "probe": {},
             "probe_predictions": out["arrays"], "epochs_run": 3, "stopped_reason": "done",
             "n_unlabeled": 100, "encoder_config": {}, "artifact": {"key": "e"}, "history": [],
             "encoder_path": "e.pt"}
