@@ -51,6 +51,17 @@ def test_chain_logs_every_gate_and_syncs_at_checkpoints_evals_and_end(trained):
         "gate_3_pretrain_bilstm", "gate_4_finetune_enhanced", "gate_5_augment",
         "gate_6_baseline_simplelstm"]
     assert all(r["status"] in ("passed", "warning", "inconclusive") for r in recs)
+    # gate 3 judged reconstruction on the held-out windows that chose no epoch, with a CI
+    from moola.config import load_config
+    from moola.data import load_dataset
+    from moola.pretrain import split_unlabeled, stop_and_score
+
+    n = len(load_dataset(SMOKE).X_unlabeled)
+    stop, scored = stop_and_score(split_unlabeled(n, load_config("smoke").pretrain.val_fraction)[1])
+    recon = recs[3]["metrics"]["reconstruction"]
+    assert recon["n_windows"] == len(scored) and len(stop) + len(scored) < n
+    lo, hi = recon["ratio_ci"]
+    assert lo <= recon["ratio"] <= hi and "per_window" not in recon
     calls = set((trained / "sync_calls.txt").read_text().split())
     assert {"checkpoint", "eval", "final"} <= calls
     run = recs[0]["run_id"]
