@@ -378,11 +378,10 @@ def gate_3_pretrain_bilstm(ctx: GateContext) -> Verdict:
     """Masked reconstruction beats interpolation; the encoder's probe beats raw windows and a
     random encoder of the same architecture."""
     from moola.judging import ci_text
+    from moola.pretrain import ratio_ci
 
     gate, g = "gate_3_pretrain_bilstm", ctx.cfg.gates
     e = artifacts.encoder(ctx)
-    from moola.pretrain import ratio_ci
-
     r, pr = dict(e.reconstruction), e.probe_predictions
     problems: list[str] = []
     warnings: list[str] = []
