@@ -6,6 +6,9 @@
   metrics.csv, checkpoints, per-epoch evaluation of a snapshot in a worker thread) vs the same
   model, batches, epochs and per-epoch validation pass in a plain PyTorch loop; ratio taken in
   the same run;
+* the same classifier through moola with each batch in --shards shards on a thread per core
+  (``train.refit_shards``: how the exported model's refit trains, moola.train.shards), next to
+  one pass;
 * the MiniRocket control's fit + predict time on the 98-window labeled set (numba compiled
   first, outside the timing).
 Medians of --repeats. Not a test: read the ratios, not the absolute seconds.
@@ -61,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--shards", type=int, default=2, help="shards of the sharded row")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             "run.torch_threads": args.threads})
         ctx = GateContext(cfg=cfg, run_id="bench", root=tmp)
         ctx.__dict__["dataset"] = ds
-        harness, plain = [], []
+        harness, plain, sharded = [], [], []
         for i in range(args.repeats):
             seed_everything(17, False)
             m = build_enhanced(ctx, 2, ds.X.shape[2])
@@ -90,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
             plain_loop(m, Xtr, ytr, Xva, yva, args.epochs, cfg.train.batch_size, cfg.train.lr,
                        cfg.train.weight_decay)
             plain.append(time.perf_counter() - t0)
+            seed_everything(17, False)
+            m = build_enhanced(ctx, 2, ds.X.shape[2])
+            t0 = time.perf_counter()
+            fit_classifier(m, Xtr, ytr, Xva, yva, cfg, tmp / f"shards{i}", torch.device("cpu"),
+                           "bench", status=ctx.status, shards=args.shards)
+            sharded.append(time.perf_counter() - t0)
         MiniRocketControl(seed=0).fit(Xtr, ytr).predict(Xva)  # compile numba outside timing
         mr = []
         for _ in range(args.repeats):
@@ -105,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'same model/batches/epochs, plain PyTorch loop':<52} {p:9.2f}")
     print(f"{'harness / plain (median of per-repeat ratios)':<52} "
           f"{statistics.median(ratios):9.3f}")
+    print(f"{f'same through moola, {args.shards} shards on the cores':<52} "
+          f"{statistics.median(sharded):9.2f}")
+    print(f"{'one pass / shards (median of per-repeat ratios)':<52} "
+          f"{statistics.median(a / b for a, b in zip(harness, sharded)):9.3f}")
     print(f"{'MiniRocket fit+predict, 78 train / 20 val windows':<52} {statistics.median(mr):9.2f}")
     return 0
 

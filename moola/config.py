@@ -110,6 +110,14 @@ class TrainSettings:
     # threads running the replicas' LSTM kernels side by side (0 = the cores this process may
     # use; 1 on an accelerator)
     replica_threads: int = 0
+    # the exported model's refit (one model trained by itself on every development row, see
+    # moola.gates.refit) cuts each batch into this many shards whose gradients are computed on
+    # a thread per core and summed in a fixed order (moola.train.shards); each shard draws its
+    # dropout masks from its own generator, so the refit's weights depend on this number but
+    # not on the cores. 1 = one pass on one thread. CPU only; EnhancedSimpleLSTM only (its
+    # batch of 16 on one thread 36.7 ms, 2 shards on two threads 18.0 ms; SimpleLSTM's step is
+    # 2 ms, where threads cost more than they save; docs/PERFORMANCE.md)
+    refit_shards: int = 2
 
 
 @dataclass(frozen=True)
@@ -268,7 +276,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "train.batch_size": _ATLEAST1, "train.lr": _POS, "train.weight_decay": _NONNEG,
     "train.grad_clip": _NONNEG, "train.early_stop_patience": _ATLEAST1,
     "train.checkpoint_save_top_k": _COUNT, "train.torch_threads": _COUNT,
-    "train.replica_threads": _COUNT,
+    "train.replica_threads": _COUNT, "train.refit_shards": _ATLEAST1,
     "pretrain.mask_ratio": _UNIT_OPEN, "pretrain.patch_size": _ATLEAST1,
     "pretrain.max_epochs": _ATLEAST1, "pretrain.batch_size": _ATLEAST1, "pretrain.lr": _POS,
     "pretrain.val_fraction": _UNIT_OPEN, "pretrain.early_stop_patience": _ATLEAST1,

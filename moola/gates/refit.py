@@ -10,9 +10,14 @@ budget is. Epochs, not optimizer steps: the recipe's schedule (``train.min_epoch
 ``finetune.freeze_epochs``, ``finetune.unfreeze_every``) is counted in epochs, and an epoch
 is one pass over the rows whatever their number.
 
+The refit is one model trained by itself, so on a CPU it cuts each batch into
+``train.refit_shards`` shards computed on a thread per core (:mod:`moola.train.shards`); each
+shard draws its dropout masks from its own generator, so the weights depend on the number of
+shards, never on the cores.
+
 The refit is a cache entry like any other (kind ``refit``), keyed by the replicas' key (which
-hashes the configuration, the data, the seed and moola's training code), the budget and this
-module's code: a rerun that reuses the replicas reuses the refit too.
+hashes the configuration, the data, the seed and moola's training code), the budget, the shards
+and this module's code: a rerun that reuses the replicas reuses the refit too.
 """
 
 from __future__ import annotations
@@ -59,8 +64,11 @@ def refit(ctx: GateContext, recipe: work.Recipe,
     epochs, per_replica = budget_epochs(replicas)
     seed = work.seeds(ctx)[0]
     rows = development_rows(ctx)
+    # its batches in shards on the cores (CPU): shard s draws its own dropout masks, so the
+    # number of shards changes the weights (the cores do not)
+    shards = ctx.cfg.train.refit_shards if ctx.device.type == "cpu" else 1
     key = make_key({"kind": "refit", "of": recipe.kind, "replicas": recipe.key, "epochs": epochs,
-                    "code": code_version(REFIT_CODE)})
+                    "shards": shards, "code": code_version(REFIT_CODE)})
 
     def build(tmp: Path, workdir: Path):
         from moola.io_utils import atomic_torch_save, copy_file
@@ -81,7 +89,7 @@ def refit(ctx: GateContext, recipe: work.Recipe,
         model = recipe.make_model(seed)
         fit, transfer = work.train_classifier(
             ctx, recipe.gate, model, X, y, X[:0], y[:0], workdir, pretrained=recipe.pretrained,
-            seed=seed, budget_epochs=epochs)
+            seed=seed, budget_epochs=epochs, shards=shards)
         module = fit.model.cpu().eval()
         atomic_torch_save({k: v.detach().clone() for k, v in module.state_dict().items()},
                           tmp / "model.pt")
@@ -96,6 +104,7 @@ def refit(ctx: GateContext, recipe: work.Recipe,
                 "class_counts": {c: int((ds.y[rows] == i).sum())
                                  for i, c in enumerate(ds.classes)},
                 "seed": int(seed), "epochs": int(fit.fit.epochs_run),
+                "shards": int(fit.shards),  # 1 where the architecture takes one pass
                 "budget_epochs": epochs, "replica_epochs": per_replica,
                 "budget_rule": "median over the replicas of best_epoch + 1 (the epochs that gave "
                                "each replica its kept weights), raised to train.min_steps",

@@ -49,8 +49,10 @@ def _key(ctx: GateContext, kind: str, sections: tuple[str, ...], **extra: Any) -
     cfg = ctx.cfg
     run = cfg.run
     config = {s: dict(cfg.to_dict()[s]) for s in sections}
-    if "train" in config:  # how many threads share the replicas changes no weight (tested)
+    if "train" in config:  # how many threads share the replicas changes no weight (tested);
         config["train"].pop("replica_threads", None)
+        # the refit's shards change the refit only: moola.gates.refit puts them in its key
+        config["train"].pop("refit_shards", None)
     return make_key(
         {
             "kind": kind,
@@ -204,13 +206,15 @@ def classifier_job(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, y_
 
 def train_classifier(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, y_tr, X_stop,
                      y_stop, run_dir: Path, *, pretrained: bool = False, seed: int | None = None,
-                     budget_epochs: int | None = None):
-    """Train `model` alone with the shared recipe (see :func:`classifier_job`).
+                     budget_epochs: int | None = None, shards: int = 1):
+    """Train `model` alone with the shared recipe (see :func:`classifier_job`); `shards` > 1
+    cuts its batches into shards on the cores (moola.train.shards).
     Returns (ClassifierFit, extra) where extra describes the transfer schedule."""
     from moola.train.together import fit_alone
 
     job, extra = classifier_job(ctx, gate, model, X_tr, y_tr, X_stop, y_stop, run_dir,
                                 pretrained=pretrained, seed=seed, budget_epochs=budget_epochs)
+    job.shards = shards
     return fit_alone(job, ctx.device, gate, status=_status_for(ctx, gate),
                      **ctx.training_hooks()), extra
 

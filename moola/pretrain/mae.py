@@ -14,7 +14,6 @@ so pretraining gets the status file, metrics.csv, early stopping and resumable c
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from torch import nn
 
 from moola.pretrain.masking import make_mask
 from moola.pretrain.quality import interpolate_masked_torch, interpolation_baseline_mse
+from moola.train.shards import ShardPool, one_intra_op_thread, sharded_backward
 
 GATE = "gate_3_pretrain_bilstm"
 
@@ -118,8 +118,7 @@ class MAEModule:
             # shards on threads would take its numbers in a racing order
             n_threads = 1
         self.shard_threads = n_threads
-        self._pool = ThreadPoolExecutor(n_threads, thread_name_prefix="moola-shard") \
-            if n_threads > 1 else None
+        self._pool: ShardPool | None = ShardPool(n_threads)
         self._mask_args = (p.mask_strategy, p.mask_ratio, p.patch_size)
         self._gen = torch.Generator().manual_seed(self.seed)
         self.X_val = torch.as_tensor(np.asarray(X_val, dtype=np.float32))
@@ -161,27 +160,14 @@ class MAEModule:
         count = _masked_count(mask, x.shape[-1])
         params = [p for p in self.model.parameters() if p.requires_grad]
         parts = list(zip(x.tensor_split(shards), mask.tensor_split(shards)))
-
-        def shard(part: tuple[torch.Tensor, torch.Tensor]):
-            xs, ms = part
-            loss = _masked_sq_sum(self.model(xs, ms), xs, ms) / count
-            return loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)
-
-        results = list(self._pool.map(shard, parts) if self._pool else map(shard, parts))
-        for i, p in enumerate(params):
-            grads = [g[i] for _, g in results if g[i] is not None]
-            if grads:
-                total = grads[0].clone()
-                for g in grads[1:]:
-                    total += g
-                # accumulate, as backward() does on the one-pass path
-                p.grad = total if p.grad is None else p.grad.add_(total)
-        return torch.stack([loss for loss, _ in results]).sum()
+        return sharded_backward(
+            params, parts, lambda part: _masked_sq_sum(self.model(*part), *part) / count,
+            self._pool or ShardPool(1))
 
     def close(self) -> None:
         """Stop the shard threads (idempotent)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.close()
             self._pool = None
 
     def _masked_batch(self, batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -328,16 +314,11 @@ def pretrain_encoder(
     settings = LoopSettings.from_config(cfg, "pretrain", monitor="val_loss", mode="min")
     trainer = Trainer(settings, Path(run_dir), device, gate, status=status,
                       on_checkpoint=on_checkpoint, on_eval=on_eval)
-    intra_op = torch.get_num_threads()
-    if module.shard_threads > 1:
-        # the shards' threads use the cores: a second OpenMP thread inside each would only
-        # contend with them
-        torch.set_num_threads(1)
     try:
-        fit = trainer.fit(module, loader, resume=resume)
+        with one_intra_op_thread(module.shard_threads > 1):
+            fit = trainer.fit(module, loader, resume=resume)
     finally:
         module.close()
-        torch.set_num_threads(intra_op)
     return PretrainResult(
         mae=module.model,
         fit=fit,

@@ -129,6 +129,8 @@ def test_each_approved_model_is_exported_with_its_card_and_only_those(run):
         t = card["training"]
         assert t["n_rows"] == 120 and t["seed"] == 17  # train + val rows of the smoke split
         assert t["budget_epochs"] == int(np.ceil(np.median(t["replica_epochs"])))
+        # the refit's batches in shards on the cores where they pay (train.refit_shards)
+        assert t["shards"] == (1 if name == "simple" else 2)
         state = torch.load(d / "model.pt", map_location="cpu", weights_only=True)
         assert all(isinstance(v, torch.Tensor) for v in state.values())
         md = (d / "card.md").read_text()

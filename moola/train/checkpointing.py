@@ -59,7 +59,8 @@ class CheckpointMixin:
             "callbacks": {"early_stopping": self.early.state_dict(),
                           "checkpoint_keeper": self.keeper.state_dict()},
             "history": self.history, "settings": self.settings.to_dict(), "score": score,
-            "stopped_reason": stopped, "rng": get_rng_state(self.generator, self.dropout_generator),
+            "stopped_reason": stopped, "rng": get_rng_state(self.generator, self.dropout_generator,
+                                 self.shard_generators),
         }
         buf = io.BytesIO()
         torch.save(payload, buf)
@@ -129,7 +130,8 @@ class CheckpointMixin:
         self.keeper.load_state_dict(ckpt["callbacks"]["checkpoint_keeper"])
         self.keeper.reconcile()
         self.history, self.step = list(ckpt["history"]), int(ckpt["step"])
-        set_rng_state(ckpt["rng"], self.generator, self.dropout_generator)
+        set_rng_state(ckpt["rng"], self.generator, self.dropout_generator,
+                      self.shard_generators)
         next_epoch = int(ckpt["epoch"]) + 1
         self.logger.drop_from_epoch(next_epoch)
         if self.keeper.best_path is not None:

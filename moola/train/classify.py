@@ -18,8 +18,10 @@ import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, f1_score
 from torch.utils.data import DataLoader, TensorDataset
 
-from moola.train.device import seed_everything
+from moola.models.batched import split_for
+from moola.train.device import seed_everything, worker_threads
 from moola.train.loop import FitResult, LoopSettings, Trainer
+from moola.train.shards import ShardPool, one_intra_op_thread, sharded_backward
 
 __all__ = ["ClassifierFit", "ClassifierModule", "fit_classifier", "prepare_fit", "classifier_fit",
            "predict_proba", "inverse_frequency_weights"]
@@ -62,13 +64,18 @@ class ClassifierModule:
 
     `param_groups` (AdamW groups, e.g. discriminative learning rates) replaces
     ``model.parameters()``; `epoch_hook(epoch, optimizer, model)` runs at each epoch start
-    (freeze / progressive unfreeze).
+    (freeze / progressive unfreeze). `shards` > 1 cuts each batch into that many shards whose
+    gradients are computed on up to `threads` threads (:meth:`forward_backward`), where the
+    model's architecture gains from it (a batched split whose ``shards_pay``, and no random
+    draws in its trunk); each shard then draws its dropout masks from its own generator,
+    seeded from (`seed`, shard). Call :meth:`close` when done.
     """
 
     def __init__(self, model: torch.nn.Module, X_val: np.ndarray, y_val: np.ndarray, *,
                  lr: float, weight_decay: float, class_weights: torch.Tensor | None = None,
                  param_groups: Iterable[dict] | None = None, epoch_hook: EpochHook | None = None,
-                 eval_batch_size: int = 256) -> None:
+                 eval_batch_size: int = 256, shards: int = 1, threads: int = 1,
+                 seed: int = 0) -> None:
         self.model = model
         self.X_val = torch.as_tensor(np.asarray(X_val, dtype=np.float32))
         self.y_val = torch.as_tensor(np.asarray(y_val, dtype=np.int64))
@@ -76,6 +83,21 @@ class ClassifierModule:
         self.class_weights = class_weights
         self.param_groups = list(param_groups) if param_groups is not None else None
         self.epoch_hook, self.eval_batch_size = epoch_hook, eval_batch_size
+        split = split_for([model]) if int(shards) > 1 else None
+        if split is not None and (not split.shards_pay or split.trunk_draws_random(model)):
+            split = None  # one pass: shards would cost more, or race for torch's generator
+        self._split = split
+        self.shards = int(shards) if split is not None else 1
+        self.shard_generators = tuple(
+            torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), s])
+                                              .generate_state(1)[0]))
+            for s in range(self.shards)) if split is not None else ()
+        self._pool = ShardPool(min(int(threads), self.shards)) if split is not None else None
+
+    @property
+    def shard_threads(self) -> int:
+        """Threads the shards run on (1 for one pass)."""
+        return self._pool.threads if self._pool is not None else 1
 
     def configure_optimizer(self) -> torch.optim.Optimizer:
         params = self.param_groups if self.param_groups is not None else self.model.parameters()
@@ -88,6 +110,43 @@ class ClassifierModule:
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> torch.Tensor:
         x, y = batch
         return self._loss(self.model(x.to(device)), y.to(device))
+
+    def forward_backward(self, batch: tuple[torch.Tensor, torch.Tensor],
+                         device: torch.device) -> torch.Tensor:
+        """One batch's loss (returned, detached) and its gradient, put into ``.grad``.
+
+        Without shards: ``training_step(...).backward()``. With shards: the batch is cut into
+        ``shards`` parts (fewer for a short batch); a part's loss is its class-weighted
+        cross-entropy summed over its windows and divided by the whole batch's total weight, so
+        the parts' losses add up to the batch's weighted mean. Each part runs the model's trunk
+        and its head on one model (:mod:`moola.models.batched`, the same arithmetic as
+        ``forward``) with shard s's dropout masks drawn from ``shard_generators[s]``.
+        """
+        if self._split is None:
+            loss = self.training_step(batch, device)
+            loss.backward()
+            return loss.detach()
+        x, y = batch[0].to(device), batch[1].to(device)
+        n = min(self.shards, len(y))
+        w = (self.class_weights.to(device)[y] if self.class_weights is not None
+             else torch.ones(len(y), device=device))
+        total = w.sum()
+        split, model = self._split, self.model
+
+        def loss_of(part):
+            xs, ys, ws, gen = part
+            logits = split.head([model], split.trunk(model, xs)[None], [len(ys)], [gen])[0]
+            return (ws * F.cross_entropy(logits, ys, reduction="none")).sum() / total
+
+        parts = list(zip(x.tensor_split(n), y.tensor_split(n), w.tensor_split(n),
+                         self.shard_generators[:n]))
+        params = [p for p in model.parameters() if p.requires_grad]
+        return sharded_backward(params, parts, loss_of, self._pool)
+
+    def close(self) -> None:
+        """Stop the shard threads (idempotent)."""
+        if self._pool is not None:
+            self._pool.close()
 
     def validation_metrics(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
         """val_loss (same weighted loss as training), val_macro_f1, val_accuracy."""
@@ -116,6 +175,7 @@ class ClassifierFit:
     val_pred: np.ndarray  # (n_val,) int64
     train_loss_first: float
     train_loss_last: float
+    shards: int = 1  # each batch's shards (ClassifierModule; 1 = one pass)
 
 
 def _n_classes(model: torch.nn.Module, X: np.ndarray, device: torch.device) -> int:
@@ -144,21 +204,27 @@ def fit_classifier(model: torch.nn.Module, X_train: np.ndarray, y_train: np.ndar
                    epoch_hook: EpochHook | None = None, param_groups: Iterable[dict] | None = None,
                    *, resume: bool = True, on_checkpoint: Callable[[], Any] | None = None,
                    on_eval: Callable[[dict], Any] | None = None,
-                   eval_final_epoch_only: bool = False) -> ClassifierFit:
+                   eval_final_epoch_only: bool = False, shards: int = 1) -> ClassifierFit:
     """Train `model` with the recipe in ``cfg.train`` and the knobs in ``cfg.run``.
 
     X: (n, T, F) float32, y: (n,) int64 class indices. Seeds from ``cfg.run.seed`` first (the
     shuffling generator too), so two calls with the same inputs train identically.
     Early stopping and the best checkpoint follow ``val_loss`` (min).
     `eval_final_epoch_only`: a fixed epoch budget whose final weights are the result (no
-    per-epoch evaluation, no selection).
+    per-epoch evaluation, no selection). `shards` > 1: each batch in shards on the cores (see
+    :class:`ClassifierModule`; CPU only), with one torch intra-op thread while they run.
     """
     seed_everything(cfg.run.seed, cfg.run.deterministic)
     module, loader, trainer = prepare_fit(
         model, X_train, y_train, X_val, y_val, cfg, run_dir, device, gate, status=status,
         epoch_hook=epoch_hook, param_groups=param_groups, on_checkpoint=on_checkpoint,
-        on_eval=on_eval, eval_final_epoch_only=eval_final_epoch_only)
-    return classifier_fit(module, trainer.fit(module, loader, resume=resume), device)
+        on_eval=on_eval, eval_final_epoch_only=eval_final_epoch_only, shards=shards)
+    try:
+        with one_intra_op_thread(module.shard_threads > 1):
+            result = trainer.fit(module, loader, resume=resume)
+    finally:
+        module.close()
+    return classifier_fit(module, result, device)
 
 
 def prepare_fit(model: torch.nn.Module, X_train: np.ndarray, y_train: np.ndarray,
@@ -167,11 +233,12 @@ def prepare_fit(model: torch.nn.Module, X_train: np.ndarray, y_train: np.ndarray
                 epoch_hook: EpochHook | None = None, param_groups: Iterable[dict] | None = None,
                 on_checkpoint: Callable[[], Any] | None = None,
                 on_eval: Callable[[dict], Any] | None = None,
-                eval_final_epoch_only: bool = False
+                eval_final_epoch_only: bool = False, shards: int = 1
                 ) -> tuple[ClassifierModule, DataLoader, Trainer]:
     """What :func:`fit_classifier` trains with: the module (loss, optimizer, validation), the
     shuffling loader (its own generator, seeded with ``cfg.run.seed``) and the Trainer.
     :mod:`moola.train.together` builds the same three for each replica it trains."""
+    device = torch.device(device)
     model.to(device)
     k = _n_classes(model, X_train, device)
     for name, y in (("y_train", y_train), ("y_val", y_val)):
@@ -181,7 +248,10 @@ def prepare_fit(model: torch.nn.Module, X_train: np.ndarray, y_train: np.ndarray
     weights = inverse_frequency_weights(y_train, k) if cfg.train.class_weighting else None
     module = ClassifierModule(model, X_val, y_val, lr=cfg.train.lr,
                               weight_decay=cfg.train.weight_decay, class_weights=weights,
-                              param_groups=param_groups, epoch_hook=epoch_hook)
+                              param_groups=param_groups, epoch_hook=epoch_hook,
+                              # shards pay on a CPU's cores; an accelerator runs one pass
+                              shards=shards if device.type == "cpu" else 1,
+                              threads=worker_threads(device), seed=cfg.run.seed)
     data = TensorDataset(torch.as_tensor(np.asarray(X_train, dtype=np.float32)),
                          torch.as_tensor(np.asarray(y_train, dtype=np.int64)))
     loader = DataLoader(data, batch_size=cfg.train.batch_size, shuffle=True, drop_last=False,
@@ -194,6 +264,7 @@ def prepare_fit(model: torch.nn.Module, X_train: np.ndarray, y_train: np.ndarray
         settings = dataclasses.replace(settings, eval_final_epoch_only=True)
     trainer = Trainer(settings, run_dir, device, gate, status=status, on_checkpoint=on_checkpoint,
                       on_eval=on_eval)
+    trainer.shard_generators = module.shard_generators  # their states go into checkpoints
     return module, loader, trainer
 
 
@@ -205,4 +276,5 @@ def classifier_fit(module: ClassifierModule, result: FitResult,
     return ClassifierFit(
         model=module.model, fit=result, val_proba=proba, val_pred=proba.argmax(axis=1),
         train_loss_first=history[0]["train_loss"] if history else float("nan"),
-        train_loss_last=history[-1]["train_loss"] if history else float("nan"))
+        train_loss_last=history[-1]["train_loss"] if history else float("nan"),
+        shards=module.shards)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -81,12 +82,14 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def get_rng_state(generator: torch.Generator | None = None,
-                  dropout: torch.Generator | None = None) -> dict:
+                  dropout: torch.Generator | None = None,
+                  shards: Sequence[torch.Generator] = ()) -> dict:
     """Every RNG the loop depends on, as tensors / plain values (loads with weights_only=True).
 
     `generator` is the DataLoader's shuffling generator, if it has its own; `dropout` the
     generator a replica trained together with others draws its dropout masks from (in place of
-    torch's default one, whose state it then takes in the checkpoint).
+    torch's default one, whose state it then takes in the checkpoint); `shards` the generators
+    the shards of a sharded step draw their dropout masks from (moola.train.shards).
     """
     version, internal, gauss = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state()
@@ -102,11 +105,14 @@ def get_rng_state(generator: torch.Generator | None = None,
         state["loader"] = generator.get_state()
     if dropout is not None:
         state["torch" if dropout.device.type == "cpu" else "dropout"] = dropout.get_state()
+    if shards:
+        state["shards"] = [g.get_state() for g in shards]
     return state
 
 
 def set_rng_state(state: dict, generator: torch.Generator | None = None,
-                  dropout: torch.Generator | None = None) -> None:
+                  dropout: torch.Generator | None = None,
+                  shards: Sequence[torch.Generator] = ()) -> None:
     """Restore what :func:`get_rng_state` captured."""
     py = state["python"]
     random.setstate((py["version"], tuple(int(v) for v in py["internal"].tolist()), py["gauss"]))
@@ -122,6 +128,10 @@ def set_rng_state(state: dict, generator: torch.Generator | None = None,
         key = "torch" if dropout.device.type == "cpu" else "dropout"
         if key in state:
             dropout.set_state(state[key])
+    saved = state.get("shards") or []
+    if shards and len(saved) == len(shards):
+        for g, st in zip(shards, saved):
+            g.set_state(st)
 
 
 def worker_threads(device: torch.device | str) -> int:

@@ -172,6 +172,8 @@ class Trainer(CheckpointMixin):
         # a replica trained together with others draws dropout masks from its own generator
         # (moola.train.together); its state goes into the checkpoints in place of torch's
         self.dropout_generator: torch.Generator | None = None
+        # a sharded step's shards draw theirs from generators of their own (moola.train.shards)
+        self.shard_generators: tuple[torch.Generator, ...] = ()
 
     # ------------------------------------------------------------------ the loop
     def fit(self, module: TrainModule, train_loader: Any, resume: bool = True) -> FitResult:

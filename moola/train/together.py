@@ -60,6 +60,7 @@ class ReplicaJob:
     epoch_hook: EpochHook | None = None
     param_groups: list[dict] | None = None
     eval_final_epoch_only: bool = False
+    shards: int = 1  # when trained alone: its batches in shards on the cores (fit_classifier)
 
 
 def fit_alone(job: ReplicaJob, device: torch.device, gate: str, *, status: Any = None,
@@ -69,7 +70,8 @@ def fit_alone(job: ReplicaJob, device: torch.device, gate: str, *, status: Any =
     return fit_classifier(job.model, job.X_fit, job.y_fit, job.X_stop, job.y_stop, job.cfg,
                           job.run_dir, device, gate, status=status, epoch_hook=job.epoch_hook,
                           param_groups=job.param_groups,
-                          eval_final_epoch_only=job.eval_final_epoch_only, **hooks)
+                          eval_final_epoch_only=job.eval_final_epoch_only, shards=job.shards,
+                          **hooks)
 
 
 def can_train_together(models: Sequence[torch.nn.Module]) -> bool:
