@@ -101,8 +101,9 @@ class TrainSettings:
     class_weighting: bool = True  # inverse-frequency class weights in the loss
     # intra-op threads for these gates (0 = run.torch_threads): batches of tens of windows gain
     # nothing from more, and on 2 cores 2 threads made gates 1, 4, 5 and 7 1.5-2x slower
-    # (measured; pretraining on the CPU runs its shards on a thread per core, one torch thread
-    # each, see pretrain.shards; on an accelerator it keeps run.torch_threads)
+    # (measured; pretraining and the exported model's refit run their shards on a thread per
+    # core on the CPU, one torch thread each, see pretrain.shards and refit_shards; on an
+    # accelerator pretraining keeps run.torch_threads)
     torch_threads: int = 1
     # the replicas of a recipe (seeds x folds) train together, one step of all at a time
     # (moola.train.together, docs/PERFORMANCE.md); false: one after another
