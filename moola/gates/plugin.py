@@ -179,6 +179,9 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(f"moola configuration: {exc}") from None
     config.stash[CTX_KEY] = ctx
+    if config.pluginmanager.hasplugin("xdist") and \
+            not config.pluginmanager.hasplugin("moola-xdist-hooks"):
+        config.pluginmanager.register(_XdistHooks(), "moola-xdist-hooks")
     config.stash[RECORDS_KEY] = []
     config.stash[WRITTEN_KEY] = set()
     if info_only(config):  # --co, --fixtures, --markers, --help, ...: look, touch nothing
@@ -238,9 +241,14 @@ def _close_plots(config: pytest.Config) -> None:
         plots.close()
 
 
-def pytest_configure_node(node) -> None:
-    """xdist controller -> worker: every worker shares the controller's run id."""
-    node.workerinput["moola_run_id"] = node.config.stash[CTX_KEY].run_id
+class _XdistHooks:
+    """pytest-xdist's hooks, registered only where xdist is loaded (a module-level xdist hook
+    makes pytest refuse the plugin under ``-p no:xdist``: "unknown hook")."""
+
+    @staticmethod
+    def pytest_configure_node(node) -> None:
+        """xdist controller -> worker: every worker shares the controller's run id."""
+        node.workerinput["moola_run_id"] = node.config.stash[CTX_KEY].run_id
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

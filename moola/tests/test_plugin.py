@@ -108,6 +108,15 @@ def test_results_log_is_written_once_by_the_xdist_controller(project):
     assert [x["gate"] for x in _records(project)] == ["gate_0_env"]
 
 
+def test_the_plugin_loads_without_xdist(project):
+    # xdist's hooks are registered only where xdist is loaded: otherwise pytest refuses the
+    # plugin ("unknown hook 'pytest_configure_node'")
+    r = project.runpytest_subprocess("-p", "no:xdist", "--profile", "smoke", "-k", "gate_0",
+                                     f"--data={SMOKE}")
+    r.assert_outcomes(passed=1)
+    assert [x["gate"] for x in _records(project)] == ["gate_0_env"]
+
+
 def test_gate_test_without_marker_is_a_clear_error(project):
     project.makepyfile(test_bad="def test_x(gate):\n    assert gate.passed\n")
     r = project.runpytest("--profile", "smoke", "test_bad.py")
