@@ -115,9 +115,10 @@ class TrainSettings:
     # moola.gates.refit) cuts each batch into this many shards whose gradients are computed on
     # a thread per core and summed in a fixed order (moola.train.shards); each shard draws its
     # dropout masks from its own generator, so the refit's weights depend on this number but
-    # not on the cores. 1 = one pass on one thread. CPU only; EnhancedSimpleLSTM only (its
-    # batch of 16 on one thread 36.7 ms, 2 shards on two threads 18.0 ms; SimpleLSTM's step is
-    # 2 ms, where threads cost more than they save; docs/PERFORMANCE.md)
+    # not on the cores. 1 = one pass on one thread. CPU only; EnhancedSimpleLSTM with a
+    # one-layer encoder only (its batch of 16 on one thread 36.7 ms, 2 shards on two threads
+    # 18.0 ms; SimpleLSTM's step is 2 ms, where threads cost more than they save; a stacked
+    # encoder's dropout between layers draws from torch's one generator; docs/PERFORMANCE.md)
     refit_shards: int = 2
 
 

@@ -48,8 +48,8 @@ class BatchedSplit(Protocol):
         ...
 
     def trunk_draws_random(self, model: nn.Module) -> bool:
-        """Whether the trunk draws random numbers in training (then it cannot share a thread
-        pool: torch's default generator would be shared)."""
+        """Whether the trunk draws random numbers in training, whatever its mode now (then it
+        cannot share a thread pool: torch's default generator would be shared)."""
         ...
 
 
@@ -89,7 +89,9 @@ def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.
 
 
 def _lstm_draws_random(lstm: nn.LSTM) -> bool:
-    return lstm.training and lstm.num_layers > 1 and lstm.dropout > 0
+    """Whether the LSTM draws dropout masks between its layers when it trains (whatever mode
+    it is in now: callers decide before training starts)."""
+    return lstm.num_layers > 1 and lstm.dropout > 0
 
 
 class EnhancedSplit:

@@ -63,6 +63,29 @@ def test_the_refit_budget_is_the_median_of_the_replicas_kept_epochs():
         budget_epochs([])
 
 
+def test_the_refit_s_key_holds_its_shards(tmp_path, monkeypatch):
+    from moola.config import load_config
+    from moola.gates import refit, work
+    from moola.gates.context import GateContext
+    from moola.testing import SMOKE_DATA
+
+    keys = []
+
+    def record(ctx, gate, kind, key, build):  # the key the refit would be cached under
+        keys.append(key)
+        raise LookupError("not built in this test")
+
+    monkeypatch.setattr(work, "_build", record)
+    recipe = work.Recipe("gate_1_smoke_enhanced", "baseline", "replicas-key", lambda seed: None)
+    for shards in (1, 2, 2):
+        cfg = load_config("smoke", overrides={"run.data": str(SMOKE_DATA),
+                                              "train.refit_shards": shards})
+        with pytest.raises(LookupError):
+            refit.refit(GateContext(cfg=cfg, run_id="t", root=tmp_path), recipe,
+                        [{"best_epoch": 3, "epochs_run": 9}])
+    assert keys[0] != keys[1] == keys[2]
+
+
 def test_publication_on_a_full_disk_leaves_the_old_model_and_no_temporary_directory(tmp_path):
     final = tmp_path / "models" / "baseline"
     publish(final, lambda tmp: (tmp / "card.json").write_text("old"))

@@ -234,4 +234,6 @@ def test_the_thread_count_is_not_part_of_the_cache_key(tmp_path):
         return work._key(ctx, "baseline", work.CLASSIFIER_SECTIONS)
 
     assert key(replica_threads=1) == key(replica_threads=2) == key()
+    # the refit's shards change the refit only (its own key, moola.gates.refit)
+    assert key(refit_shards=1) == key(refit_shards=3) == key()
     assert key(replicas_together=False) != key()  # another way to train: its own entry

@@ -45,12 +45,19 @@ def _module(model, shards: int, threads: int = 1, seed: int = 11) -> ClassifierM
                             class_weights=torch.tensor([0.5, 1.0, 2.0]), seed=seed)
 
 
-def _grads(module: ClassifierModule, batch) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _grads(module: ClassifierModule, batch) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
     module.model.zero_grad(set_to_none=True)
     loss = module.forward_backward(batch, CPU)
-    grads = [p.grad.clone() for p in module.model.parameters()]
+    grads = [None if p.grad is None else p.grad.clone() for p in module.model.parameters()]
     module.close()
     return loss, grads
+
+
+def _same(a: list, b: list, **tol) -> None:
+    assert [g is None for g in a] == [g is None for g in b]
+    for x, y in zip(a, b):
+        if x is not None:
+            torch.testing.assert_close(x, y, **tol)
 
 
 @pytest.mark.parametrize("n,shards", [(16, 2), (16, 4), (7, 3), (1, 2)])
@@ -62,8 +69,18 @@ def test_without_dropout_the_sharded_step_is_the_one_pass(n, shards):
     loss, sharded = _grads(mod, batch)
     torch.testing.assert_close(loss, one_loss, rtol=1e-5, atol=1e-7)
     assert any(g.abs().max() > 0 for g in one)
-    for a, b in zip(sharded, one):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+    _same(sharded, one, rtol=1e-4, atol=1e-7)
+
+
+def test_a_frozen_encoder_gets_no_gradient_in_shards_either():
+    batch = _batch(16)
+    models = [_enhanced(dropout=0.0) for _ in range(2)]
+    for m in models:  # gate 4's first epochs: the pretrained encoder frozen
+        m.encoder.requires_grad_(False)
+    _, one = _grads(_module(models[0], 1), batch)
+    _, sharded = _grads(_module(models[1], 2, threads=2), batch)
+    assert any(g is None for g in one) and any(g is not None for g in one)
+    _same(sharded, one, rtol=1e-4, atol=1e-7)
 
 
 def test_threads_change_no_gradient_with_dropout_on():
@@ -77,6 +94,7 @@ def test_each_shard_draws_its_own_dropout_masks():
     batch = _batch(16)
     mod = _module(_enhanced(), 2)
     before = [g.get_state().clone() for g in mod.shard_generators]
+    assert not torch.equal(*before), "each shard has a stream of its own"
     _, first = _grads(mod, batch)
     assert all(not torch.equal(b, g.get_state()) for b, g in zip(before, mod.shard_generators))
     _, same_seed = _grads(_module(_enhanced(), 2), batch)
@@ -88,6 +106,15 @@ def test_each_shard_draws_its_own_dropout_masks():
 def test_where_shards_do_not_pay_or_would_race_one_pass_is_taken():
     simple = _module(SimpleLSTM(4, hidden=8, n_classes=3, dropout=0.3), 4, threads=2)
     stacked = _module(_enhanced(layers=2), 4, threads=2)  # dropout inside nn.LSTM's kernel
+    handed_in_eval_mode = _enhanced(layers=2).eval()  # it draws once training starts
+    evaluated = ClassifierModule(handed_in_eval_mode, np.zeros((1, 12, 4), np.float32),
+                                 np.zeros(1, np.int64), lr=1e-3, weight_decay=0.0, shards=4,
+                                 threads=2)
+    assert evaluated.shards == 1 and evaluated.shard_threads == 1
+    elsewhere = ClassifierModule(_enhanced(), np.zeros((1, 12, 4), np.float32),
+                                 np.zeros(1, np.int64), lr=1e-3, weight_decay=0.0, shards=4,
+                                 threads=2, device="meta")  # an accelerator: one pass
+    assert elsewhere.shards == 1
     for mod in (simple, stacked):
         assert mod.shards == 1 and mod.shard_threads == 1 and mod.shard_generators == ()
         loss, grads = _grads(mod, _batch(16))
@@ -116,6 +143,12 @@ def test_a_sharded_fit_resumes_where_it_stopped_and_restores_the_thread_count(tm
     one_pass = _fit(tmp_path / "one", 4, shards=1)  # other masks: other weights
     assert not all(torch.equal(a, b) for a, b in
                    zip(full.model.parameters(), one_pass.model.parameters()))
+    # a checkpoint of another number of shards lacks these shards' streams: start fresh
+    _fit(tmp_path / "other", 2, shards=1)
+    fresh = _fit(tmp_path / "other", 4, shards=2)
+    assert fresh.fit.resumed_from_epoch is None
+    for a, b in zip(full.model.parameters(), fresh.model.parameters()):
+        assert torch.equal(a, b)
 
 
 def test_sharded_backward_accumulates_like_backward():

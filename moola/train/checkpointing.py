@@ -120,6 +120,9 @@ class CheckpointMixin:
                 problem = "the model's parameter names or shapes differ"
             elif groups != [len(g["params"]) for g in ckpt["optimizer"]["param_groups"]]:
                 problem = "the optimizer's parameter groups differ"
+            elif len(ckpt["rng"].get("shards") or ()) != len(self.shard_generators):
+                # without their states the shards would draw their first epochs' masks again
+                problem = "the number of shards differs"
         if problem:
             log.warning("[%s] not resuming from %s: %s; starting fresh", self.gate,
                         self.last_path, problem)

@@ -68,14 +68,15 @@ class ClassifierModule:
     gradients are computed on up to `threads` threads (:meth:`forward_backward`), where the
     model's architecture gains from it (a batched split whose ``shards_pay``, and no random
     draws in its trunk); each shard then draws its dropout masks from its own generator,
-    seeded from (`seed`, shard). Call :meth:`close` when done.
+    seeded from (`seed`, shard). CPU only: on another `device` a batch is one pass. Call
+    :meth:`close` when done.
     """
 
     def __init__(self, model: torch.nn.Module, X_val: np.ndarray, y_val: np.ndarray, *,
                  lr: float, weight_decay: float, class_weights: torch.Tensor | None = None,
                  param_groups: Iterable[dict] | None = None, epoch_hook: EpochHook | None = None,
                  eval_batch_size: int = 256, shards: int = 1, threads: int = 1,
-                 seed: int = 0) -> None:
+                 seed: int = 0, device: torch.device | str = "cpu") -> None:
         self.model = model
         self.X_val = torch.as_tensor(np.asarray(X_val, dtype=np.float32))
         self.y_val = torch.as_tensor(np.asarray(y_val, dtype=np.int64))
@@ -83,7 +84,9 @@ class ClassifierModule:
         self.class_weights = class_weights
         self.param_groups = list(param_groups) if param_groups is not None else None
         self.epoch_hook, self.eval_batch_size = epoch_hook, eval_batch_size
-        split = split_for([model]) if int(shards) > 1 else None
+        # shards pay on a CPU's cores; an accelerator runs one pass
+        cpu = torch.device(device).type == "cpu"
+        split = split_for([model]) if int(shards) > 1 and cpu else None
         if split is not None and (not split.shards_pay or split.trunk_draws_random(model)):
             split = None  # one pass: shards would cost more, or race for torch's generator
         self._split = split
@@ -212,7 +215,8 @@ def fit_classifier(model: torch.nn.Module, X_train: np.ndarray, y_train: np.ndar
     Early stopping and the best checkpoint follow ``val_loss`` (min).
     `eval_final_epoch_only`: a fixed epoch budget whose final weights are the result (no
     per-epoch evaluation, no selection). `shards` > 1: each batch in shards on the cores (see
-    :class:`ClassifierModule`; CPU only), with one torch intra-op thread while they run.
+    :class:`ClassifierModule`; CPU only), with one torch intra-op thread while they run
+    (whatever the cores, so that the sums, hence the weights, do not depend on them).
     """
     seed_everything(cfg.run.seed, cfg.run.deterministic)
     module, loader, trainer = prepare_fit(
@@ -220,7 +224,7 @@ def fit_classifier(model: torch.nn.Module, X_train: np.ndarray, y_train: np.ndar
         epoch_hook=epoch_hook, param_groups=param_groups, on_checkpoint=on_checkpoint,
         on_eval=on_eval, eval_final_epoch_only=eval_final_epoch_only, shards=shards)
     try:
-        with one_intra_op_thread(module.shard_threads > 1):
+        with one_intra_op_thread(module.shards > 1):
             result = trainer.fit(module, loader, resume=resume)
     finally:
         module.close()
@@ -249,9 +253,8 @@ def prepare_fit(model: torch.nn.Module, X_train: np.ndarray, y_train: np.ndarray
     module = ClassifierModule(model, X_val, y_val, lr=cfg.train.lr,
                               weight_decay=cfg.train.weight_decay, class_weights=weights,
                               param_groups=param_groups, epoch_hook=epoch_hook,
-                              # shards pay on a CPU's cores; an accelerator runs one pass
-                              shards=shards if device.type == "cpu" else 1,
-                              threads=worker_threads(device), seed=cfg.run.seed)
+                              shards=shards, threads=worker_threads(device), seed=cfg.run.seed,
+                              device=device)
     data = TensorDataset(torch.as_tensor(np.asarray(X_train, dtype=np.float32)),
                          torch.as_tensor(np.asarray(y_train, dtype=np.int64)))
     loader = DataLoader(data, batch_size=cfg.train.batch_size, shuffle=True, drop_last=False,
