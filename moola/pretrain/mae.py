@@ -117,8 +117,7 @@ class MAEModule:
             # dropout between stacked LSTM layers draws from torch's one default generator:
             # shards on threads would take its numbers in a racing order
             n_threads = 1
-        self.shard_threads = n_threads
-        self._pool: ShardPool | None = ShardPool(n_threads)
+        self._pool = ShardPool(n_threads)
         self._mask_args = (p.mask_strategy, p.mask_ratio, p.patch_size)
         self._gen = torch.Generator().manual_seed(self.seed)
         self.X_val = torch.as_tensor(np.asarray(X_val, dtype=np.float32))
@@ -162,13 +161,16 @@ class MAEModule:
         parts = list(zip(x.tensor_split(shards), mask.tensor_split(shards)))
         return sharded_backward(
             params, parts, lambda part: _masked_sq_sum(self.model(*part), *part) / count,
-            self._pool or ShardPool(1))
+            self._pool)
+
+    @property
+    def shard_threads(self) -> int:
+        """Threads the shards run on."""
+        return self._pool.threads
 
     def close(self) -> None:
-        """Stop the shard threads (idempotent)."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        """Stop the shard threads (idempotent; a later step runs its shards here)."""
+        self._pool.close()
 
     def _masked_batch(self, batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch

@@ -95,12 +95,12 @@ class ClassifierModule:
             torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), s])
                                               .generate_state(1)[0]))
             for s in range(self.shards)) if split is not None else ()
-        self._pool = ShardPool(min(int(threads), self.shards)) if split is not None else None
+        self._pool = ShardPool(min(int(threads), self.shards))  # no thread for one pass
 
     @property
     def shard_threads(self) -> int:
         """Threads the shards run on (1 for one pass)."""
-        return self._pool.threads if self._pool is not None else 1
+        return self._pool.threads
 
     def configure_optimizer(self) -> torch.optim.Optimizer:
         params = self.param_groups if self.param_groups is not None else self.model.parameters()
@@ -148,8 +148,7 @@ class ClassifierModule:
 
     def close(self) -> None:
         """Stop the shard threads (idempotent)."""
-        if self._pool is not None:
-            self._pool.close()
+        self._pool.close()
 
     def validation_metrics(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
         """val_loss (same weighted loss as training), val_macro_f1, val_accuracy."""
