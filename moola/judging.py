@@ -32,7 +32,8 @@ def paired_comparison(y: np.ndarray, pred_ref: np.ndarray, pred_new: np.ndarray,
     return {"reference": reference, "delta": d["delta"], "delta_ci": d["ci"],
             "significant": d["significant"], "se": d["se"], "detectable": d["detectable"],
             "n_windows": d["n"], "ci_level": ci_level, "bootstrap_block": block,
-            "test": "paired window bootstrap (replicas resampled together)"}
+            "test": "paired window bootstrap, expanded percentile CI (replicas resampled "
+                    "together)"}
 
 
 def decide(cmp: dict[str, Any], *, pass_above: float, fail_below: float) -> str:

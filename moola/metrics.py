@@ -17,8 +17,8 @@ and the bootstrap resamples *windows*: a resampled window brings all R of its pr
 (a cluster bootstrap; Field & Welsh 2007). Point estimates pool the R x n predictions.
 
 Bootstrap: indices of the evaluation windows are resampled with ``scipy.stats.bootstrap``
-(percentile method) and every statistic is computed for all resamples at once from confusion
-counts with numpy. A Python statistic called 1000 times through sklearn takes seconds; the
+(percentile method, its tails expanded for small samples: :func:`expanded_level`) and every
+statistic is computed for all resamples at once from confusion counts with numpy. A Python statistic called 1000 times through sklearn takes seconds; the
 vectorised one takes milliseconds (n = 200, 1000 resamples: ~10 ms). Percentile rather than BCa
 because the statistics are discrete and bounded: with a few dozen windows BCa's bias correction
 is often infinite (every resample >= the observed value) and the interval is undefined.
@@ -149,6 +149,25 @@ def _stat_from_confusion(cm: np.ndarray, metric: str) -> np.ndarray:
     )
 
 
+def expanded_level(ci_level: float, n: int) -> float:
+    """The level at which to read a percentile bootstrap of `n` independent units so that it
+    covers about `ci_level` (Hesterberg's expanded percentile interval, 2015).
+
+    A plain percentile interval is too narrow at small n: the bootstrap spreads resamples by
+    the plug-in (divide-by-n) spread and reads normal, not t, tails. Measured on the
+    reconstruction ratio of gate 3 (subsamples of 594 scored windows, docs/JUDGING.md), a plain
+    95% interval covered 0.90 at n = 8 and 24; read at this level, 0.95 and 0.92. The tails are
+    taken at Phi(-sqrt(n / (n - 1)) t_{n-1}(1 - alpha / 2)) instead of alpha / 2; the level tends
+    to `ci_level` as n grows (0.9885 at n = 8, 0.9654 at 24, 0.9519 at 200 for 0.95). Written
+    by hand: scipy's bootstrap has no such method. n < 2: `ci_level` unchanged."""
+    if not 0.0 < ci_level < 1.0:
+        raise ValueError(f"ci_level must lie in (0, 1), got {ci_level}")
+    if n < 2:
+        return float(ci_level)
+    t = stats.t.ppf(1 - (1 - ci_level) / 2, n - 1)
+    return float(1 - 2 * stats.norm.sf(np.sqrt(n / (n - 1)) * t))
+
+
 def _bootstrap(
     statistic: Callable[[np.ndarray], np.ndarray],
     n: int,
@@ -159,7 +178,8 @@ def _bootstrap(
     block: int = 1,
 ) -> tuple[list[float], float]:
     """([low, high], standard error) of statistic(idx (B, n)) -> (B,) over resampled window
-    indices (percentile CI). A degenerate bootstrap distribution (all values equal, e.g. a
+    indices (percentile CI read at :func:`expanded_level` for the number of independent units
+    drawn: windows, or blocks when `block` > 1). A degenerate bootstrap distribution (all values equal, e.g. a
     perfect predictor) has no spread; scipy warns and may return NaN: then [v, v] and 0.
 
     `block` > 1: a moving-block bootstrap (Kuensch 1989) for windows in time order that overlap
@@ -174,6 +194,7 @@ def _bootstrap(
     block = max(1, min(int(block), n))
     idx = np.arange(n - block + 1, dtype=np.int64)  # block starts (window indices when block=1)
     per_sample = -(-n // block)
+    level = expanded_level(ci_level, per_sample)
 
     def stat(sample: np.ndarray, axis: int = -1) -> np.ndarray:
         starts = np.moveaxis(np.asarray(sample, dtype=np.int64), axis, -1)
@@ -189,7 +210,7 @@ def _bootstrap(
             stat,
             n_resamples=n_bootstrap,
             vectorized=True,
-            confidence_level=ci_level,
+            confidence_level=level,
             method="percentile",
             rng=np.random.default_rng(seed),
         )
@@ -199,7 +220,7 @@ def _bootstrap(
         return [v, v], 0.0
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if not (np.isfinite(lo) and np.isfinite(hi)):  # never hand NaN to a verdict
-        lo, hi = (float(q) for q in np.quantile(dist, [(1 - ci_level) / 2, (1 + ci_level) / 2]))
+        lo, hi = (float(q) for q in np.quantile(dist, [(1 - level) / 2, (1 + level) / 2]))
     return [lo, hi], float(np.std(dist, ddof=1))
 
 
