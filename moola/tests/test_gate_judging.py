@@ -370,3 +370,39 @@ def test_classifier_records_carry_the_scripts_fields_and_their_jq_recipes_give_n
         "gate_0_env", "gate_3_pretrain_bilstm"))
     best = json.loads(jq("-s", "max_by(.metrics.val_f1 // 0)"))
     assert best["metrics"]["val_f1"] == pytest.approx(f1)
+
+
+COIN = np.array([0, 1] * 15)  # right on half the windows, both classes predicted: no skill
+
+
+def test_no_skill_fails_gate_1_but_leaves_later_gates_inconclusive(ctx, monkeypatch):
+    """Gate 1 stops a chain whose baseline shows no skill. A later model that is not
+    degenerate but falls short of the skill test is inconclusive (never passed, so never an
+    ensemble member): on GunPoint the finetuned model gave p 0.0105 and 0.0140 at two seeds
+    (balanced accuracy 0.745 on 24 windows) and used to stop the chain there only."""
+    _patch(monkeypatch, _classifier_work(COIN), None)
+    v = builtin.gate_1_smoke_enhanced(ctx)
+    assert v.status == "failed" and "no significant skill" in v.reason, v.reason
+
+    all_wrong = 1 - Y_VAL  # a worse baseline: the finetuned coin beats it significantly
+    _patch(monkeypatch, _classifier_work(all_wrong),
+           _classifier_work(COIN, load_report=LOAD_OK))
+    v = builtin.gate_4_finetune_enhanced(ctx)
+    assert v.comparison["delta_ci"][0] > ctx.cfg.gates.min_delta  # the comparison alone passes
+    assert v.status == "inconclusive", v.reason
+    assert "no significant skill" in v.reason and "not approved" in v.reason, v.reason
+
+    ctx.cfg = ctx.cfg.replace("gates", max_drop_pp=100.0)  # no drop can fail gate 5
+    _patch(monkeypatch, None, _classifier_work(_good_pred(), load_report=LOAD_OK),
+           _classifier_work(COIN, pseudo=PSEUDO_OK))
+    v = builtin.gate_5_augment(ctx)
+    assert v.status == "inconclusive" and "no significant skill" in v.reason, v.reason
+
+
+def test_a_degenerate_later_model_still_fails(ctx, monkeypatch):
+    _patch(monkeypatch, _classifier_work(_good_pred()),
+           _classifier_work(_one_class_pred(), load_report=LOAD_OK))
+    ctx.cfg = ctx.cfg.replace("gates", max_harm=1.0)  # the comparison cannot fail it
+    v = builtin.gate_4_finetune_enhanced(ctx)
+    assert v.status == "failed" and "one class" in v.reason
+    assert "no significant skill" not in v.reason  # one reason, not two
