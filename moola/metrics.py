@@ -159,7 +159,9 @@ def expanded_level(ci_level: float, n: int) -> float:
     95% interval covered 0.90 at n = 8 and 24; read at this level, 0.95 and 0.92. The tails are
     taken at Phi(-sqrt(n / (n - 1)) t_{n-1}(1 - alpha / 2)) instead of alpha / 2; the level tends
     to `ci_level` as n grows (0.9885 at n = 8, 0.9654 at 24, 0.9519 at 200 for 0.95). Written
-    by hand: scipy's bootstrap has no such method. n < 2: `ci_level` unchanged."""
+    by hand: scipy's bootstrap has no such method. n < 2: `ci_level` unchanged (scipy needs two
+    units). n = 2 gives 1.0: the interval is then the resamples' minimum to maximum, as wide as
+    two units can make it."""
     if not 0.0 < ci_level < 1.0:
         raise ValueError(f"ci_level must lie in (0, 1), got {ci_level}")
     if n < 2:
@@ -421,7 +423,8 @@ def paired_delta_ci(
     independent windows.
     Returns {metric, a, b, delta, ci: [lo, hi], significant, n, se, detectable}: `se` is the
     bootstrap standard error of the delta and `detectable` the smallest true difference these
-    windows would detect with 80% power at the CI's level, (z_(1-alpha/2) + z_0.8) x se.
+    windows would detect with 80% power at the level the CI is read at (:func:`expanded_level`),
+    (z_(1-alpha'/2) + z_0.8) x se.
     """
     if n_classes is None:
         n_classes = 1 + int(max(np.max(y_true), np.max(pred_a), np.max(pred_b)))
@@ -440,7 +443,9 @@ def paired_delta_ci(
     vb = float(_stat_from_confusion(_replica_confusion(t, b, full, n_classes), metric)[0])
     ci, se = _bootstrap(delta, t.size, n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed,
                         block=block)
-    z = float(stats.norm.ppf(1 - (1 - ci_level) / 2) + stats.norm.ppf(0.8))
+    # the z of the level the CI is read at (expanded_level), so "could only detect" matches it
+    level = expanded_level(ci_level, -(-t.size // max(1, min(int(block), t.size))))
+    z = float(stats.norm.ppf(1 - (1 - level) / 2) + stats.norm.ppf(0.8))
     return {
         "se": se,
         "detectable": z * se,

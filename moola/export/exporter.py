@@ -46,6 +46,11 @@ def export_after_gate(ctx, verdict) -> dict[str, Any] | None:
 
     if not verdict.passed:  # failed or skipped: never exported
         return None
+    if (verdict.metrics or {}).get("skill_shown") is False:
+        return {"path": None, "reason": (
+            "not exported: its skill over chance is not shown (permutation p not below "
+            "gates.skill_alpha; the gate's reason has the numbers): a model without shown "
+            "skill is never deployed")}
     if verdict.gate == ENSEMBLE_GATE:
         return export_ensemble(ctx, verdict)
     spec = REGISTRY[verdict.gate]

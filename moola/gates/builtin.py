@@ -83,20 +83,30 @@ def skill_inconclusive(name: str, m: dict[str, Any], alpha: float) -> str | None
     short of `alpha` is inconclusive, not failed. Gate 1 has shown the recipe's skill on these
     windows; falling short of p < alpha on a few dozen windows is not evidence of no skill (on
     GunPoint the finetuned model, balanced accuracy 0.745 on 24 windows, gave p 0.0105 and
-    0.0140 at two seeds and stopped the chain there, while other seeds went on). Such a model
-    is not passed, so it never joins gate 7's ensemble."""
+    0.0140 at two seeds and stopped the chain there, while other seeds went on). The verdict
+    records ``skill_shown: False``: such a model is never exported and joins no ensemble
+    (moola.export, gate 7)."""
     if m["degenerate"]:
         return None  # classifier_problems fails it
     text = skill_not_shown(name, m, alpha)
     return None if text is None else (
         f"inconclusive: {text}; gate 1's baseline showed skill on these windows, this model "
-        f"has not: it is not approved (and joins no ensemble); more scored windows can tell")
+        f"has not: it is neither exported nor ensembled; more scored windows can tell")
 
 
-def _joined(*parts: str | None) -> str | None:
-    """The inconclusive parts that are present, in order, or None."""
-    present = [p for p in parts if p]
-    return "; ".join(present) if present else None
+def _skill_joined(unproven: str | None, inconclusive: str | None, outcome: str,
+                  cmp: dict[str, Any]) -> str | None:
+    """A gate's inconclusive reason when its model's skill is not shown (`unproven`), beside
+    what its comparison found: a passed comparison is named, so the gain is not hidden."""
+    from moola.judging import ci_text
+
+    if not unproven:
+        return inconclusive
+    if outcome == "passed":
+        return f"{unproven} (the comparison alone passes: {ci_text(cmp)})"
+    if inconclusive:
+        return f"{unproven}; and {inconclusive.removeprefix('inconclusive: ')}"
+    return unproven
 
 
 def _baseline_text(m: dict[str, Any]) -> str:
@@ -523,13 +533,14 @@ def gate_4_finetune_enhanced(ctx: GateContext) -> Verdict:
         inconclusive = inconclusive_text(
             cmp, f"whether pretraining helps (finetuned {m['macro_f1']:.3f} vs baseline "
                  f"{mb['macro_f1']:.3f})")
-    inconclusive = _joined(unproven, inconclusive)
+    inconclusive = _skill_joined(unproven, inconclusive, outcome, cmp)
     ok = (f"pretraining helps, significantly: macro-F1 {m['macro_f1']:.3f} vs baseline "
           f"{mb['macro_f1']:.3f} ({ci_text(cmp)}, above {g.min_delta:+.3f}); encoder tensors "
           f"loaded {lr['loaded']}/{lr['total']}; {_protocol_text(m)}")
     return _verdict(ctx, gate, problems, ok, inconclusive=inconclusive,
                     notes=[n for n in [differs] if n] + _test_note(m), model=f.model,
-                    metrics={**m, "load_report": lr}, comparison=cmp,
+                    metrics={**m, "load_report": lr, "skill_shown": unproven is None},
+                    comparison=cmp,
                     artifacts={"finetuned": f.artifact},
                     key_metric=_key_metric("delta_f1", cmp["delta"], g.min_delta, ">"))
 
@@ -591,14 +602,14 @@ def gate_5_augment(ctx: GateContext) -> Verdict:
         inconclusive = inconclusive_text(
             cmp, f"whether pseudo-samples cost more than {g.max_drop_pp} pp of macro-F1 "
                  f"({mf['macro_f1']:.3f} -> {m['macro_f1']:.3f})")
-    inconclusive = _joined(unproven, inconclusive)
+    inconclusive = _skill_joined(unproven, inconclusive, outcome, cmp)
     ok = (f"{ps['n_accepted']}/{ps['n_generated']} pseudo-samples accepted over "
           f"{ps['n_folds']} replicas; macro-F1 {m['macro_f1']:.3f} vs gate 4 {mf['macro_f1']:.3f} "
           f"({ci_text(cmp)}): significantly no drop beyond {g.max_drop_pp} pp; scored windows "
           f"are 100% real")
     return _verdict(ctx, gate, problems, ok, inconclusive=inconclusive,
                     notes=[n for n in [differs] if n] + _test_note(m), model=w.model,
-                    metrics={**m, "pseudo": ps},
+                    metrics={**m, "pseudo": ps, "skill_shown": unproven is None},
                     comparison=cmp, artifacts={"augmented": w.artifact},
                     key_metric=_key_metric("drop_pp", drop_pp, g.max_drop_pp, "<="))
 
@@ -630,11 +641,18 @@ def gate_6_baseline_simplelstm(ctx: GateContext) -> Verdict:
         what=(f"whether the pretrained model beats the simple SimpleLSTM "
               f"({mf['macro_f1']:.3f} vs {m['macro_f1']:.3f})"))
     cmp.update(simple_macro_f1=m["macro_f1"], finetuned_macro_f1=mf["macro_f1"])
+    # gate 6 judges the machinery, not SimpleLSTM's skill; a SimpleLSTM without shown skill
+    # still never becomes a deployable model (export) or an ensemble member
+    unshown = None if m["degenerate"] else skill_not_shown("SimpleLSTM", m, g.skill_alpha)
+    notes = [n for n in [differs] if n]
+    if unshown:
+        notes.append(f"{unshown}: SimpleLSTM is neither exported nor ensembled")
     ok = (f"SimpleLSTM trained on {s.info['device']}: macro-F1 {m['macro_f1']:.3f}, "
           f"significantly below the pretrained model's {mf['macro_f1']:.3f} ({ci_text(cmp)})")
     return _verdict(ctx, gate, problems, ok, warnings, inconclusive,
-                    notes=[n for n in [differs] if n], model="SimpleLSTM",
-                    metrics={**m, "device": s.info["device"], "param_devices": devices},
+                    notes=notes, model="SimpleLSTM",
+                    metrics={**m, "device": s.info["device"], "param_devices": devices,
+                             "skill_shown": unshown is None},
                     comparison=cmp, artifacts={"simple": s.artifact},
                     key_metric=_key_metric("delta_f1", cmp["delta"], 0.0, ">"))
 
@@ -660,9 +678,16 @@ def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None
     candidates = REGISTRY.ensemble_candidates()
     approved = [n for n, spec in candidates.items()
                 if spec.name not in upstream or upstream[spec.name].passed]
+    # a member whose own gate did not show its skill over chance never joins (gates 4, 5, 6
+    # record skill_shown; absent = not judged so, e.g. a user's gate)
+    excluded = {n: (f"its gate ({candidates[n].name}) did not show skill over chance; a model "
+                    f"without shown skill cannot join the ensemble")
+                for n in approved if candidates[n].name in upstream
+                and (upstream[candidates[n].name].metrics or {}).get("skill_shown") is False}
+    approved = [n for n in approved if n not in excluded]
     e = artifacts.ensemble(ctx, {n: candidates[n] for n in approved})
     y = e.y
-    members, ece, excluded, notes = {}, {}, {}, []
+    members, ece, notes = {}, {}, []
     for name, mm in e.members.items():
         cal = mm["calibrated"]
         mc = score(ctx, y, cal.argmax(axis=2))
@@ -723,13 +748,14 @@ def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None
             cmp, f"whether the ensemble ({m['macro_f1']:.3f}) beats its best member '{best}' "
                  f"(calibrated, {members[best]:.3f}) (it is not significantly worse by more than "
                  f"{g.max_ensemble_drop_pp} pp either: the best member alone serves as well)")
-    inconclusive = _joined(unproven, inconclusive)
+    inconclusive = _skill_joined(unproven, inconclusive, outcome, cmp)
     ok = (f"ensemble of {', '.join(members)}: macro-F1 {m['macro_f1']:.3f}, significantly better "
           f"than its best member '{best}' (calibrated, {members[best]:.3f}; {ci_text(cmp)}); ECE "
           f"{ece['ensemble']['before']:.3f} -> "
           f"{ece['ensemble']['after']:.3f} after cross-fitted isotonic calibration")
     return _verdict(ctx, gate, problems, ok, inconclusive=inconclusive, notes=notes,
                     model="calibrated ensemble",
-                    metrics={**m, **script_fields(m), **metrics}, comparison=cmp,
+                    metrics={**m, **script_fields(m), **metrics,
+                             "skill_shown": unproven is None}, comparison=cmp,
                     artifacts={"ensemble": e.artifact},
                     key_metric=_key_metric("delta_f1", cmp["delta"], 0.0, ">"))

@@ -377,8 +377,7 @@ COIN = np.array([0, 1] * 15)  # right on half the windows, both classes predicte
 
 def test_no_skill_fails_gate_1_but_leaves_later_gates_inconclusive(ctx, monkeypatch):
     """Gate 1 stops a chain whose baseline shows no skill. A later model that is not
-    degenerate but falls short of the skill test is inconclusive (never passed, so never an
-    ensemble member): on GunPoint the finetuned model gave p 0.0105 and 0.0140 at two seeds
+    degenerate but falls short of the skill test is inconclusive, never exported: on GunPoint the finetuned model gave p 0.0105 and 0.0140 at two seeds
     (balanced accuracy 0.745 on 24 windows) and used to stop the chain there only."""
     _patch(monkeypatch, _classifier_work(COIN), None)
     v = builtin.gate_1_smoke_enhanced(ctx)
@@ -390,7 +389,14 @@ def test_no_skill_fails_gate_1_but_leaves_later_gates_inconclusive(ctx, monkeypa
     v = builtin.gate_4_finetune_enhanced(ctx)
     assert v.comparison["delta_ci"][0] > ctx.cfg.gates.min_delta  # the comparison alone passes
     assert v.status == "inconclusive", v.reason
-    assert "no significant skill" in v.reason and "not approved" in v.reason, v.reason
+    assert "no significant skill" in v.reason and "neither exported" in v.reason, v.reason
+    assert "the comparison alone passes" in v.reason  # the gain is not hidden
+    # inconclusive lets the chain go on (Verdict.passed), but the model is never deployed
+    assert v.passed and v.metrics["skill_shown"] is False
+    from moola.export.exporter import export_after_gate
+
+    out = export_after_gate(ctx, v)
+    assert out["path"] is None and "skill over chance is not shown" in out["reason"]
 
     ctx.cfg = ctx.cfg.replace("gates", max_drop_pp=100.0)  # no drop can fail gate 5
     _patch(monkeypatch, None, _classifier_work(_good_pred(), load_report=LOAD_OK),
@@ -406,3 +412,34 @@ def test_a_degenerate_later_model_still_fails(ctx, monkeypatch):
     v = builtin.gate_4_finetune_enhanced(ctx)
     assert v.status == "failed" and "one class" in v.reason
     assert "no significant skill" not in v.reason  # one reason, not two
+
+
+def test_a_member_without_shown_skill_never_joins_the_ensemble(ctx, monkeypatch):
+    from moola.gates.verdict import Verdict
+
+    good = np.stack([_proba(_good_pred())] * 2)
+    seen = {}
+
+    def members(ctx, approved):
+        seen["approved"] = set(approved)
+        return _ensemble_work({n: good for n in approved})
+
+    monkeypatch.setattr(ensemble_work, "calibrated_members", members)
+    upstream = {"gate_4_finetune_enhanced": Verdict(
+        gate="gate_4_finetune_enhanced", status="inconclusive", reason="no skill shown",
+        metrics={"skill_shown": False})}
+    v = builtin.gate_7_ensemble(ctx, upstream)
+    assert "finetuned" not in seen["approved"] and "baseline" in seen["approved"]
+    assert "finetuned" in v.metrics["excluded"] and "did not show skill" in v.reason, v.reason
+    assert "finetuned" not in v.metrics["members_macro_f1"]
+
+
+def test_gate_6_records_a_simplelstm_without_shown_skill(ctx, monkeypatch):
+    simple = _classifier_work(COIN, param_devices=["cpu"], device="cpu")
+    _patch(monkeypatch, None, _classifier_work(_good_pred(), load_report=LOAD_OK), None, simple)
+    v = builtin.gate_6_baseline_simplelstm(ctx)
+    assert v.metrics["skill_shown"] is False  # not a gate 6 criterion: status from the comparison
+    assert "SimpleLSTM is neither exported nor ensembled" in v.reason, v.reason
+    good = _classifier_work(_good_pred(), param_devices=["cpu"], device="cpu")
+    _patch(monkeypatch, None, _classifier_work(_good_pred(), load_report=LOAD_OK), None, good)
+    assert builtin.gate_6_baseline_simplelstm(ctx).metrics["skill_shown"] is True
