@@ -18,10 +18,11 @@ and the bootstrap resamples *windows*: a resampled window brings all R of its pr
 
 Bootstrap: indices of the evaluation windows are resampled with ``scipy.stats.bootstrap``
 (percentile method, its tails expanded for small samples: :func:`expanded_level`) and every
-statistic is computed for all resamples at once from confusion counts with numpy. A Python statistic called 1000 times through sklearn takes seconds; the
-vectorised one takes milliseconds (n = 200, 1000 resamples: ~10 ms). Percentile rather than BCa
-because the statistics are discrete and bounded: with a few dozen windows BCa's bias correction
-is often infinite (every resample >= the observed value) and the interval is undefined.
+statistic is computed for all resamples at once from confusion counts with numpy. A Python
+statistic called 1000 times through sklearn takes seconds; the vectorised one takes milliseconds
+(n = 200, 1000 resamples: ~10 ms). Percentile rather than BCa because the statistics are
+discrete and bounded: with a few dozen windows BCa's bias correction is often infinite (every
+resample >= the observed value) and the interval is undefined.
 """
 
 from __future__ import annotations
@@ -181,8 +182,9 @@ def _bootstrap(
 ) -> tuple[list[float], float]:
     """([low, high], standard error) of statistic(idx (B, n)) -> (B,) over resampled window
     indices (percentile CI read at :func:`expanded_level` for the number of independent units
-    drawn: windows, or blocks when `block` > 1). A degenerate bootstrap distribution (all values equal, e.g. a
-    perfect predictor) has no spread; scipy warns and may return NaN: then [v, v] and 0.
+    drawn: windows, or blocks when `block` > 1). A degenerate bootstrap distribution (all values
+    equal, e.g. a perfect predictor) has no spread; scipy warns and may return NaN: then [v, v]
+    and 0.
 
     `block` > 1: a moving-block bootstrap (Kuensch 1989) for windows in time order that overlap
     or are otherwise dependent: runs of `block` consecutive windows are drawn together, ceil(n /

@@ -667,8 +667,8 @@ def _ece(y: np.ndarray, proba: np.ndarray, bins: int) -> float:
 
 @gate("gate_7_ensemble", after="gate_6_baseline_simplelstm", _builtin=True)
 def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None) -> Verdict:
-    """Cross-fitted isotonic-calibrated average of the approved, non-degenerate members;
-    does it beat its best member (paired window bootstrap)?"""
+    """Cross-fitted isotonic-calibrated average of the approved, non-degenerate members whose
+    skill over chance is shown; does it beat its best member (paired window bootstrap)?"""
     from moola.ensemble import average_proba
     from moola.judging import ci_text, inconclusive_text
 

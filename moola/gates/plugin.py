@@ -13,7 +13,8 @@ Registered by the project's ``conftest.py``. It
 * leaves pytest's information commands (``--co``, ``--fixtures``, ``--help``, ...) alone: they
   train nothing, start no helper process and write nothing under ``reports/``;
 * turns a full disk met while writing outputs into a clear message and a non-zero exit;
-* after each gate's verdict, exports the gate's model when the verdict approves it
+* after each gate's verdict, exports the gate's model when the verdict approves it (and its
+  skill over chance is shown)
   (:mod:`moola.export.exporter`: ``reports/runs/<run_id>/models/<name>/``, named in the gate's
   record under ``artifacts.model_export``).
 

@@ -42,6 +42,7 @@ class GateSpec:
     produces: str | None = None  # its model's name, when it trains one (an artifact fixture)
     producer: Callable[[Any], Any] | None = None  # ctx -> TrainedModel, for `produces`
     ensemble: bool = False  # its model may join gate 7's ensemble when the gate passes
+    # (Verdict.passed) and its verdict does not record skill_shown: False
     read_only: bool = False  # writes nothing (no status.json update), like gate 0
     summary: str = ""
     builtin: bool = False

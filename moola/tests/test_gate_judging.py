@@ -377,8 +377,11 @@ COIN = np.array([0, 1] * 15)  # right on half the windows, both classes predicte
 
 def test_no_skill_fails_gate_1_but_leaves_later_gates_inconclusive(ctx, monkeypatch):
     """Gate 1 stops a chain whose baseline shows no skill. A later model that is not
-    degenerate but falls short of the skill test is inconclusive, never exported: on GunPoint the finetuned model gave p 0.0105 and 0.0140 at two seeds
-    (balanced accuracy 0.745 on 24 windows) and used to stop the chain there only."""
+    degenerate but falls short of the skill test is inconclusive, never exported: on GunPoint
+    the finetuned model gave p 0.0105 and 0.0140 at two seeds (balanced accuracy 0.745 on 24
+    windows) and used to stop the chain there only."""
+    from moola.export.exporter import export_after_gate
+
     _patch(monkeypatch, _classifier_work(COIN), None)
     v = builtin.gate_1_smoke_enhanced(ctx)
     assert v.status == "failed" and "no significant skill" in v.reason, v.reason
@@ -393,8 +396,6 @@ def test_no_skill_fails_gate_1_but_leaves_later_gates_inconclusive(ctx, monkeypa
     assert "the comparison alone passes" in v.reason  # the gain is not hidden
     # inconclusive lets the chain go on (Verdict.passed), but the model is never deployed
     assert v.passed and v.metrics["skill_shown"] is False
-    from moola.export.exporter import export_after_gate
-
     out = export_after_gate(ctx, v)
     assert out["path"] is None and "skill over chance is not shown" in out["reason"]
 
@@ -403,6 +404,22 @@ def test_no_skill_fails_gate_1_but_leaves_later_gates_inconclusive(ctx, monkeypa
            _classifier_work(COIN, pseudo=PSEUDO_OK))
     v = builtin.gate_5_augment(ctx)
     assert v.status == "inconclusive" and "no significant skill" in v.reason, v.reason
+    assert v.metrics["skill_shown"] is False and export_after_gate(ctx, v)["path"] is None
+
+
+@pytest.mark.parametrize("gate,status", [("gate_7_ensemble", "passed"),
+                                         ("gate_6_baseline_simplelstm", "passed"),
+                                         ("gate_4_finetune_enhanced", "warning")])
+def test_no_verdict_without_shown_skill_is_exported(ctx, gate, status):
+    """Whatever its status, a verdict recording skill_shown False exports nothing: the check
+    comes before the ensemble's branch and before any refit."""
+    from moola.export.exporter import export_after_gate
+    from moola.gates.verdict import Verdict
+
+    v = Verdict(gate=gate, status=status, reason="r", metrics={"skill_shown": False,
+                                                                "members_macro_f1": {"a": 0.9}})
+    out = export_after_gate(ctx, v)
+    assert out["path"] is None and "skill over chance is not shown" in out["reason"]
 
 
 def test_a_degenerate_later_model_still_fails(ctx, monkeypatch):
