@@ -109,6 +109,14 @@ def _skill_joined(unproven: str | None, inconclusive: str | None, outcome: str,
     return unproven
 
 
+def _skill_shown(m: dict[str, Any], alpha: float) -> bool:
+    """What a verdict records as ``skill_shown``: the permutation p of balanced accuracy is
+    below `alpha` (a degenerate model may pass it and still fails its gate)."""
+    from moola.metrics import skill_over_chance
+
+    return bool(skill_over_chance(m, alpha)[0])
+
+
 def _baseline_text(m: dict[str, Any]) -> str:
     maj = m["majority_baseline"]
     return (f"the majority-class baseline (always '{maj['class']}') scores accuracy "
@@ -539,7 +547,8 @@ def gate_4_finetune_enhanced(ctx: GateContext) -> Verdict:
           f"loaded {lr['loaded']}/{lr['total']}; {_protocol_text(m)}")
     return _verdict(ctx, gate, problems, ok, inconclusive=inconclusive,
                     notes=[n for n in [differs] if n] + _test_note(m), model=f.model,
-                    metrics={**m, "load_report": lr, "skill_shown": unproven is None},
+                    metrics={**m, "load_report": lr,
+                             "skill_shown": _skill_shown(m, g.skill_alpha)},
                     comparison=cmp,
                     artifacts={"finetuned": f.artifact},
                     key_metric=_key_metric("delta_f1", cmp["delta"], g.min_delta, ">"))
@@ -609,7 +618,8 @@ def gate_5_augment(ctx: GateContext) -> Verdict:
           f"are 100% real")
     return _verdict(ctx, gate, problems, ok, inconclusive=inconclusive,
                     notes=[n for n in [differs] if n] + _test_note(m), model=w.model,
-                    metrics={**m, "pseudo": ps, "skill_shown": unproven is None},
+                    metrics={**m, "pseudo": ps,
+                             "skill_shown": _skill_shown(m, g.skill_alpha)},
                     comparison=cmp, artifacts={"augmented": w.artifact},
                     key_metric=_key_metric("drop_pp", drop_pp, g.max_drop_pp, "<="))
 
@@ -652,7 +662,7 @@ def gate_6_baseline_simplelstm(ctx: GateContext) -> Verdict:
     return _verdict(ctx, gate, problems, ok, warnings, inconclusive,
                     notes=notes, model="SimpleLSTM",
                     metrics={**m, "device": s.info["device"], "param_devices": devices,
-                             "skill_shown": unshown is None},
+                             "skill_shown": _skill_shown(m, g.skill_alpha)},
                     comparison=cmp, artifacts={"simple": s.artifact},
                     key_metric=_key_metric("delta_f1", cmp["delta"], 0.0, ">"))
 
@@ -756,6 +766,7 @@ def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None
     return _verdict(ctx, gate, problems, ok, inconclusive=inconclusive, notes=notes,
                     model="calibrated ensemble",
                     metrics={**m, **script_fields(m), **metrics,
-                             "skill_shown": unproven is None}, comparison=cmp,
+                             "skill_shown": _skill_shown(m, g.skill_alpha)},
+                    comparison=cmp,
                     artifacts={"ensemble": e.artifact},
                     key_metric=_key_metric("delta_f1", cmp["delta"], 0.0, ">"))

@@ -429,6 +429,7 @@ def test_a_degenerate_later_model_still_fails(ctx, monkeypatch):
     v = builtin.gate_4_finetune_enhanced(ctx)
     assert v.status == "failed" and "one class" in v.reason
     assert "no significant skill" not in v.reason  # one reason, not two
+    assert v.metrics["skill_shown"] is False  # recorded as measured, whatever fails the gate
 
 
 def test_a_member_without_shown_skill_never_joins_the_ensemble(ctx, monkeypatch):
