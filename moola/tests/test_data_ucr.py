@@ -26,6 +26,27 @@ def test_multivariate_channels_are_features(tmp_path):
     assert ds.X.shape[1:] == (100, 6) and len(ds.classes) == 4
 
 
+def test_a_class_sorted_train_file_is_written_shuffled(tmp_path):
+    """BasicMotions' train file holds its 4 classes in 4 runs: in file order every walk-forward
+    fold scored classes its training rows never held. Written shuffled (seeded), each early
+    stretch of rows holds several classes; GunPoint's file is not sorted and keeps its order."""
+    import json
+
+    out = convert_ucr("BasicMotions", tmp_path / "bm")
+    ds = load_dataset(out)
+    dev = np.concatenate([ds.train_idx, ds.val_idx])
+    y = ds.y[dev]
+    assert 1 + np.count_nonzero(y[1:] != y[:-1]) > 4 * len(ds.classes)  # no longer in runs
+    assert len(set(y[:14].tolist())) >= 3  # the first fold's training rows see most classes
+    assert "shuffled" in json.loads((out / "meta.json").read_text())["ucr"]["train_order"]
+    again = load_dataset(convert_ucr("BasicMotions", tmp_path / "bm2"))
+    assert again.window_ids == ds.window_ids  # seeded: the same order every time
+    assert sorted(ds.window_ids[:40]) == [f"train-{i:05d}" for i in range(40)]
+    gp = convert_ucr("GunPoint", tmp_path / "gp")
+    assert json.loads((gp / "meta.json").read_text())["ucr"]["train_order"] == \
+        "as in the UCR train file"
+
+
 def test_unequal_length_and_unknown_names_are_clear(tmp_path, capsys):
     with pytest.raises(DataError, match="equal-length"):
         convert_ucr("JapaneseVowels", tmp_path / "jv")
