@@ -324,15 +324,55 @@ def gate_0_env(ctx: GateContext) -> Verdict:
     report = validate_dataset(ctx.data_dir, fold=ctx.cfg.run.fold)
     metrics["data"] = report.summary
     problems += list(report.problems)
+    warnings: list[str] = []
     if not problems:
         try:
-            metrics["folds"] = [f.describe() for f in work.folds(ctx)]
+            folds = work.folds(ctx)
+            metrics["folds"] = [f.describe() for f in folds]
         except ValueError as exc:
             problems.append(f"{ctx.data_dir}: {exc}")
+        else:
+            one_class, unseen = _fold_class_gaps(ctx, folds)
+            problems += one_class
+            warnings += unseen
     return _verdict(ctx, gate, problems,
                     f"device {metrics.get('device')} ready; dataset {ctx.data_dir} valid; "
-                    f"{len(metrics.get('folds', []))} folds",
+                    f"{len(metrics.get('folds', []))} folds", warnings,
                     metrics=metrics, artifacts={"data_dir": str(ctx.data_dir)})
+
+
+_SORTED_HINT = ("moola reads the labeled rows in time order (each fold trains on earlier rows "
+                "and scores later ones), so rows ordered by label give such folds: if your "
+                "windows have no time order (independent samples), write them in a shuffled "
+                "order")
+
+
+def _fold_class_gaps(ctx: GateContext, folds) -> tuple[list[str], list[str]]:
+    """(problems, warnings) about the classes each walk-forward fold trains on: a fold whose
+    fitting rows hold one class cannot learn to tell classes apart (failed); one that scores
+    classes its fitting rows never hold measures nothing on those windows (warning). Both are
+    what a file sorted by label gives (a UCR train file, BasicMotions', scored balanced
+    accuracy 0.000 at every seed before `moola data ucr` shuffled it)."""
+    y, names = ctx.dataset.y, ctx.dataset.classes
+    one_class, unseen = [], []
+    for f in folds:
+        if not len(f.score_idx):
+            continue
+        fit = {int(c) for c in np.unique(y[f.fit_idx])}
+        missing = sorted({int(c) for c in np.unique(y[f.score_idx])} - fit)
+        if len(fit) < 2:
+            only = ", ".join(repr(names[c]) for c in fit) or "none"
+            one_class.append(f"fold {f.index} ({only}, {len(f.fit_idx)} rows)")
+        elif missing:
+            unseen.append(f"fold {f.index} scores {', '.join(repr(names[c]) for c in missing)}, "
+                          f"which its {len(f.fit_idx)} training rows never hold")
+    if one_class:
+        return [f"{ctx.data_dir}: walk-forward folds train on rows of one class only: "
+                f"{'; '.join(one_class)}; {_SORTED_HINT}"], []
+    if unseen:
+        return [], [f"{ctx.data_dir}: {'; '.join(unseen)}; a class first seen late is honestly "
+                    f"unpredictable until then, but {_SORTED_HINT}"]
+    return [], []
 
 
 @gate("gate_1_smoke_enhanced", after="gate_0_env", produces="baseline",

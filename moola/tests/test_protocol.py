@@ -173,3 +173,47 @@ def test_every_split_file_keys_the_cache(tmp_path):
     (data / "splits" / "fold_1.json").write_text(json.dumps(
         {"train_idx": list(range(52)), "val_idx": list(range(54, 64))}))
     assert load_dataset(data).fingerprint != before
+
+
+def _labeled_npy(tmp_path: Path, labels: list[str]) -> Path:
+    """A dataset written from real .npy files by `moola data from-numpy`, rows in this order."""
+    from moola.data.from_numpy import convert_numpy
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(len(labels), 16, 2)).astype(np.float32)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", np.array(labels))
+    np.save(tmp_path / "U.npy", rng.normal(size=(20, 16, 2)).astype(np.float32))
+    return convert_numpy(tmp_path / "X.npy", tmp_path / "y.npy", tmp_path / "ds",
+                         unlabeled_npy=tmp_path / "U.npy")
+
+
+def _gate_0(data: Path):
+    from moola.gates import builtin
+    from moola.gates.context import GateContext
+
+    ctx = GateContext(cfg=load_config("standard", overrides={"run.data": str(data)}),
+                      run_id="g0", root=data.parent)
+    return builtin.gate_0_env(ctx)
+
+
+def test_gate_0_fails_folds_that_train_on_one_class(tmp_path):
+    """Rows sorted by label: the first folds train on one class only; gate 0 says so, with
+    the likely cause and the fix, before any training."""
+    v = _gate_0(_labeled_npy(tmp_path, ["a"] * 40 + ["b"] * 40))
+    assert v.status == "failed", v.reason
+    assert "train on rows of one class only: fold 0 ('a'" in v.reason, v.reason
+    assert "ordered by label" in v.reason and "shuffled order" in v.reason
+
+
+def test_gate_0_warns_when_folds_score_classes_they_never_trained_on(tmp_path):
+    """Three classes in runs (as BasicMotions' UCR train file): every fold trains on two and
+    scores a third it never saw - a warning naming the folds and classes."""
+    v = _gate_0(_labeled_npy(tmp_path, ["a", "b"] * 20 + ["c"] * 40))
+    assert v.status == "warning", v.reason
+    assert "fold 0 scores 'c', which its" in v.reason and "never hold" in v.reason, v.reason
+
+
+def test_gate_0_is_silent_on_interleaved_classes(tmp_path):
+    v = _gate_0(_labeled_npy(tmp_path, ["a", "b", "c"] * 27))
+    assert v.status == "passed", v.reason
