@@ -9,6 +9,7 @@ without a traceback and returns 1; usage errors return 2.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Callable
@@ -47,6 +48,10 @@ def cmd_data_ucr(args: argparse.Namespace) -> int:
     from moola.data.ucr import convert_ucr
 
     out = convert_ucr(args.name, args.out)
+    order = json.loads((out / "meta.json").read_text())["ucr"]["train_order"]
+    if order.startswith("shuffled"):
+        print(f"train rows {order}; written in a fixed shuffled order (ids keep the file's row "
+              f"numbers) so that walk-forward folds see every class")
     print(validate_dataset(out).format())
     return 0
 

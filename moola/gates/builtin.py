@@ -311,7 +311,8 @@ def _protocol_text(m: dict[str, Any]) -> str:
 
 @gate("gate_0_env", after=(), read_only=True, _builtin=True)
 def gate_0_env(ctx: GateContext) -> Verdict:
-    """Device available, dataset and split valid, and the protocol's folds can be built."""
+    """Device available, dataset and split valid, and the protocol's folds can be built and
+    fit on more than one class (moola.gates.builtin._fold_class_gaps)."""
     from moola.data import validate_dataset
     from moola.gates import work
     from moola.train import DeviceError
@@ -341,37 +342,43 @@ def gate_0_env(ctx: GateContext) -> Verdict:
                     metrics=metrics, artifacts={"data_dir": str(ctx.data_dir)})
 
 
-_SORTED_HINT = ("moola reads the labeled rows in time order (each fold trains on earlier rows "
-                "and scores later ones), so rows ordered by label give such folds: if your "
-                "windows have no time order (independent samples), write them in a shuffled "
-                "order")
+def _fold_fix(folds) -> str:
+    """What to do about folds that train on too few classes, by where the folds come from."""
+    if any(f.source != "walk-forward" for f in folds):
+        return ("the folds come from your splits/fold_<k>.json files: give each fold's train "
+                "rows every class")
+    return ("moola reads the labeled rows in time order (each fold fits on earlier rows and "
+            "scores later ones): if your windows have no time order (independent samples), save "
+            "them in a shuffled order; if they are in time order, raise "
+            "protocol.min_train_fraction or lower protocol.folds")
 
 
 def _fold_class_gaps(ctx: GateContext, folds) -> tuple[list[str], list[str]]:
-    """(problems, warnings) about the classes each walk-forward fold trains on: a fold whose
-    fitting rows hold one class cannot learn to tell classes apart (failed); one that scores
-    classes its fitting rows never hold measures nothing on those windows (warning). Both are
-    what a file sorted by label gives (a UCR train file, BasicMotions', scored balanced
-    accuracy 0.000 at every seed before `moola data ucr` shuffled it)."""
+    """(problems, warnings) about the classes each fold fits on. Every fold fitting on one
+    class is what rows sorted by label give: failed (nothing can be learned). Some folds
+    fitting on one class, or scoring a class their fitting rows never hold, is a warning (a
+    rare class first seen late; gates 2 and 3 predict the one class such a fold holds, and gate
+    1's pooled skill test judges the result). A UCR train file sorted by class (BasicMotions')
+    scored balanced accuracy 0.000 at every seed before `moola data ucr` shuffled it."""
     y, names = ctx.dataset.y, ctx.dataset.classes
     one_class, unseen = [], []
-    for f in folds:
-        if not len(f.score_idx):
-            continue
-        fit = {int(c) for c in np.unique(y[f.fit_idx])}
-        missing = sorted({int(c) for c in np.unique(y[f.score_idx])} - fit)
+    scored = [f for f in folds if len(f.score_idx)]
+    for f in scored:
+        fit = [int(c) for c in np.unique(y[f.fit_idx])]
+        missing = sorted({int(c) for c in np.unique(y[f.score_idx])} - set(fit))
         if len(fit) < 2:
-            only = ", ".join(repr(names[c]) for c in fit) or "none"
-            one_class.append(f"fold {f.index} ({only}, {len(f.fit_idx)} rows)")
+            only = repr(names[fit[0]]) if fit else "none"
+            one_class.append(f"fold {f.index}: all {len(f.fit_idx)} fitting rows are {only}")
         elif missing:
             unseen.append(f"fold {f.index} scores {', '.join(repr(names[c]) for c in missing)}, "
-                          f"which its {len(f.fit_idx)} training rows never hold")
-    if one_class:
-        return [f"{ctx.data_dir}: walk-forward folds train on rows of one class only: "
-                f"{'; '.join(one_class)}; {_SORTED_HINT}"], []
-    if unseen:
-        return [], [f"{ctx.data_dir}: {'; '.join(unseen)}; a class first seen late is honestly "
-                    f"unpredictable until then, but {_SORTED_HINT}"]
+                          f"which its {len(f.fit_idx)} fitting rows never hold")
+    if scored and len(one_class) == len(scored):
+        return [f"{ctx.data_dir}: every fold fits on one class ({'; '.join(one_class)}), so no "
+                f"model can learn to tell classes apart; {_fold_fix(folds)}"], []
+    if one_class or unseen:
+        return [], [f"{ctx.data_dir}: {'; '.join(one_class + unseen)}: those folds cannot score "
+                    f"those windows fairly (a class first seen late is unpredictable before it "
+                    f"appears); if that is not your data, {_fold_fix(folds)}"]
     return [], []
 
 

@@ -42,6 +42,13 @@ def test_a_class_sorted_train_file_is_written_shuffled(tmp_path):
     again = load_dataset(convert_ucr("BasicMotions", tmp_path / "bm2"))
     assert again.window_ids == ds.window_ids  # seeded: the same order every time
     assert sorted(ds.window_ids[:40]) == [f"train-{i:05d}" for i in range(40)]
+    from moola.data.ucr import _load
+
+    Xf, yf = _load("BasicMotions", "train")  # the file's rows: each id still names its row
+    for r, wid in enumerate(ds.window_ids[:40]):
+        i = int(wid.removeprefix("train-"))
+        np.testing.assert_allclose(ds.X_raw[r], Xf[i].T, rtol=1e-6)
+        assert ds.classes[ds.y[r]] == yf[i]
     gp = convert_ucr("GunPoint", tmp_path / "gp")
     assert json.loads((gp / "meta.json").read_text())["ucr"]["train_order"] == \
         "as in the UCR train file"
@@ -58,4 +65,7 @@ def test_unequal_length_and_unknown_names_are_clear(tmp_path, capsys):
 
 def test_cli_ucr(tmp_path, capsys):
     assert main(["data", "ucr", "ItalyPowerDemand", "--out", str(tmp_path / "ipd")]) == 0
-    assert "OK" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "OK" in out and "shuffled" not in out
+    assert main(["data", "ucr", "BasicMotions", "--out", str(tmp_path / "bm")]) == 0
+    assert "sorted by class; written in a fixed shuffled order" in capsys.readouterr().out

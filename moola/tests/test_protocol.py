@@ -180,6 +180,7 @@ def _labeled_npy(tmp_path: Path, labels: list[str]) -> Path:
     from moola.data.from_numpy import convert_numpy
 
     rng = np.random.default_rng(0)
+    tmp_path.mkdir(exist_ok=True)
     X = rng.normal(size=(len(labels), 16, 2)).astype(np.float32)
     np.save(tmp_path / "X.npy", X)
     np.save(tmp_path / "y.npy", np.array(labels))
@@ -197,21 +198,25 @@ def _gate_0(data: Path):
     return builtin.gate_0_env(ctx)
 
 
-def test_gate_0_fails_folds_that_train_on_one_class(tmp_path):
-    """Rows sorted by label: the first folds train on one class only; gate 0 says so, with
-    the likely cause and the fix, before any training."""
-    v = _gate_0(_labeled_npy(tmp_path, ["a"] * 40 + ["b"] * 40))
+def test_gate_0_fails_when_every_fold_fits_on_one_class(tmp_path):
+    """Rows sorted by label: every fold fits on one class; gate 0 says so, with the likely
+    cause and the fixes, before any training."""
+    v = _gate_0(_labeled_npy(tmp_path, ["a"] * 60 + ["b"] * 20))
     assert v.status == "failed", v.reason
-    assert "train on rows of one class only: fold 0 ('a'" in v.reason, v.reason
-    assert "ordered by label" in v.reason and "shuffled order" in v.reason
+    assert "every fold fits on one class (fold 0: all" in v.reason, v.reason
+    assert "shuffled order" in v.reason and "protocol.min_train_fraction" in v.reason
 
 
-def test_gate_0_warns_when_folds_score_classes_they_never_trained_on(tmp_path):
-    """Three classes in runs (as BasicMotions' UCR train file): every fold trains on two and
-    scores a third it never saw - a warning naming the folds and classes."""
+def test_gate_0_warns_when_some_folds_fit_on_one_class_or_score_unseen_ones(tmp_path):
+    """Three classes in runs (as BasicMotions' UCR train file): the folds fit on two and score
+    a third they never saw; a first fold of one class only is a warning too (a rare class
+    first seen later), as long as some fold fits on several."""
     v = _gate_0(_labeled_npy(tmp_path, ["a", "b"] * 20 + ["c"] * 40))
     assert v.status == "warning", v.reason
     assert "fold 0 scores 'c', which its" in v.reason and "never hold" in v.reason, v.reason
+    v = _gate_0(_labeled_npy(tmp_path / "late", ["a"] * 40 + ["a", "b"] * 20))
+    assert v.status == "warning", v.reason
+    assert "fold 0: all" in v.reason and "fitting rows are 'a'" in v.reason, v.reason
 
 
 def test_gate_0_is_silent_on_interleaved_classes(tmp_path):
