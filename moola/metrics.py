@@ -171,6 +171,11 @@ def expanded_level(ci_level: float, n: int) -> float:
     return float(1 - 2 * stats.norm.sf(np.sqrt(n / (n - 1)) * t))
 
 
+def _units(n: int, block: int) -> int:
+    """Independent units one resample of n windows draws: windows, or ceil(n / block) blocks."""
+    return -(-n // max(1, min(int(block), n)))
+
+
 def _bootstrap(
     statistic: Callable[[np.ndarray], np.ndarray],
     n: int,
@@ -197,7 +202,7 @@ def _bootstrap(
         raise ValueError(f"ci_level must lie in (0, 1), got {ci_level}")
     block = max(1, min(int(block), n))
     idx = np.arange(n - block + 1, dtype=np.int64)  # block starts (window indices when block=1)
-    per_sample = -(-n // block)
+    per_sample = _units(n, block)
     level = expanded_level(ci_level, per_sample)
 
     def stat(sample: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -446,7 +451,7 @@ def paired_delta_ci(
     ci, se = _bootstrap(delta, t.size, n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed,
                         block=block)
     # the z of the level the CI is read at (expanded_level), so "could only detect" matches it
-    level = expanded_level(ci_level, -(-t.size // max(1, min(int(block), t.size))))
+    level = expanded_level(ci_level, _units(t.size, block))
     z = float(stats.norm.ppf(1 - (1 - level) / 2) + stats.norm.ppf(0.8))
     return {
         "se": se,
