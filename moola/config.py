@@ -231,6 +231,16 @@ class GateThresholds:
     # gate 7
     max_ensemble_drop_pp: float = 1.0
     ece_bins: int = 10
+    # gates left out on purpose (their names, e.g. ["gate_5_augment"]): each is recorded as
+    # skipped with this setting as its reason; the gates that need it are skipped too, the
+    # others run (an optional step is not a reason to stop the chain)
+    skip: tuple[str, ...] = ()
+    # the decision's order of simplicity: among the models no other beats significantly, the
+    # first in this order is recommended. MiniRocket's linear model on fixed random features
+    # first (deterministic, no GPU, cheapest to run and retrain), the ensemble last (several
+    # models to run); models not named here come after these, in chain order
+    parsimony_order: tuple[str, ...] = ("control", "simple", "baseline", "finetuned",
+                                        "augmented", "ensemble")
 
 
 SECTIONS: dict[str, type] = {
@@ -368,7 +378,10 @@ class Config:
     gates: GateThresholds = field(default_factory=GateThresholds)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+        """{section: {key: value}}, JSON-ready (a tuple of names is a list, as TOML writes it)."""
+        return {name: {k: list(v) if isinstance(v, tuple) else v
+                       for k, v in dataclasses.asdict(getattr(self, name)).items()}
+                for name in SECTIONS}
 
     def digest(self, *sections: str) -> str:
         """Stable short hash of the named sections (all when none given), for cache keys."""
@@ -383,6 +396,13 @@ class Config:
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
     """Convert `value` to the field type `typ`; strings from the CLI/ini are parsed."""
+    if typ == "tuple[str, ...]":  # a list of names: TOML/JSON list, or "a,b" from the CLI/ini
+        if isinstance(value, str):
+            value = [v for v in (part.strip() for part in value.split(",")) if v]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{where}: expected a list of names, e.g. [\"gate_5_augment\"], "
+                          f"got {value!r}")
     typ = {"int": int, "float": float, "bool": bool, "str": str}.get(typ, typ)
     if typ is bool:
         if isinstance(value, bool):

@@ -372,6 +372,22 @@ def skill_permutation_p(y_true: Any, y_pred: Any, n_classes: int, *,
     under the null of exchangeable labels (Ojala & Garriga 2010), where a percentile bootstrap
     CI of a few dozen windows lets through more than its nominal share of no-signal models.
     """
+    observed, null = _skill_null(y_true, y_pred, n_classes, n_permutations, seed)
+    return float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations))
+
+
+def skill_detectable(y_true: Any, y_pred: Any, n_classes: int, alpha: float, *,
+                     n_permutations: int = 2000, seed: int = 0) -> float:
+    """The balanced accuracy these windows would call skilful at level `alpha`: the
+    (1 - alpha) quantile of the permutation null of :func:`skill_permutation_p` for these
+    predictions (what a failed skill test could have detected)."""
+    _, null = _skill_null(y_true, y_pred, n_classes, n_permutations, seed)
+    return float(np.quantile(null, 1 - alpha, method="higher"))
+
+
+def _skill_null(y_true: Any, y_pred: Any, n_classes: int, n_permutations: int,
+                seed: int) -> tuple[float, np.ndarray]:
+    """(observed pooled balanced accuracy, (B,) the same under permuted window labels)."""
     t, P = _pair_replicas(y_true, y_pred, n_classes)
     k, n = n_classes, t.size
     rng = np.random.default_rng(seed)
@@ -384,9 +400,7 @@ def skill_permutation_p(y_true: Any, y_pred: Any, n_classes: int, *,
                              minlength=b * k * k).reshape(b, k, k) for row in P)
         return _stat_from_confusion(cm, "balanced_accuracy")
 
-    observed = float(pooled(t[None, :])[0])
-    null = pooled(perm)
-    return float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations))
+    return float(pooled(t[None, :])[0]), pooled(perm)
 
 
 def skill_over_chance(metrics: dict[str, Any], alpha: float = 0.01) -> tuple[bool, float, float]:

@@ -216,14 +216,20 @@ class ExportedEnsemble:
                               for n, m in self.members.items()])
 
 
-def load_model(directory: str | Path) -> ExportedModel | ExportedEnsemble:
-    """The exported model or ensemble in `directory` (reports/runs/<run_id>/models/<name>/)."""
+def load_model(directory: str | Path):
+    """The exported model, ensemble or MiniRocket control in `directory`
+    (reports/runs/<run_id>/models/<name>/)."""
     kind = read_card(directory)["kind"]
     if kind == "ensemble":
         return ExportedEnsemble(directory)
     if kind == "model":
         return ExportedModel(directory)
-    raise ModelDirError(f"{Path(directory) / CARD}: kind {kind!r}, expected model or ensemble")
+    if kind == "minirocket":
+        from moola.export.control import ExportedControl
+
+        return ExportedControl(directory)
+    raise ModelDirError(f"{Path(directory) / CARD}: kind {kind!r}, expected model, ensemble or "
+                        f"minirocket")
 
 
 def check_windows(X: np.ndarray, card: Mapping[str, Any], source: str) -> None:

@@ -46,21 +46,28 @@ def export_after_gate(ctx, verdict) -> dict[str, Any] | None:
     the gate has no model or did not approve it."""
     from moola.gates.registry import ENSEMBLE_GATE, REGISTRY
 
-    if not verdict.passed:  # failed or skipped: never exported
+    from moola.approval import approval
+
+    if verdict.gate not in REGISTRY:
         return None
-    if (verdict.metrics or {}).get("skill_shown") is False:
-        return {"path": None, "reason": (
-            "not exported: its skill over chance is not shown (permutation p not below "
-            "gates.skill_alpha; the gate's reason has the numbers): a model without shown "
-            "skill is never deployed")}
+    spec = REGISTRY[verdict.gate]
+    if verdict.gate != ENSEMBLE_GATE and (spec.produces is None or spec.producer is None):
+        return None  # the gate trains no model
+    if verdict.status == "skipped":
+        return None
+    ok, why = approval(verdict)  # the one rule (moola.approval), as gate 7 and the decision
+    if not ok:
+        return None if verdict.status == "failed" else {
+            "path": None, "reason": f"not exported: {why}: only an approved model is deployed"}
     if verdict.gate == ENSEMBLE_GATE:
         return export_ensemble(ctx, verdict)
-    spec = REGISTRY[verdict.gate]
-    if spec.produces is None or spec.producer is None:
-        return None
     t0 = time.time()
     model = spec.producer(ctx)
-    if model.recipe is None:  # gate 2's control: the baseline's reference, not for deployment
+    if model.recipe is None:  # a model that is not a torch module trained by the protocol
+        if model.gate == "gate_2_control_minirocket":
+            from moola.export.control import export_control
+
+            return export_control(ctx, verdict, model, models_dir(ctx) / spec.produces)
         return {"path": None, "reason": (
             f"not exported: '{model.name}' is not a torch module trained by moola's protocol, "
             f"so there is no recipe to refit and no weights to load with weights_only=True")}
@@ -273,6 +280,16 @@ def card_markdown(card: Mapping[str, Any]) -> str:
     if card["kind"] == "ensemble":
         lines += [_row("members", f"{', '.join(card['members'])} (each in members/<name>/)"),
                   _row("combination", card["combination"])]
+    elif card["kind"] == "minirocket":
+        t, mr = card["training"], card["minirocket"]
+        lines += [
+            _row("model", t["what"]),
+            _row("trained on", f"{t['n_rows']} windows ({t['rows']}), seed {t['seed']}; "
+                               f"ridge alpha {mr['ridge_alpha']:g}"),
+            _row("accuracy on its training rows", f"{_f(t.get('train_acc'))} (in-sample, not "
+                                                  f"an estimate)"),
+            _row("parameters", f"{mr['file']}: {mr['load']}"),
+        ]
     else:
         t, a = card["training"], card["architecture"]
         lines += [

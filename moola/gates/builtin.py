@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from moola.approval import approval, significantly_worse, worse_text
 from moola.gates import artifacts
 from moola.gates.artifacts import TrainedModel
 from moola.gates.context import GateContext
@@ -299,6 +300,22 @@ def _policy_comparison(ctx: GateContext, reference: str, ref: TrainedModel, pred
     return cmp, differs, warnings, inconclusive
 
 
+def builds_on(gate: str, m: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+    """What a comparison records when its model builds on `gate`'s model (moola.approval:
+    a model significantly worse than the one it builds on is never approved)."""
+    return {"builds_on": gate, "model_macro_f1": m["macro_f1"],
+            "builds_on_macro_f1": ref["macro_f1"]}
+
+
+def _worse_note(cmp: dict[str, Any], outcome: str, what: str) -> str | None:
+    """The note of a model significantly worse than what it builds on, when its gate did not
+    fail for it (a relaxed bound, e.g. smoke's gates.max_harm): it is still never deployed."""
+    if outcome == "failed" or not significantly_worse(cmp):
+        return None
+    return (f"{worse_text(cmp, what)}: within the gate's bound, but never exported, ensembled "
+            f"or recommended")
+
+
 def _protocol_text(m: dict[str, Any]) -> str:
     return (f"{m['n']} scored windows x {m.get('n_replicas', 1)} seeds over "
             f"{m.get('n_folds', '?')} walk-forward folds")
@@ -431,8 +448,8 @@ def gate_1_smoke_enhanced(ctx: GateContext) -> Verdict:
         key_metric=_key_metric("skill_p", m["skill_p_value"], g.skill_alpha, "<"))
 
 
-@gate("gate_2_control_minirocket", after="gate_1_smoke_enhanced", produces="control",
-      producer=artifacts.control, _builtin=True)
+@gate("gate_2_control_minirocket", after="gate_0_env", uses="gate_1_smoke_enhanced",
+      produces="control", producer=artifacts.control, _builtin=True)
 def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
     """MiniRocket control: sane itself, and the deep baseline is not beaten by it."""
     from moola.judging import ci_text
@@ -447,6 +464,8 @@ def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
     if mc["balanced_accuracy"] <= mc["chance_balanced_accuracy"]:
         problems.append(f"the MiniRocket control is no better than chance (balanced accuracy "
                         f"{mc['balanced_accuracy']:.3f}); the data may carry no signal")
+    # a failure of the comparison below is about the baseline, not the control (moola.approval)
+    model_failed = bool(problems)
     # baseline minus control: passed when the baseline is significantly within the margin
     cmp, differs, warnings, inconclusive = _policy_comparison(
         ctx, "gate_2_control_minirocket", c, b.pred, b.seeds, -g.control_margin,
@@ -465,12 +484,14 @@ def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
     return _verdict(ctx, gate, problems, ok, warnings, inconclusive,
                     notes=[n for n in [differs] if n],
                     model="MiniRocket+RidgeClassifierCV",
-                    metrics={**mc, **script_fields(mc, c.info["train_acc"])}, comparison=cmp,
+                    metrics={**mc, **script_fields(mc, c.info["train_acc"]),
+                             "skill_shown": _skill_shown(mc, g.skill_alpha),
+                             "model_failed": model_failed}, comparison=cmp,
                     artifacts={"control": c.artifact, "baseline": b.artifact},
                     key_metric=_key_metric("delta_f1", cmp["delta"], -g.control_margin, ">"))
 
 
-@gate("gate_3_pretrain_bilstm", after="gate_2_control_minirocket", _builtin=True)
+@gate("gate_3_pretrain_bilstm", after="gate_1_smoke_enhanced", _builtin=True)
 def gate_3_pretrain_bilstm(ctx: GateContext) -> Verdict:
     """Masked reconstruction beats interpolation; the encoder's probe beats raw windows and a
     random encoder of the same architecture."""
@@ -577,7 +598,8 @@ def gate_4_finetune_enhanced(ctx: GateContext) -> Verdict:
     outcome, differs = _decide(ctx, cmp, f.y, b.pred, f.pred, f.seeds,
                                pass_above=g.min_delta, fail_below=-g.max_harm)
     cmp.update(baseline_macro_f1=mb["macro_f1"], finetuned_macro_f1=m["macro_f1"],
-               min_delta=g.min_delta, max_harm=g.max_harm, same_recipe=True, outcome=outcome)
+               min_delta=g.min_delta, max_harm=g.max_harm, same_recipe=True, outcome=outcome,
+               **builds_on("gate_1_smoke_enhanced", m, mb))
     inconclusive = None
     if outcome == "failed":
         problems.append(
@@ -589,11 +611,12 @@ def gate_4_finetune_enhanced(ctx: GateContext) -> Verdict:
             cmp, f"whether pretraining helps (finetuned {m['macro_f1']:.3f} vs baseline "
                  f"{mb['macro_f1']:.3f})")
     inconclusive = _skill_joined(unproven, inconclusive, outcome, cmp)
+    worse = _worse_note(cmp, outcome, "the finetuned model")
     ok = (f"pretraining helps, significantly: macro-F1 {m['macro_f1']:.3f} vs baseline "
           f"{mb['macro_f1']:.3f} ({ci_text(cmp)}, above {g.min_delta:+.3f}); encoder tensors "
           f"loaded {lr['loaded']}/{lr['total']}; {_protocol_text(m)}")
     return _verdict(ctx, gate, problems, ok, inconclusive=inconclusive,
-                    notes=[n for n in [differs] if n] + _test_note(m), model=f.model,
+                    notes=[n for n in [worse, differs] if n] + _test_note(m), model=f.model,
                     metrics={**m, "load_report": lr,
                              "skill_shown": _skill_shown(m, g.skill_alpha)},
                     comparison=cmp,
@@ -630,15 +653,20 @@ def gate_5_augment(ctx: GateContext) -> Verdict:
     ps = _pseudo_summary(w.replicas)
     problems = []
     if ps["n_accepted"] == 0:
-        problems.append(f"no pseudo-sample survived the filters ({ps['n_generated']} generated; "
-                        f"rejected: {_listing(ps['rejected'])}); loosen augment settings or skip gate 5")
+        problems.append(
+            f"no pseudo-sample survived the filters ({ps['n_generated']} generated; rejected: "
+            f"{_listing(ps['rejected']) or 'none'}); loosen the filters (augment.quality_min = "
+            f"{a.quality_min}, augment.ks_p_min = {a.ks_p_min}, augment.dedup_threshold = "
+            f"{a.dedup_threshold}) or leave the step out with gates.skip = [\"gate_5_augment\"]")
     low_p = {k: v for k, v in ps["ks_pvalues"].items() if v is None or v < a.ks_p_min}
-    if low_p:
+    if low_p and ps["n_accepted"]:
         problems.append(f"accepted pseudo-samples differ in distribution from the real training "
-                        f"windows: KS p-values {_listing(low_p)} < {a.ks_p_min}")
+                        f"windows: KS p-values {_listing(low_p)} < augment.ks_p_min = "
+                        f"{a.ks_p_min}")
     qmin = ps.get("quality_min_accepted")
     if qmin is not None and qmin < a.quality_min:
-        problems.append(f"an accepted pseudo-sample has quality {qmin:.3f} < {a.quality_min}")
+        problems.append(f"an accepted pseudo-sample has quality {qmin:.3f} < "
+                        f"augment.quality_min = {a.quality_min}")
     problems += classifier_problems("the augmented model", m, require_skill=False)
     unproven = skill_inconclusive("the augmented model", m, g.skill_alpha)
     cmp = _compare(ctx, "gate_4_finetune_enhanced", w.y, f.pred, w.pred)
@@ -647,18 +675,33 @@ def gate_5_augment(ctx: GateContext) -> Verdict:
                                pass_above=-allowed, fail_below=-allowed)
     drop_pp = -cmp["delta"] * 100
     cmp.update(finetuned_macro_f1=mf["macro_f1"], augmented_macro_f1=m["macro_f1"],
-               drop_pp=drop_pp, max_drop_pp=g.max_drop_pp, outcome=outcome)
+               drop_pp=drop_pp, max_drop_pp=g.max_drop_pp,
+               **builds_on("gate_4_finetune_enhanced", m, mf))
     inconclusive = None
+    fixes = (f"lower augment.ratio (now {a.ratio}) or the augmentation strengths "
+             f"(augment.jitter_sigma = {a.jitter_sigma}, scaling_sigma = {a.scaling_sigma}, "
+             f"time_warp_sigma = {a.time_warp_sigma}), raise augment.quality_min (now "
+             f"{a.quality_min}), or leave the step out with gates.skip = [\"gate_5_augment\"]")
     if outcome == "failed":
         problems.append(f"pseudo-samples hurt: macro-F1 on real scored windows fell "
                         f"{drop_pp:.1f} pp ({mf['macro_f1']:.3f} -> {m['macro_f1']:.3f}; "
                         f"{ci_text(cmp)}), significantly more than the allowed "
-                        f"{g.max_drop_pp} pp; tighten augment.quality_min or lower augment.ratio")
+                        f"gates.max_drop_pp = {g.max_drop_pp} pp; {fixes}")
+    elif significantly_worse(cmp):
+        # within the allowed drop, but worse on every resample: never deployed (moola.approval)
+        outcome = "failed"
+        problems.append(
+            f"pseudo-samples hurt: {worse_text(cmp, 'the augmented model')} (a drop of "
+            f"{drop_pp:.1f} pp; gates.max_drop_pp = {g.max_drop_pp} bounds what may pass, but "
+            f"a model the windows show to be worse is never approved); {fixes}")
     elif outcome == "inconclusive":
         inconclusive = inconclusive_text(
             cmp, f"whether pseudo-samples cost more than {g.max_drop_pp} pp of macro-F1 "
                  f"({mf['macro_f1']:.3f} -> {m['macro_f1']:.3f})")
+    cmp["outcome"] = outcome
     inconclusive = _skill_joined(unproven, inconclusive, outcome, cmp)
+    if ps["n_accepted"] == 0:  # nothing was added: the comparison measured nothing
+        inconclusive = None
     ok = (f"{ps['n_accepted']}/{ps['n_generated']} pseudo-samples accepted over "
           f"{ps['n_folds']} replicas; macro-F1 {m['macro_f1']:.3f} vs gate 4 {mf['macro_f1']:.3f} "
           f"({ci_text(cmp)}): significantly no drop beyond {g.max_drop_pp} pp; scored windows "
@@ -671,7 +714,7 @@ def gate_5_augment(ctx: GateContext) -> Verdict:
                     key_metric=_key_metric("drop_pp", drop_pp, g.max_drop_pp, "<="))
 
 
-@gate("gate_6_baseline_simplelstm", after="gate_5_augment", produces="simple",
+@gate("gate_6_baseline_simplelstm", after="gate_4_finetune_enhanced", produces="simple",
       producer=artifacts.simple, ensemble=True, _builtin=True)
 def gate_6_baseline_simplelstm(ctx: GateContext) -> Verdict:
     """SimpleLSTM trains on the selected device; does the pretrained model beat it?"""
@@ -722,26 +765,54 @@ def _ece(y: np.ndarray, proba: np.ndarray, bins: int) -> float:
     return expected_calibration_error(np.tile(y, r), proba.reshape(-1, proba.shape[-1]), bins)
 
 
-@gate("gate_7_ensemble", after="gate_6_baseline_simplelstm", _builtin=True)
+def approved_members(upstream: Mapping[str, Verdict]) -> tuple[list[str], dict[str, str]]:
+    """Gate 7's members before calibration: every ensemble candidate (a gate declared with
+    ensemble=True, built-in or a user's) whose verdict the approval rule approves
+    (moola.approval), in declaration order, and {name: why} for those it does not. A candidate
+    whose gate was not judged in this session (absent from `upstream`) is left out."""
+    approved, excluded = [], {}
+    for name, spec in REGISTRY.ensemble_candidates().items():
+        v = upstream.get(spec.name)
+        if v is None:
+            excluded[name] = f"its gate ({spec.name}) was not judged"
+            continue
+        ok, why = approval(v)
+        if ok:
+            approved.append(name)
+        else:
+            excluded[name] = f"{why} ({spec.name})"
+    return approved, excluded
+
+
+def ensemble_prediction(e: artifacts.Ensemble, members: list[str],
+                        calibrated: bool = True) -> np.ndarray:
+    """(R, n, K) probabilities of the equal-weight average of `members` per seed."""
+    from moola.ensemble import average_proba
+
+    which = "calibrated" if calibrated else "raw"
+    return np.stack([average_proba([e.members[n][which][r] for n in members])
+                     for r in range(len(e.seeds))])
+
+
+@gate("gate_7_ensemble", after="gate_0_env", _builtin=True)
 def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None) -> Verdict:
     """Cross-fitted isotonic-calibrated average of the approved, non-degenerate members whose
     skill over chance is shown; does it beat its best member (paired window bootstrap)?"""
-    from moola.ensemble import average_proba
     from moola.judging import ci_text, inconclusive_text
 
     gate, g = ENSEMBLE_GATE, ctx.cfg.gates
     upstream = upstream or {}
-    # every gate declared with ensemble=True whose verdict passed (built-in or a user's)
+    # the approval rule (moola.approval): judged, not failed on the model, not one-class,
+    # skill shown, not significantly worse than what it builds on
+    approved, excluded = approved_members(upstream)
     candidates = REGISTRY.ensemble_candidates()
-    approved = [n for n, spec in candidates.items()
-                if spec.name not in upstream or upstream[spec.name].passed]
-    # a member whose own gate did not show its skill over chance never joins (gates 4, 5, 6
-    # record skill_shown; absent = not judged so, e.g. a user's gate)
-    excluded = {n: (f"its gate ({candidates[n].name}) did not show skill over chance; a model "
-                    f"without shown skill cannot join the ensemble")
-                for n in approved if candidates[n].name in upstream
-                and (upstream[candidates[n].name].metrics or {}).get("skill_shown") is False}
-    approved = [n for n in approved if n not in excluded]
+    if len(approved) < 2:
+        return Verdict(gate=gate, status="skipped", config=ctx.cfg.to_dict(),
+                       model="calibrated ensemble",
+                       reason=(f"skipped: fewer than two approved models to ensemble "
+                               f"(approved: {_listing(approved) or 'none'}; left out: "
+                               f"{'; '.join(f'{k}: {v}' for k, v in excluded.items()) or 'none'})"),
+                       metrics={"approved": approved, "excluded": excluded})
     e = artifacts.ensemble(ctx, {n: candidates[n] for n in approved})
     y = e.y
     members, ece, notes = {}, {}, []
@@ -773,12 +844,10 @@ def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None
                         f"fix the members' gates first")
         return _verdict(ctx, gate, problems, "", notes=notes, model="calibrated ensemble",
                         metrics=metrics, artifacts={"ensemble": e.artifact})
-    avg = np.stack([average_proba([e.members[n]["calibrated"][r] for n in members])
-                    for r in range(len(e.seeds))])  # (R, n, K): per seed
+    avg = ensemble_prediction(e, list(members))  # (R, n, K): per seed
     m = score(ctx, y, avg.argmax(axis=2))
-    raw_avg = np.stack([average_proba([e.members[n]["raw"][r] for n in members])
-                        for r in range(len(e.seeds))])
-    ece["ensemble"] = {"before": _ece(y, raw_avg, g.ece_bins), "after": _ece(y, avg, g.ece_bins)}
+    ece["ensemble"] = {"before": _ece(y, ensemble_prediction(e, list(members), False),
+                                      g.ece_bins), "after": _ece(y, avg, g.ece_bins)}
     best = max(members, key=members.get)
     best_pred = e.members[best]["calibrated"].argmax(axis=2)
     cmp = _compare(ctx, best, y, best_pred, avg.argmax(axis=2))
@@ -791,15 +860,19 @@ def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None
         notes.append(differs)
     drop_pp = -cmp["delta"] * 100
     cmp.update(best_member=best, best_member_macro_f1=members[best], drop_pp=drop_pp,
-               max_drop_pp=g.max_ensemble_drop_pp, outcome=outcome)
+               max_drop_pp=g.max_ensemble_drop_pp, outcome=outcome,
+               **builds_on(candidates[best].name, m, {"macro_f1": members[best]}))
     problems += classifier_problems("the ensemble", m, require_skill=False)
     unproven = skill_inconclusive("the ensemble", m, g.skill_alpha)
+    worse = _worse_note(cmp, outcome, "the ensemble")
+    if worse:
+        notes.insert(0, worse)
     inconclusive = None
     if outcome == "failed":
         problems.append(f"the ensemble (macro-F1 {m['macro_f1']:.3f}) is significantly worse "
                         f"than its best member '{best}' (calibrated, {members[best]:.3f}; "
-                        f"{ci_text(cmp)}) by "
-                        f"more than {g.max_ensemble_drop_pp} pp; use the best member alone")
+                        f"{ci_text(cmp)}) by more than gates.max_ensemble_drop_pp = "
+                        f"{g.max_ensemble_drop_pp} pp; use the best member alone")
     elif outcome == "inconclusive":
         inconclusive = inconclusive_text(
             cmp, f"whether the ensemble ({m['macro_f1']:.3f}) beats its best member '{best}' "
@@ -817,3 +890,7 @@ def gate_7_ensemble(ctx: GateContext, upstream: dict[str, Verdict] | None = None
                     comparison=cmp,
                     artifacts={"ensemble": e.artifact},
                     key_metric=_key_metric("delta_f1", cmp["delta"], 0.0, ">"))
+
+
+# the decision is declared after every built-in gate (it uses them all)
+from moola.gates import decision_gate  # noqa: E402,F401

@@ -280,8 +280,7 @@ def _gate_name(item: pytest.Item) -> str | None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Gate tests, wherever they were declared (built in or a user's): checked against the
-    registry, run in chain order, given their pytest-dependency marker (generated from the
-    registry: one declaration per gate) and the profile's timeout."""
+    registry (and gates.skip against it), run in chain order, given the profile's timeout."""
     from moola.gates.registry import REGISTRY
     from moola.gates.runner import upstream_of
 
@@ -289,6 +288,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     limit = GATE_TIMEOUTS[ctx.cfg.run.profile]
     upstream_of("gate_0_env")  # the built-in gates are declared
     chain = REGISTRY.chain()
+    unknown = [g for g in ctx.cfg.gates.skip if g not in REGISTRY]
+    if unknown:
+        raise pytest.UsageError(
+            f"moola configuration: gates.skip names {', '.join(map(repr, unknown))}, which is "
+            f"not a declared gate; declared gates: {', '.join(chain)}")
     slots = [i for i, item in enumerate(items) if _gate_name(item)]
     for i in slots:
         name = _gate_name(items[i])
@@ -301,11 +305,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ordered = sorted((items[i] for i in slots), key=lambda it: chain.index(_gate_name(it)))
     for i, item in zip(slots, ordered):
         items[i] = item
+    # no pytest-dependency markers: the runner skips a gate whose needed gate did not pass, in
+    # one wording, even when that gate ran on another xdist worker or was deselected
     for i in slots:
-        item, name = items[i], _gate_name(items[i])
-        if item.get_closest_marker("dependency") is None:
-            item.add_marker(pytest.mark.dependency(
-                name=name, depends=list(REGISTRY.direct_upstream(name)), scope="session"))
+        item = items[i]
         if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(limit))
 
@@ -349,11 +352,11 @@ def _artifact(request: pytest.FixtureRequest, producer_gate: str | None, get):
     """The artifact `get(ctx)`, after judging the gate that produces it (skip if it failed)."""
     ctx = request.config.stash[CTX_KEY]
     if producer_gate is not None:
-        from moola.gates.runner import run_gate
+        from moola.gates.runner import run_gate, skip_reason
 
         v = run_gate(ctx, producer_gate)
         if not v.passed:
-            pytest.skip(f"{producer_gate} {v.status}: {v.reason}")
+            pytest.skip(skip_reason(v))
     return get(ctx)
 
 

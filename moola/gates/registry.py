@@ -7,11 +7,14 @@ A gate is declared once, with :func:`gate`, on the function that judges it::
         ...
         return passed(recall >= 0.5, f"minority recall {recall:.2f}", metrics={...})
 
-The declaration says what runs before the gate (`after`), what it produces (`produces`: the
-name of its model, which may then join gate 7's ensemble with `ensemble=True`) and how it is
-judged (the function). Everything else derives from it: the chain's order, each gate's
-upstream, the ensemble's candidate members, the pytest-dependency markers of the gate tests,
-the summary table's rows. The eight built-in gates are declared the same way
+The declaration says what the gate needs (`after`: gates that must pass, else this one is
+skipped), what else it reads without needing it to pass (`uses`: judged first, e.g. gate 2
+compares the control with gate 1's baseline whatever gate 1 found), what it produces
+(`produces`: the name of its model, which may then join gate 7's ensemble with
+`ensemble=True`) and how it is judged (the function). The chain is a graph of these needs: a
+failed or skipped gate skips only the gates that need it, and the others run. Everything else
+derives from it: the chain's order, each gate's upstream, the ensemble's candidate members,
+the decision's candidates. The built-in gates are declared the same way
 (:mod:`moola.gates.builtin`).
 
 Judges take their inputs by parameter name, the names of the artifact fixtures
@@ -38,7 +41,8 @@ class GateSpec:
 
     name: str
     judge: Callable[..., Verdict]
-    after: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()  # needed: a failed or skipped one skips this gate
+    uses: tuple[str, ...] = ()  # read, judged first, but not needed to pass
     produces: str | None = None  # its model's name, when it trains one (an artifact fixture)
     producer: Callable[[Any], Any] | None = None  # ctx -> TrainedModel, for `produces`
     ensemble: bool = False  # its model may join gate 7's ensemble when the gate passes
@@ -46,6 +50,7 @@ class GateSpec:
     read_only: bool = False  # writes nothing (no status.json update), like gate 0
     summary: str = ""
     builtin: bool = False
+    final: bool = False  # uses every other gate and runs after them (the decision)
 
 
 class Registry:
@@ -64,7 +69,7 @@ class Registry:
         if old is not None:
             raise ValueError(f"gate {spec.name!r} is declared twice ({_where(old.judge)} and "
                              f"{_where(spec.judge)}); give one of them another name")
-        for up in spec.after:
+        for up in spec.after + spec.uses:
             if up not in self._specs:
                 raise ValueError(
                     f"gate {spec.name!r} ({_where(spec.judge)}) runs after {up!r}, which is not "
@@ -89,12 +94,27 @@ class Registry:
         return self._specs[name]
 
     def direct_upstream(self, name: str) -> tuple[str, ...]:
-        """The gates `name` waits for: its `after`, and for gate 7 every ensemble candidate."""
+        """The gates `name` waits for: its `after` and `uses`, for gate 7 every ensemble
+        candidate, and for a final gate every gate that is not final."""
         spec = self[name]
-        ups = list(spec.after)
+        ups = list(spec.after) + [u for u in spec.uses if u not in spec.after]
         if name == ENSEMBLE_GATE:
             ups += [s.name for s in self._specs.values() if s.ensemble and s.name not in ups]
+        if spec.final:
+            ups += [s.name for s in self._specs.values() if not s.final and s.name not in ups]
         return tuple(ups)
+
+    def needs(self, name: str) -> tuple[str, ...]:
+        """Every gate that must pass before `name` runs (its `after`, transitively), in chain
+        order: a failed or skipped one skips `name`."""
+        seen: set[str] = set()
+        todo = list(self[name].after)
+        while todo:
+            up = todo.pop()
+            if up not in seen:
+                seen.add(up)
+                todo += self[up].after
+        return tuple(g for g in self.chain() if g in seen)
 
     def chain(self) -> tuple[str, ...]:
         """Every gate in run order: each after its upstream, ties in declaration order."""
@@ -111,7 +131,7 @@ class Registry:
         return tuple(order)
 
     def upstream(self, name: str) -> tuple[str, ...]:
-        """Every gate that must pass before `name` (transitively), in chain order."""
+        """Every gate judged before `name` (needed or used, transitively), in chain order."""
         seen: set[str] = set()
         todo = list(self.direct_upstream(name))
         while todo:
@@ -168,27 +188,31 @@ def parameter_value(ctx, name: str) -> Any:
                     f"produces=)")
 
 
-def gate(name: str, *, after: str | tuple[str, ...] | list[str] = (), produces: str | None = None,
+def gate(name: str, *, after: str | tuple[str, ...] | list[str] = (),
+         uses: str | tuple[str, ...] | list[str] = (), produces: str | None = None,
          producer: Callable[[Any], Any] | None = None, ensemble: bool = False,
-         summary: str = "", read_only: bool = False, _builtin: bool = False):
+         summary: str = "", read_only: bool = False, final: bool = False,
+         _builtin: bool = False):
     """Declare a gate judged by the decorated function (see the module docstring).
 
     In a test module, the decorated name becomes a pytest test (marked with the gate) that
     asserts the verdict passed; elsewhere (moola's built-in gates) the function is returned
     unchanged. `after`: the gate(s) that must pass first (default: none; a user gate normally
-    names one). `produces` + `producer(ctx) -> TrainedModel` (e.g.
+    names one); a failed or skipped one skips this gate. `uses`: gates judged first whose
+    verdicts or artifacts this one reads without needing them to pass. `produces` + `producer(ctx) -> TrainedModel` (e.g.
     :func:`moola.gates.artifacts.train_model`): the gate's model, available to later judges as
     the parameter ``<produces>_model``; `ensemble=True` lets it join gate 7's ensemble.
     """
     ups = (after,) if isinstance(after, str) else tuple(after)
+    used = (uses,) if isinstance(uses, str) else tuple(uses)
 
     def declare(fn: Callable[..., Verdict]):
         if not _builtin:  # a user gate names built-in ones in `after`: declare those first
             import moola.gates.builtin  # noqa: F401
-        REGISTRY.add(GateSpec(name=name, judge=fn, after=ups, produces=produces,
+        REGISTRY.add(GateSpec(name=name, judge=fn, after=ups, uses=used, produces=produces,
                               producer=producer, ensemble=ensemble, read_only=read_only,
                               summary=summary or (inspect.getdoc(fn) or "").split("\n")[0],
-                              builtin=_builtin))
+                              builtin=_builtin, final=final))
         return fn if _builtin else _as_test(name, fn)
 
     return declare

@@ -1,10 +1,12 @@
 """Run gates in chain order with memoised verdicts; no pytest here.
 
-``run_gate(ctx, gate)`` is what a gate test calls: it first judges every upstream gate (their
-work comes from the cache, built if missing) and returns a ``skipped`` verdict naming the
-first upstream failure; otherwise it runs the gate. This is what makes ``pytest -k gate_6``
-and ``pytest -n 2`` correct without relying on pytest-dependency, which keeps its results per
-process and cannot see a gate that was deselected or ran on another xdist worker.
+``run_gate(ctx, gate)`` is what a gate test calls: it first judges the gates this one needs
+(their work comes from the cache, built if missing) and returns a ``skipped`` verdict naming
+the first of them that did not pass; otherwise it judges the gates it only uses, then runs
+it. A gate listed in ``gates.skip`` is left out (skipped, saying so). This is what makes
+``pytest -k gate_6`` and ``pytest -n 2`` correct without relying on pytest-dependency, which
+keeps its results per process and cannot see a gate that was deselected or ran on another
+xdist worker. Every skip reads the same way (:func:`skip_reason`).
 """
 
 from __future__ import annotations
@@ -19,9 +21,15 @@ from moola.gates.verdict import Verdict
 
 
 def upstream_of(gate: str) -> tuple[str, ...]:
-    """The gates that must pass before `gate`, in chain order (moola.gates.registry)."""
+    """The gates judged before `gate` (needed or used), in chain order (moola.gates.registry)."""
     _load_builtin_gates()
     return REGISTRY.upstream(gate)
+
+
+def needs_of(gate: str) -> tuple[str, ...]:
+    """The gates that must pass before `gate` runs, in chain order."""
+    _load_builtin_gates()
+    return REGISTRY.needs(gate)
 
 
 def _load_builtin_gates() -> None:
@@ -32,8 +40,14 @@ def judge(ctx: GateContext, gate: str) -> Verdict:
     """The verdict of `gate`, computed once per process (upstream gates must have passed)."""
     if gate not in ctx.verdicts:
         repairs_before = len(ctx.repairs)
-        blocked = first_upstream_failure(ctx, gate)
-        v = _skipped(ctx, gate, blocked) if blocked is not None else _run(ctx, gate)
+        if gate in ctx.cfg.gates.skip:
+            v = _left_out(ctx, gate)
+        else:
+            blocked = first_upstream_failure(ctx, gate)
+            if blocked is None:
+                for up in upstream_of(gate):  # the gates it only uses: judged, not needed
+                    judge(ctx, up)
+            v = _skipped(ctx, gate, blocked) if blocked is not None else _run(ctx, gate)
         # damaged cache entries moved aside and rebuilt while judging this gate or the upstream
         # gates it needed (with `-k gate_6` those are judged here, unrecorded): say so
         repairs = ctx.repairs[repairs_before:]
@@ -45,8 +59,9 @@ def judge(ctx: GateContext, gate: str) -> Verdict:
 
 
 def first_upstream_failure(ctx: GateContext, gate: str) -> Verdict | None:
-    """The first upstream verdict that did not pass (failed or skipped), else None."""
-    for up in upstream_of(gate):
+    """The first verdict of a gate `gate` needs that did not pass (failed or skipped), else
+    None."""
+    for up in needs_of(gate):
         v = judge(ctx, up)
         if not v.passed:
             return v
@@ -108,9 +123,26 @@ def _finished(ctx: GateContext, st) -> dict:
     return finished
 
 
+LEFT_OUT = "left out on purpose (gates.skip)"
+
+
+def skip_reason(blocked: Verdict) -> str:
+    """The one wording of a skip caused by `blocked`, a needed gate that did not pass:
+    'skipped: needs G, which failed: ...', '... which needs H, which failed: ...' (the chain
+    of needs down to the root cause) or '... which was left out on purpose (gates.skip)'."""
+    if blocked.status != "skipped":
+        return f"skipped: needs {blocked.gate}, which {blocked.status}: {blocked.reason}"
+    tail = blocked.reason.removeprefix("skipped: ")
+    return f"skipped: needs {blocked.gate}, which " + (tail if tail.startswith("needs ")
+                                                       else f"was {tail}")
+
+
 def _skipped(ctx: GateContext, gate: str, blocked: Verdict) -> Verdict:
-    reason = f"skipped: upstream {blocked.gate} {blocked.status}: {blocked.reason}"
-    if blocked.status == "skipped":  # already names the root cause
-        reason = f"skipped: {blocked.reason.removeprefix('skipped: ')}"
-    return Verdict(gate=gate, status="skipped", reason=reason, config=ctx.cfg.to_dict(),
-                   comparison={"blocked_by": blocked.gate})
+    root = (blocked.comparison or {}).get("blocked_by") or blocked.gate
+    return Verdict(gate=gate, status="skipped", reason=skip_reason(blocked),
+                   config=ctx.cfg.to_dict(), comparison={"blocked_by": root})
+
+
+def _left_out(ctx: GateContext, gate: str) -> Verdict:
+    return Verdict(gate=gate, status="skipped", reason=f"skipped: {LEFT_OUT}",
+                   config=ctx.cfg.to_dict(), comparison={"left_out": True})

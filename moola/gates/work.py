@@ -347,7 +347,8 @@ def control(ctx: GateContext) -> dict[str, Any]:
 
     entry = _build(ctx, "gate_2_control_minirocket", "control", key, build)
     out = _load_npz(entry.path / "pooled.npz")
-    out["train_acc"] = _load_json(entry.path / "fit.json")["train_acc"]
+    fit = _load_json(entry.path / "fit.json")
+    out["train_acc"], out["model"] = fit["train_acc"], fit["model"]
     out["pred"] = out["proba"].argmax(axis=2)
     out["artifact"] = {"path": str(entry.path), "key": entry.key, "cache_hit": entry.hit}
     return out
