@@ -36,7 +36,8 @@ def save_control(ctrl: Any, out: Path) -> dict[str, Any]:
     t = ctrl.transform_
     arrays = {f"param_{i}": np.asarray(p) for i, p in enumerate(t.parameters)}
     arrays.update(scaler_mean=ctrl.scaler_.mean_, scaler_scale=ctrl.scaler_.scale_,
-                  coef=ctrl.classifier_.coef_, intercept=np.atleast_1d(ctrl.classifier_.intercept_),
+                  coef=np.atleast_2d(ctrl.classifier_.coef_),
+                  intercept=np.atleast_1d(ctrl.classifier_.intercept_),
                   classes=np.asarray(ctrl.classes_, dtype=np.int64))
     atomic_save_npz(out / ARRAYS, **arrays)
     return {"transform": type(t).__name__, "num_kernels": int(t.num_kernels),

@@ -48,6 +48,8 @@ def export_after_gate(ctx, verdict) -> dict[str, Any] | None:
 
     from moola.approval import approval
 
+    if verdict.gate == "decision":
+        return export_recommended(ctx, verdict)
     if verdict.gate not in REGISTRY:
         return None
     spec = REGISTRY[verdict.gate]
@@ -78,6 +80,38 @@ def export_after_gate(ctx, verdict) -> dict[str, Any] | None:
     out = publish(models_dir(ctx) / spec.produces, lambda tmp: write_model_files(
         tmp, r.path, card, card_markdown, Path(r.artifact["path"]) / "refit_metrics.csv"))
     return _record(out, [r], t0)
+
+
+RECOMMENDED = "recommended.json"
+
+
+def export_recommended(ctx, verdict) -> dict[str, Any] | None:
+    """The decision's model: exported by its gate earlier in the run, or now (a session that
+    judged its gate from the cache, e.g. ``-k decision``), and marked as recommended in the
+    run's models folder (``recommended.json``: its name, path and the decision's reason)."""
+    from moola.gates.registry import ENSEMBLE_GATE, REGISTRY
+    from moola.gates.runner import judge
+    from moola.io_utils import atomic_write_json
+
+    m = verdict.metrics or {}
+    name = m.get("recommended")
+    if not name:
+        return None
+    where = models_dir(ctx) / name
+    if not (where / CARD).is_file():
+        gate = ENSEMBLE_GATE if name == "ensemble" else REGISTRY.producers()[name].name
+        entry = export_after_gate(ctx, ctx.verdicts.get(gate) or judge(ctx, gate))
+        if not entry or not entry.get("path"):
+            why = (entry or {}).get("reason") or (entry or {}).get("error") or "its gate " \
+                "exported nothing"
+            return {"path": None, "recommended": name,
+                    "reason": f"the recommended model '{name}' was not exported: {why}"}
+    marker = models_dir(ctx) / RECOMMENDED
+    atomic_write_json(marker, {"recommended": name, "path": str(where),
+                               "reason": verdict.reason, "expected": m.get("expected"),
+                               "indistinguishable": m.get("indistinguishable"),
+                               "run_id": ctx.run_id}, indent=1, fsync=False)
+    return {"path": str(where), "recommended": name, "marker": str(marker)}
 
 
 def export_ensemble(ctx, verdict) -> dict[str, Any] | None:

@@ -42,6 +42,9 @@ class GateContext:
     selected: set[str] = field(default_factory=set)  # gates whose own work is rebuilt this run
     verdicts: dict[str, Any] = field(default_factory=dict)
     repairs: list[str] = field(default_factory=list)  # damaged cache entries rebuilt (cache.py)
+    # False while the decision is made at the end of a session (moola.gates.plugin): it reads
+    # what the judged gates built and must never start training (moola.gates.work._build)
+    build_allowed: bool = True
 
     # -- paths --------------------------------------------------------------------------------
     @cached_property

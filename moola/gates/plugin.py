@@ -107,6 +107,21 @@ EXPORT_ERRORS_KEY = pytest.StashKey[list]()  # controller: records whose model e
 # pytest's information commands: they show something and must not train, start helper
 # processes or write under reports/ (option dests of --co, --fixtures, --fixtures-per-test,
 # --markers, --cache-show, --help, --version)
+DECISION = "decision"  # the chain's last gate (moola.gates.decision_gate)
+
+
+def decision_summary(record: dict[str, Any]) -> dict[str, Any]:
+    """report.json's top-level "decision": the recommended model (a name or null), why, and
+    the evidence (the decision record's metrics)."""
+    m = record.get("metrics") or {}
+    export = (record.get("artifacts") or {}).get("model_export") or {}
+    return {"recommended": m.get("recommended"), "reason": record.get("reason"),
+            "status": record.get("status"), "expected": m.get("expected"),
+            "indistinguishable": m.get("indistinguishable"), "steps": m.get("steps"),
+            "candidates": m.get("candidates"), "model_path": export.get("path"),
+            "run_id": record.get("run_id")}
+
+
 INFO_OPTIONS = ("collectonly", "showfixtures", "show_fixtures_per_test", "markers", "cacheshow",
                 "help", "version")
 GATE_TIMEOUTS = {"smoke": 600, "standard": 3600, "full": 6 * 3600}  # seconds per gate test
@@ -526,9 +541,64 @@ class _JsonReportHooks:
     @pytest.hookimpl(trylast=True)
     def pytest_json_modifyreport(self, json_report: dict) -> None:
         """Controller only: append the records not yet written (a gate interrupted before its
-        teardown), then write the final report.json atomically."""
+        teardown), make the decision if this session judged gates but not it (stopped early by
+        -x, or -k without it), put it under report.json's top-level "decision", then write the
+        final report.json atomically."""
         self._append(json_report.get("tests", []))
+        self._session_decision()
+        decision = next((r for r in self.config.stash[RECORDS_KEY] if r["gate"] == DECISION),
+                        None)
+        if decision is not None:
+            json_report["decision"] = decision_summary(decision)
         _save_json_report_atomically(self.config, json_report)
+
+    def _session_decision(self) -> None:
+        """The decision from what this session judged, when it judged gates and not it."""
+        from moola.diskspace import DiskFullError
+        from moola.gates.decision_gate import make_decision
+        from moola.gates.verdict import Verdict
+        from moola.report.records import record_from_verdict
+        from moola.report.results import append_records
+
+        ctx = self.config.stash[CTX_KEY]
+        written = self.config.stash[WRITTEN_KEY]
+        if DECISION in written or not written:
+            return
+        # this process's verdicts (every gate judged, upstream ones included); under -n the
+        # workers judged them, and their records carry the verdicts
+        verdicts = dict(ctx.verdicts) or {
+            r["gate"]: Verdict.from_dict(r) for r in self.config.stash[RECORDS_KEY]}
+        verdicts.pop(DECISION, None)
+        gate0 = verdicts.get("gate_0_env")
+        ctx.build_allowed = False  # read what the gates built; never train here
+        try:
+            if gate0 is not None and not gate0.passed:
+                from moola.gates.runner import skip_reason
+
+                v = Verdict(gate=DECISION, status="skipped", reason=skip_reason(gate0),
+                            config=ctx.cfg.to_dict(),
+                            metrics={"recommended": None, "reason": skip_reason(gate0)})
+            else:
+                v = make_decision(ctx, verdicts)
+        except Exception as exc:  # a decision that cannot be made says why, never a traceback
+            v = Verdict(gate=DECISION, status="failed", config=ctx.cfg.to_dict(),
+                        reason=f"the decision could not be made from this session's gates "
+                               f"({type(exc).__name__}: {exc}); rerun it with pytest "
+                               f"gates_tests -k decision",
+                        metrics={"recommended": None})
+        finally:
+            ctx.build_allowed = True
+        v.reason = f"{v.reason} [made at the end of the session from the gates it judged]"
+        if v.metrics.get("recommended") and ctx.cfg.run.export_models:
+            _export_model(self.config, ctx, v)
+        record = record_from_verdict(v.to_dict(), ctx)
+        try:
+            append_records(ctx.reports / "gated_workflow_results.jsonl", [record])
+        except DiskFullError as exc:
+            _disk_full(self.config, exc)
+            return
+        written.add(DECISION)
+        self.config.stash[RECORDS_KEY].append(record)
 
     def _append(self, tests: list[dict]) -> None:
         """Records of the gate tests among `tests` whose gate this session has not written."""
@@ -629,8 +699,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     records = config.stash.get(RECORDS_KEY, [])
     if not records:
         return
-    from moola.report.summary import format_summary
+    from moola.report.summary import format_decision, format_summary
 
+    decision = next((r for r in records if r["gate"] == DECISION), None)
+    if decision is not None:  # the answer first
+        terminalreporter.write_sep("=", "moola decision")
+        for line in format_decision(decision):
+            terminalreporter.write_line(line, bold=line.startswith("DEPLOY"))
     terminalreporter.write_sep("=", "moola gates")
     for line in format_summary(records):
         terminalreporter.write_line(line)
@@ -639,10 +714,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         f"results: {ctx.reports / 'gated_workflow_results.jsonl'} (run_id {ctx.run_id}); "
         f"details: {ctx.reports / 'report.json'}; watch: moola status {ctx.reports}")
     exported = [Path(p).name for p in (r["artifacts"].get("model_export", {}).get("path")
-                                       for r in records) if p]
-    if exported:
+                                       for r in records if r["gate"] != DECISION) if p]
+    decision = next((r for r in records if r["gate"] == DECISION), None)
+    rec = ((decision or {}).get("artifacts") or {}).get("model_export") or {}
+    if rec.get("path"):
+        terminalreporter.write_line(
+            f"deploy: moola predict --model {rec['path']} --data DIR_OR_CSV --out "
+            f"predictions.csv  (the recommended model; all exported: {', '.join(exported)})")
+    elif exported:
         from moola.export.exporter import models_dir
 
         terminalreporter.write_line(
-            f"models: {models_dir(ctx)}/ ({', '.join(exported)}); apply one with "
-            f"moola predict --model {models_dir(ctx)}/{exported[-1]} --data DIR_OR_CSV")
+            f"models: {models_dir(ctx)}/ ({', '.join(exported)}); none is recommended "
+            f"(see the decision above)")

@@ -108,6 +108,12 @@ def _build(ctx: GateContext, gate: str, kind: str, key: str,
         torch.set_num_threads(threads or ctx.cfg.run.torch_threads or _TORCH_THREADS)
         return build(tmp, workdir)
 
+    if not ctx.build_allowed:  # read what exists, never train (the session-end decision)
+        found = ctx.cache.lookup(kind, key)
+        if found is None:
+            raise LookupError(f"the {kind} artifact for {gate} is not in the cache (its gate "
+                              f"did not finish building it)")
+        return found
     entry = ctx.cache.get_or_build(kind, key, seeded_build, fresh_for_run=ctx.fresh(gate))
     if entry.repaired:
         ctx.repairs.append(entry.repaired)  # the runner puts it into the verdict being judged

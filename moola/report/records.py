@@ -28,9 +28,18 @@ def record_from_json_test(test: dict[str, Any], ctx) -> dict[str, Any] | None:
     v = meta.get("verdict")
     if v is None:
         v = _verdict_from_outcome(test, gate)
+    return record_from_verdict(v, ctx, gate, duration_s=v.get("duration_s") or _duration(test),
+                               nodeid=test.get("nodeid"))
+
+
+def record_from_verdict(v: dict[str, Any], ctx, gate: str | None = None, *,
+                        duration_s: float | None = None,
+                        nodeid: str | None = None) -> dict[str, Any]:
+    """The results-log record of a verdict (``Verdict.to_dict()``), e.g. the decision made at
+    the end of a session that stopped early."""
     return jsonable({
         "run_id": ctx.run_id,
-        "gate": gate,
+        "gate": gate or v["gate"],
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": v.get("model"),
         "config": v.get("config") or ctx.cfg.to_dict(),
@@ -38,10 +47,10 @@ def record_from_json_test(test: dict[str, Any], ctx) -> dict[str, Any] | None:
         "comparison": v.get("comparison"),
         "status": v["status"],
         "reason": v.get("reason", ""),
-        "duration_s": v.get("duration_s") or _duration(test),
+        "duration_s": duration_s if duration_s is not None else v.get("duration_s"),
         "artifacts": v.get("artifacts") or {},
         "key_metric": v.get("key_metric"),
-        "nodeid": test.get("nodeid"),
+        "nodeid": nodeid,
     })
 
 
