@@ -168,15 +168,9 @@ def choose(candidates: Sequence[Candidate], *, n_classes: int, order: Sequence[s
     losses = np.stack([balanced_loss(by_name[n].y, by_name[n].pred, n_classes)
                        for n in eligible], axis=1)
     in_mcs = set(eligible)
-    if len(eligible) > 1:
-        from arch.bootstrap import MCS
-
-        mcs = MCS(losses, size=1 - ci_level, reps=n_bootstrap, block_size=max(1, block),
-                  method="R", bootstrap="stationary", seed=np.random.default_rng(seed))
-        mcs.compute()
-        in_mcs = {eligible[i] for i in mcs.included}
-        for i, name in enumerate(eligible):
-            rows[name]["mcs_p_value"] = float(mcs.pvalues.loc[i].iloc[0])
+    if len(eligible) > 1 and np.ptp(losses - losses[:, :1], axis=0).any():
+        in_mcs = _confidence_set(losses, eligible, rows, ci_level=ci_level,
+                                 n_bootstrap=n_bootstrap, seed=seed, block=block)
     # ... minus any candidate another eligible candidate beats significantly
     beaten: dict[str, list[str]] = {n: [] for n in eligible}
     for a in eligible:
@@ -215,6 +209,42 @@ def choose(candidates: Sequence[Candidate], *, n_classes: int, order: Sequence[s
            f"gates.parsimony_order" if others else "no other candidate is indistinguishable "
                                                    "from it")
         + (f"; the best point estimate is {best}'s" if best != rec else ""))
+    return out
+
+
+def _confidence_set(losses: np.ndarray, names: list[str], rows: dict[str, dict[str, Any]], *,
+                    ci_level: float, n_bootstrap: int, seed: int, block: int) -> set[str]:
+    """The names in arch's Model Confidence Set of the (n, m) losses; each row gets its MCS
+    p-value. Models whose loss differences have no spread (identical errors on every window)
+    cannot be told apart: arch's statistic is undefined there, so they stay in the set."""
+    import warnings
+
+    from arch.bootstrap import MCS
+
+    # identical loss columns (the same errors on every window) are one model to the MCS
+    uniq, inverse = np.unique(losses, axis=1, return_inverse=True)
+    inverse = np.asarray(inverse).ravel()
+    pvalue = np.ones(uniq.shape[1])
+    included = set(range(uniq.shape[1]))
+    if uniq.shape[1] > 1:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mcs = MCS(uniq, size=1 - ci_level, reps=n_bootstrap, block_size=max(1, block),
+                          method="R", bootstrap="stationary", seed=np.random.default_rng(seed))
+                mcs.compute()
+            p = mcs.pvalues.iloc[:, 0]
+            pvalue = np.array([float(p.loc[j]) if j in p.index else np.nan
+                               for j in range(uniq.shape[1])])
+            included = set(int(j) for j in mcs.included)
+        except (IndexError, ValueError, ZeroDivisionError):  # arch's statistic is undefined
+            pass  # (e.g. differences without spread): the pairwise rule alone decides
+    out = set()
+    for i, name in enumerate(names):
+        j = int(inverse[i])
+        rows[name]["mcs_p_value"] = None if np.isnan(pvalue[j]) else float(pvalue[j])
+        if j in included or np.isnan(pvalue[j]):
+            out.add(name)
     return out
 
 

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+import moola.gates.builtin  # noqa: F401  (the gates it uses are declared before it)
 from moola.approval import approval
 from moola.gates import artifacts
 from moola.gates.context import GateContext

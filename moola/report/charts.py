@@ -295,9 +295,25 @@ def _scores(run: RunSummary) -> dict[str, float]:
 
 
 def history(runs: list[RunSummary], current: str | None) -> str:
-    """The runs in the log (newest first) with each model's macro-F1, and its trend (HTML)."""
+    """The runs in the log grouped by dataset (the current run's first), each group with its
+    runs (newest first), each model's macro-F1 and its trend: runs on different data are never
+    drawn as one line (HTML)."""
     if not runs:
         return '<p class="none">no runs in the log</p>'
+    groups: dict[str, list[RunSummary]] = {}
+    for r in runs:
+        groups.setdefault(r.data or "(unknown data)", []).append(r)
+    mine = next((r.data or "(unknown data)" for r in runs if r.run_id == current), None)
+    order = sorted(groups, key=lambda d: (d != mine, -len(groups[d])))
+    if len(order) == 1:
+        return _history(runs, current)
+    return "".join(f'<h3 data-dataset="{esc(d)}">data: {esc(d)} ({len(groups[d])} run'
+                   f'{"s" if len(groups[d]) > 1 else ""})</h3>' + _history(groups[d], current)
+                   for d in order)
+
+
+def _history(runs: list[RunSummary], current: str | None) -> str:
+    """One dataset's runs: the table and the trend."""
     shown = runs[-MAX_HISTORY_RUNS:]
     scores = [_scores(r) for r in shown]
     gates = sorted({g for s in scores for g in s}, key=gate_sort_key)
@@ -352,4 +368,74 @@ def history(runs: list[RunSummary], current: str | None) -> str:
                           y_range=(0.0, 1.0), x_ticks=ticks, chart="trend", width=640)
     out.append(_figure("Macro-F1 of each model across the runs in the log",
                        [(body, refs, [(s.label, s.color, "") for s in series])], "trend"))
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# the decision
+# ---------------------------------------------------------------------------------------------
+
+
+def decision_box(rec: dict[str, Any], card_href: str | None) -> str:
+    """The "deploy this" box: the recommended model (or nothing) with its expected macro-F1
+    and CI, a link to its model card, the models indistinguishable from it and those not
+    eligible (HTML)."""
+    m = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+    name = m.get("recommended")
+    cands = m.get("candidates") if isinstance(m.get("candidates"), dict) else {}
+    out = [f'<section id="decision" class="decision"><h2>Deploy this</h2>']
+    if name:
+        e = m.get("expected") or {}
+        model = (cands.get(name) or {}).get("model") or name
+        link = (f' · <a href="{esc(card_href)}">model card</a>' if card_href else
+                " · not exported in this run (run with exports on: the default outside smoke, "
+                "<code>--export-models</code> there)")
+        out.append(f'<p class="deploy"><strong>{esc(name)}</strong> ({esc(model)}): expected '
+                   f'macro-F1 <strong>{fmt.number(e.get("macro_f1"))}</strong> '
+                   f'{fmt.interval(e.get("macro_f1_ci"))} on {esc(e.get("n_windows"))} scored '
+                   f'windows x {esc(e.get("n_seeds"))} seed(s){link}</p>')
+        others = [n for n in m.get("indistinguishable") or [] if n != name]
+        out.append(f'<p>Indistinguishable from it: {esc(", ".join(others) or "none")}'
+                   + (" (the simplest is recommended, gates.parsimony_order)" if others else "")
+                   + "</p>")
+    else:
+        out.append(f'<p class="deploy"><strong>Deploy nothing.</strong> {esc(rec.get("reason"))}'
+                   f'</p>')
+    left = {k: v for k, v in cands.items() if isinstance(v, dict) and not v.get("eligible")}
+    if left:
+        out.append("<p>Not eligible: " + "; ".join(f"<b>{esc(k)}</b>: {esc(v.get('why'))}"
+                                                  for k, v in left.items()) + "</p>")
+    out.append(f'<p class="meta">{esc(m.get("method"))}; per-window loss: {esc(m.get("loss"))}'
+               f"</p>")
+    out.append(forest_plot(m.get("steps") or {}))
+    out.append("</section>")
+    return "".join(out)
+
+
+def forest_plot(steps: dict[str, Any]) -> str:
+    """What each step bought: one row per paired macro-F1 difference (new minus reference),
+    its CI as a bar around the dot, against the zero line (HTML + SVG)."""
+    rows = [(k, v) for k, v in steps.items() if isinstance(v, dict) and fmt.is_interval(
+        v.get("delta_ci"))]
+    if not rows:
+        return '<p class="none">no step of this run has both of its models to compare</p>'
+    lo = min(-0.1, min(v["delta_ci"][0] for _, v in rows))
+    hi = max(0.1, max(v["delta_ci"][1] for _, v in rows))
+    zero = [svg.Ref(0.0, "no difference", "chance")]
+    out = ['<figure class="figure" data-figure="forest"><figcaption>What each step bought: '
+           'paired macro-F1 difference (new minus reference) with its CI on the same scored '
+           'windows</figcaption><table class="models"><tr><th>step</th><th>compares</th>'
+           f'<th>delta</th><th>CI</th><th>outcome</th><th class="strip">'
+           f'{svg.axis_strip(lo, hi)}</th></tr>']
+    colour = {"helped": "#1a7f37", "hurt": "#cf222e", "inconclusive": "#57606a"}
+    for label, v in rows:
+        strip = svg.interval_strip(v.get("delta"), v["delta_ci"], zero, lo=lo, hi=hi,
+                                   color=colour.get(v.get("outcome"), "#57606a"),
+                                   label=f"{label}: {v.get('text')}")
+        out.append(f'<tr data-step="{esc(label)}"><td>{esc(label)}</td><td>{esc(v.get("new"))} '
+                   f'vs {esc(v.get("reference"))}<br><span class="meta">{esc(v.get("what"))}'
+                   f'</span></td><td class="num">{fmt.number(v.get("delta"), "+.3f")}</td>'
+                   f'<td class="num">{fmt.interval(v["delta_ci"])}</td>'
+                   f'<td>{esc(v.get("outcome"))}</td><td class="strip">{strip}</td></tr>')
+    out.append("</table></figure>")
     return "".join(out)

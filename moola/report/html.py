@@ -46,7 +46,9 @@ HEADLINE_METRICS = ("macro_f1", "balanced_accuracy", "accuracy", "weighted_f1")
 SPECIAL_KEYS = {"ci", "majority_baseline", "predicted_distribution", "confusion_matrix",
                 "per_class", "key_metric"}
 
-CSS = """
+CSS = """.decision{border:2px solid #1a7f37;border-radius:8px;padding:6px 16px;margin:12px 0;
+background:#f6fff8}.decision .deploy{font-size:1.1em}
+
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1180px;
 color:#1f2328;padding:0 16px;line-height:1.4}
 h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #d0d7de;padding-bottom:.2em}
@@ -117,8 +119,11 @@ def anchor(gate: str) -> str:
 
 
 def key_metric_html(rec: dict[str, Any]) -> str:
-    """'probe_macro_f1 0.766 ≥ 0.550' from the record's key_metric, else its macro-F1 and CI."""
-    text = fmt.key_metric(rec, symbols=True)
+    """The rule behind the record's status ('delta_f1 CI -0.193..+0.004 straddles +0.000',
+    moola.report.summary.rule_text), else its macro-F1 and CI."""
+    from moola.report.summary import rule_text
+
+    text = rule_text(rec)
     if text is not None:
         return esc(text)
     found = classification(rec.get("metrics"))
@@ -137,7 +142,7 @@ def key_metric_html(rec: dict[str, Any]) -> str:
 
 def summary_table(rows: dict[str, dict[str, Any]]) -> str:
     out = ['<div class="scroll"><table class="summary"><tr><th>gate</th><th>status</th>'
-           "<th>key metric vs threshold</th><th>reason</th><th>duration</th></tr>"]
+           "<th>rule behind the status</th><th>reason</th><th>duration</th></tr>"]
     for gate, rec in rows.items():
         out.append(
             f'<tr><td><a href="#{esc(anchor(gate))}">{esc(gate)}</a></td><td>{badge(rec.get("status"))}</td>'
@@ -341,9 +346,16 @@ def build_report(reports_dir: str | Path = "reports", run_id: str | None = None)
         return "\n".join(parts)
     counts = {s: sum(1 for r in rows.values() if r.get("status") == s) for s in STATUS_COLOURS}
     parts.append("<p>" + " ".join(f"{badge(s)} {n}" for s, n in counts.items() if n) + "</p>")
-    links = [("summary", "summary"), ("models", "models"), ("history", "history")]
+    links = [("decision", "decision"), ("summary", "summary"), ("models", "models"),
+             ("history", "history")]
     links += [(anchor(g), g) for g in rows]
     parts.append("<nav>" + " ".join(f'<a href="#{esc(a)}">{esc(t)}</a>' for a, t in links) + "</nav>")
+    decision = rows.get("decision")
+    if decision is not None:  # the answer first, above every per-gate table
+        parts.append(charts.decision_box(decision, _card_href(reports, decision)))
+    else:
+        parts.append('<section id="decision"><h2>Deploy this</h2><p class="none">this run made '
+                     'no decision (it judged no gate that trains a model)</p></section>')
     parts.append('<section id="summary"><h2>Summary</h2>' + summary_table(rows) + "</section>")
     parts.append('<section id="models"><h2>Models side by side</h2>'
                  + charts.model_table(rows, anchor) + "</section>")
@@ -353,6 +365,18 @@ def build_report(reports_dir: str | Path = "reports", run_id: str | None = None)
     parts += [gate_section(reports, g, rows[g], names) for g in sorted(rows, key=gate_sort_key)]
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _card_href(reports: Path, decision: dict[str, Any]) -> str | None:
+    """The recommended model's card.md, relative to report.html, when it was exported."""
+    export = (decision.get("artifacts") or {}).get("model_export") or {}
+    path = export.get("path")
+    if not path or not (Path(path) / "card.md").is_file():
+        return None
+    try:
+        return str((Path(path) / "card.md").resolve().relative_to(reports.resolve()))
+    except ValueError:
+        return (Path(path) / "card.md").resolve().as_uri()
 
 
 def write_report(reports_dir: str | Path = "reports", out: str | Path | None = None,
