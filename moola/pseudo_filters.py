@@ -143,6 +143,8 @@ def dedup_mask(
     scale = window_scale(X_real) if scale is None else scale
     n = len(X_cand)
     reason = np.full(n, "", dtype=object)
+    if n == 0:  # every candidate fell to an earlier filter (e.g. augment.quality_min = 1.0)
+        return np.zeros(0, dtype=bool), reason
     near_real = (normalised_distances(X_cand, X_real, scale) <= threshold).any(axis=1)
     reason[near_real] = "duplicate_of_real"
     pair = normalised_distances(X_cand, X_cand, scale)

@@ -50,7 +50,7 @@ def write_gate_suite(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "conftest.py").write_text('pytest_plugins = ["moola.gates.plugin"]\n')
     (root / "pytest.ini").write_text(SUITE_INI)
-    for f in GATES_TESTS.glob("test_gate_*.py"):
+    for f in GATES_TESTS.glob("test_*.py"):  # the gates and the decision
         shutil.copyfile(f, root / f.name)
     return root
 

@@ -768,13 +768,14 @@ def _ece(y: np.ndarray, proba: np.ndarray, bins: int) -> float:
 def approved_members(upstream: Mapping[str, Verdict]) -> tuple[list[str], dict[str, str]]:
     """Gate 7's members before calibration: every ensemble candidate (a gate declared with
     ensemble=True, built-in or a user's) whose verdict the approval rule approves
-    (moola.approval), in declaration order, and {name: why} for those it does not. A candidate
-    whose gate was not judged in this session (absent from `upstream`) is left out."""
+    (moola.approval), in declaration order, and {name: why} for those it does not. The runner
+    judges every candidate's gate first; a candidate absent from `upstream` (a direct call
+    that passes only some verdicts) is taken as approved by the caller."""
     approved, excluded = [], {}
     for name, spec in REGISTRY.ensemble_candidates().items():
         v = upstream.get(spec.name)
         if v is None:
-            excluded[name] = f"its gate ({spec.name}) was not judged"
+            approved.append(name)
             continue
         ok, why = approval(v)
         if ok:

@@ -103,6 +103,7 @@ WARMUP_KEY = pytest.StashKey["Any"]()  # the numba warm-up process this session 
 WRITTEN_KEY = pytest.StashKey[set]()  # gates whose record this session appended to the log
 SESSION_KEY = pytest.StashKey["Any"]()  # the running session (to stop it on a full disk)
 DISK_FULL_KEY = pytest.StashKey[list]()  # DiskFullErrors met writing records / report.json
+NO_DECISION_KEY = pytest.StashKey["Any"]()  # a session-end decision without candidates
 EXPORT_ERRORS_KEY = pytest.StashKey[list]()  # controller: records whose model export failed
 # pytest's information commands: they show something and must not train, start helper
 # processes or write under reports/ (option dests of --co, --fixtures, --fixtures-per-test,
@@ -548,6 +549,10 @@ class _JsonReportHooks:
         self._session_decision()
         decision = next((r for r in self.config.stash[RECORDS_KEY] if r["gate"] == DECISION),
                         None)
+        if decision is None and self.config.stash.get(NO_DECISION_KEY, None) is not None:
+            v = self.config.stash[NO_DECISION_KEY]
+            decision = {"metrics": v.metrics, "reason": v.reason, "status": v.status,
+                        "run_id": self.config.stash[CTX_KEY].run_id}
         if decision is not None:
             json_report["decision"] = decision_summary(decision)
         _save_json_report_atomically(self.config, json_report)
@@ -564,6 +569,10 @@ class _JsonReportHooks:
         written = self.config.stash[WRITTEN_KEY]
         if DECISION in written or not written:
             return
+        records = self.config.stash[RECORDS_KEY]
+        if self.config.stash.get(DISK_FULL_KEY, None) or any(
+                (r.get("artifacts") or {}).get("disk_full") for r in records):
+            return  # a full disk stopped the session: nothing more is written
         # this process's verdicts (every gate judged, upstream ones included); under -n the
         # workers judged them, and their records carry the verdicts
         verdicts = dict(ctx.verdicts) or {
@@ -588,6 +597,11 @@ class _JsonReportHooks:
                         metrics={"recommended": None})
         finally:
             ctx.build_allowed = True
+        if not (v.metrics.get("candidates") or v.metrics.get("recommended")):
+            # no gate that trains a model was judged (e.g. -k gate_0, or gate 0 failed): the
+            # answer goes into report.json only, the results log keeps the gates' records
+            self.config.stash[NO_DECISION_KEY] = v
+            return
         v.reason = f"{v.reason} [made at the end of the session from the gates it judged]"
         if v.metrics.get("recommended") and ctx.cfg.run.export_models:
             _export_model(self.config, ctx, v)

@@ -23,6 +23,8 @@ def rule_text(rec: dict[str, Any]) -> str | None:
         cmp = dict(cmp["vs_random_encoder"], _name="probe vs random encoder")
         km = {"name": cmp["_name"], "threshold": 0.0, "op": ">"}
     ci, thr, name = cmp.get("delta_ci"), fmt.num(km.get("threshold")), km.get("name")
+    if status == "failed" and ci and cmp.get("outcome") not in (None, "failed"):
+        return "another rule failed (see the reason)"  # not the comparison, which held
     if ci and thr is not None and None not in ci:
         lo, hi = ci
         if name == "drop_pp":  # gate 5 states its bound as a drop in points

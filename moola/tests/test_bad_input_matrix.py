@@ -318,7 +318,7 @@ def check_rejected(project: pytest.Pytester, ds: Path, case: Case) -> None:
     data_before = snapshot(ds)
     before = snapshot(project.path / "reports")
     r = run_gate_0(project, f"--data={ds}")
-    r.assert_outcomes(failed=1, deselected=7)
+    r.assert_outcomes(failed=1, deselected=8)
     rec = assert_only_the_failed_record_was_written(project, before)
     output = "\n".join(r.outlines + r.errlines)
     for where, text in (("results-log reason", rec["reason"]), ("pytest output", output)):
@@ -345,7 +345,7 @@ def test_extra_column_is_harmless_and_accepted(project, broken):
     """An extra column is ignored by design (the schema names what is required), so it passes."""
     edit_df(_lab(broken), lambda df: df.assign(source="exchange-a"))
     r = run_gate_0(project, f"--data={broken}")
-    r.assert_outcomes(passed=1, deselected=7)
+    r.assert_outcomes(passed=1, deselected=8)
 
 
 @pytest.mark.parametrize("name", list(BAD_CONFIGS))

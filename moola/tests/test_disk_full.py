@@ -164,7 +164,8 @@ def test_reports_full_ends_the_run_clearly_keeps_the_records_and_a_rerun_continu
     assert first.returncode == 0, first.stdout[-3000:]
     log = results_path(reports)
     kept = scan_records(log).records
-    assert [r["gate"] for r in kept] == ["gate_0_env", "gate_1_smoke_enhanced"]
+    # gates 0 and 1, and the decision made at the session's end from them
+    assert [r["gate"] for r in kept] == ["gate_0_env", "gate_1_smoke_enhanced", "decision"]
     filler = _fill(reports, leave_bytes=6_000)  # room for about one record
     r = _session(root)
     out = r.stdout
@@ -173,13 +174,14 @@ def test_reports_full_ends_the_run_clearly_keeps_the_records_and_a_rerun_continu
     assert "Traceback" not in out and "OSError" not in out, out[-3000:]
     res = scan_records(log)
     assert res.skipped == [] and not res.torn_final_line  # no torn record
-    assert res.records[:2] == kept  # every record already written is kept
+    assert res.records[:3] == kept  # every record already written is kept
     filler.unlink()  # space freed: the rerun continues (gate 1 from the cache) and passes
     again = _session(root)
     assert again.returncode == 0, again.stdout[-3000:]
     res = scan_records(log)
-    assert res.records[:2] == kept and res.skipped == []
-    assert [r["gate"] for r in res.records[-2:]] == ["gate_0_env", "gate_1_smoke_enhanced"]
+    assert res.records[:3] == kept and res.skipped == []
+    assert [r["gate"] for r in res.records[-3:]] == ["gate_0_env", "gate_1_smoke_enhanced",
+                                                    "decision"]
     assert json.loads((reports / "report.json").read_text())["exitcode"] == 0
 
 

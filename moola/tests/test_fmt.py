@@ -42,6 +42,7 @@ def test_key_metric_and_the_terminal_summary():
     assert fmt.key_metric(dict(rec, key_metric={"name": "x", "value": 1.0, "threshold": 1,
                                                 "op": ">="}), symbols=True) == "x 1.000 ≥ 1"
     assert fmt.key_metric({"key_metric": {"name": "x", "value": None}}) is None
-    head, rule, row = format_summary([rec])
+    head, rule, row, counts = format_summary([rec])
+    assert counts == "gates: 1 passed, 0 inconclusive, 0 warned, 0 failed, 0 skipped"
     assert row.split() == ["gate_1_smoke_enhanced", "PASS", "skill_p", "0.0005", "<", "0.010",
                            "11", "s", "pooled", "macro-F1", "0.758"]

@@ -319,7 +319,8 @@ def _verdicts_of_every_gate(ctx, monkeypatch) -> list:
     p = np.stack([_proba(_good_pred())] * 2)
     monkeypatch.setattr(ensemble_work, "calibrated_members",
                         lambda ctx, approved: _ensemble_work({"finetuned": p, "simple": p}))
-    return [REGISTRY[name].judge(ctx) for name in REGISTRY.chain() if name != "gate_0_env"]
+    return [REGISTRY[name].judge(ctx) for name in REGISTRY.chain()
+            if name not in ("gate_0_env", "decision")]
 
 
 def test_classifier_records_carry_the_scripts_fields_and_their_jq_recipes_give_numbers(
@@ -365,7 +366,7 @@ def test_classifier_records_carry_the_scripts_fields_and_their_jq_recipes_give_n
 
     pairs = [json.loads(line)
              for line in jq("-c", "{gate: .gate, f1: .metrics.val_f1}").splitlines()]
-    assert [p["gate"] for p in pairs] == list(REGISTRY.chain())
+    assert [p["gate"] for p in pairs] == [g for g in REGISTRY.chain() if g != "decision"]
     assert all(isinstance(p["f1"], float) for p in pairs if p["gate"] not in (
         "gate_0_env", "gate_3_pretrain_bilstm"))
     best = json.loads(jq("-s", "max_by(.metrics.val_f1 // 0)"))
@@ -399,12 +400,33 @@ def test_no_skill_fails_gate_1_but_leaves_later_gates_inconclusive(ctx, monkeypa
     out = export_after_gate(ctx, v)
     assert out["path"] is None and "skill over chance is not shown" in out["reason"]
 
-    ctx.cfg = ctx.cfg.replace("gates", max_drop_pp=100.0)  # no drop can fail gate 5
-    _patch(monkeypatch, None, _classifier_work(_good_pred(), load_report=LOAD_OK),
+    ctx.cfg = ctx.cfg.replace("gates", max_drop_pp=100.0)  # no drop bound can fail gate 5
+    _patch(monkeypatch, None, _classifier_work(COIN, load_report=LOAD_OK),
            _classifier_work(COIN, pseudo=PSEUDO_OK))
     v = builtin.gate_5_augment(ctx)
     assert v.status == "inconclusive" and "no significant skill" in v.reason, v.reason
     assert v.metrics["skill_shown"] is False and export_after_gate(ctx, v)["path"] is None
+
+
+def test_a_model_significantly_worse_than_what_it_builds_on_fails_gate_5_and_is_never_deployed(
+        ctx, monkeypatch):
+    """Destructive pseudo-samples: within a generous drop bound, yet worse on every resample.
+    The verdict says so with the figures; the model is not exported and joins no ensemble."""
+    from moola.approval import approval
+    from moola.export.exporter import export_after_gate
+
+    ctx.cfg = ctx.cfg.replace("gates", max_drop_pp=100.0)
+    _patch(monkeypatch, None, _classifier_work(_good_pred(), load_report=LOAD_OK),
+           _classifier_work(COIN, pseudo=PSEUDO_OK))
+    v = builtin.gate_5_augment(ctx)
+    assert v.status == "failed", v.reason
+    assert "significantly worse than gate_4_finetune_enhanced's model: macro-F1" in v.reason
+    assert v.comparison["builds_on"] == "gate_4_finetune_enhanced"
+    assert v.comparison["delta_ci"][1] < 0
+    assert "gates.skip" in v.reason and "augment.ratio (now 2.0)" in v.reason
+    assert approval(v).approved is False and export_after_gate(ctx, v) is None
+    members, excluded = builtin.approved_members({"gate_5_augment": v})
+    assert "augmented" not in members and "its gate failed" in excluded["augmented"]
 
 
 @pytest.mark.parametrize("gate,status", [("gate_7_ensemble", "passed"),
@@ -448,7 +470,8 @@ def test_a_member_without_shown_skill_never_joins_the_ensemble(ctx, monkeypatch)
         metrics={"skill_shown": False})}
     v = builtin.gate_7_ensemble(ctx, upstream)
     assert "finetuned" not in seen["approved"] and "baseline" in seen["approved"]
-    assert "finetuned" in v.metrics["excluded"] and "did not show skill" in v.reason, v.reason
+    assert "finetuned" in v.metrics["excluded"], v.reason
+    assert "skill over chance is not shown" in v.reason, v.reason
     assert "finetuned" not in v.metrics["members_macro_f1"]
 
 

@@ -39,7 +39,8 @@ def trained(tmp_path_factory) -> Path:
     """A scratch project after a smoke run of gates 0-6, with a sync command recording calls."""
     root = write_gate_suite(tmp_path_factory.mktemp("chain"))
     sync = f'echo "$MOOLA_SYNC_REASON" >> {root / "sync_calls.txt"}'
-    r = _session(root, f"--data={SMOKE}", "-k", "not gate_7", f"--sync-cmd={sync}")
+    r = _session(root, f"--data={SMOKE}", "-k", "not gate_7 and not decision",
+                 f"--sync-cmd={sync}")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     return root
 
@@ -49,7 +50,9 @@ def test_chain_logs_every_gate_and_syncs_at_checkpoints_evals_and_end(trained):
     assert [r["gate"] for r in recs] == [
         "gate_0_env", "gate_1_smoke_enhanced", "gate_2_control_minirocket",
         "gate_3_pretrain_bilstm", "gate_4_finetune_enhanced", "gate_5_augment",
-        "gate_6_baseline_simplelstm"]
+        "gate_6_baseline_simplelstm", "decision"]  # made at the session's end (-k left it out)
+    assert "made at the end of the session" in recs[-1]["reason"]
+    recs = recs[:-1]
     assert all(r["status"] in ("passed", "warning", "inconclusive") for r in recs)
     # gate 3 judged reconstruction on the held-out windows that chose no epoch, with a CI
     from moola.config import load_config
@@ -79,7 +82,8 @@ def test_warm_rerun_of_gate_4_reuses_encoder_and_baseline_and_retrains_gate_4(tr
     assert ev["encoder"] == "hit", ev  # asserted from the cache, not from timing
     assert ev["baseline"] == "hit", ev
     assert ev["finetuned"] == "build", ev
-    assert read_results(trained)[-1]["gate"] == "gate_4_finetune_enhanced"
+    assert [r["gate"] for r in read_results(trained)][-2:] == ["gate_4_finetune_enhanced",
+                                                             "decision"]
 
 
 def test_gate_6_alone_in_a_fresh_session_uses_cached_upstream(trained):
@@ -88,7 +92,9 @@ def test_gate_6_alone_in_a_fresh_session_uses_cached_upstream(trained):
     run_id = read_results(trained)[-1]["run_id"]
     ev = _events(trained, run_id)
     assert ev["simple"] == "build"
-    assert {ev[k] for k in ("baseline", "control", "encoder", "finetuned", "augmented")} == {"hit"}
+    # gate 6 needs gates 0, 1, 3 and 4 (not gate 5 or the control): only those are judged
+    assert {ev[k] for k in ("baseline", "encoder", "finetuned")} == {"hit"}
+    assert "augmented" not in ev and "control" not in ev
 
 
 def test_changed_threshold_rejudges_without_retraining(trained, tmp_path):
@@ -96,8 +102,8 @@ def test_changed_threshold_rejudges_without_retraining(trained, tmp_path):
     cfg.write_text("[gates]\nprobe_min_macro_f1 = 0.99\n")
     r = _session(trained, f"--data={SMOKE}", "-k", "gate_5", f"--gates-config={cfg}")
     assert r.returncode == 0  # gate 5 is skipped, not failed: its upstream gate 3 failed
-    rec = read_results(trained)[-1]
-    assert rec["gate"] == "gate_5_augment" and rec["status"] == "skipped"
+    rec = [r for r in read_results(trained) if r["gate"] == "gate_5_augment"][-1]
+    assert rec["status"] == "skipped"
     assert "gate_3_pretrain_bilstm" in rec["reason"] and "0.99" in rec["reason"]
     assert "encoder" not in {k for k, v in _events(trained, rec["run_id"]).items()
                              if v == "build"}
@@ -120,3 +126,6 @@ def test_shuffled_labels_stop_the_chain_at_gate_1_naming_the_majority_baseline(t
     assert "majority-class baseline" in reason
     assert "significant skill" in reason or "one class" in reason
     assert "gate_2_control_minirocket" not in [x["gate"] for x in recs]
+    # -x stopped the session at gate 1; the decision was made from what it judged: nothing
+    assert recs[-1]["gate"] == "decision" and recs[-1]["metrics"]["recommended"] is None
+    assert recs[-1]["reason"].startswith("deploy nothing")

@@ -75,7 +75,7 @@ def run(tmp_path_factory):
     records = read_results(root)
     run_id = records[-1]["run_id"]
     models = root / "reports" / "runs" / run_id / "models"
-    assert f"models: {models}/ (" in r.stdout, r.stdout[-3000:]
+    assert f"{models}/" in r.stdout, r.stdout[-3000:]  # the footer points at the models
     return root, run_id, records, models
 
 
@@ -135,13 +135,19 @@ def test_each_approved_model_is_exported_with_its_card_and_only_those(run):
         assert all(isinstance(v, torch.Tensor) for v in state.values())
         md = (d / "card.md").read_text()
         assert f"verdict was **{rec['status']}**" in md and "macro-F1" in md
-    # the control has no torch module to export: the record says so
+    # the control, approved, is exported in its own safe format (moola.export.control)
     ctrl = by_gate["gate_2_control_minirocket"]
-    assert ctrl["artifacts"]["model_export"]["path"] is None
-    assert ctrl["artifacts"]["model_export"]["reason"].startswith("not exported: 'control'")
+    assert ctrl["artifacts"]["model_export"]["path"] == str(models / "control")
+    card = json.loads((models / "control" / "card.json").read_text())
+    assert card["kind"] == "minirocket" and (models / "control" / "minirocket.npz").is_file()
     exported = {MODEL_GATES[g] for g, r in by_gate.items() if g in MODEL_GATES
                 and r["status"] in APPROVED}
-    assert exported and exported | {"ensemble"} >= {p.name for p in models.iterdir()}
+    assert exported and exported | {"ensemble", "control"} >= {
+        p.name for p in models.iterdir() if p.is_dir()}
+    # the decision's model is among them, and the folder says which it is
+    rec = by_gate["decision"]["metrics"]["recommended"]
+    marker = json.loads((models / "recommended.json").read_text())
+    assert rec and marker["recommended"] == rec and (models / rec / "card.json").is_file()
 
 
 def test_round_trip_moola_predict_gives_the_in_process_model_s_probabilities(run, tmp_path):
@@ -247,10 +253,16 @@ def test_a_rerun_refits_nothing_and_a_failed_gate_exports_nothing(run):
     assert r.returncode != 0
     last = read_results(root)[-1]["run_id"]
     recs = [x for x in read_results(root) if x["run_id"] == last]
-    assert {x["gate"]: x["status"] for x in recs} == {"gate_4_finetune_enhanced": "failed",
-                                                     "gate_5_augment": "skipped"}
-    assert all("model_export" not in x["artifacts"] for x in recs)
-    assert not (root / "reports" / "runs" / recs[0]["run_id"] / "models").exists()
+    gates = {x["gate"]: x for x in recs}
+    assert {g: x["status"] for g, x in gates.items() if g != "decision"} == {
+        "gate_4_finetune_enhanced": "failed", "gate_5_augment": "skipped"}
+    assert all("model_export" not in gates[g]["artifacts"] for g in
+               ("gate_4_finetune_enhanced", "gate_5_augment"))
+    # the decision made at the session's end (from gates 0-5 as judged) exports only its model
+    models = root / "reports" / "runs" / last / "models"
+    rec = gates["decision"]["metrics"]["recommended"]
+    assert rec != "finetuned"
+    assert {p.name for p in models.iterdir() if p.is_dir()} <= {rec} if models.exists() else True
 
 
 @pytest.mark.parametrize("kind", ["disk", "error"])

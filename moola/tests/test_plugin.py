@@ -68,7 +68,7 @@ def test_wrong_type_on_command_line_names_the_source(project):
 def test_original_layout_passes_gate_0_and_is_logged_once(project):
     r = project.runpytest("--profile", "smoke", "-k", "gate_0",
                           "--data=" + str(REPO / "fixtures" / "original_layout"))
-    r.assert_outcomes(passed=1, deselected=7)
+    r.assert_outcomes(passed=1, deselected=8)
     recs = _records(project)
     assert [(x["gate"], x["status"]) for x in recs] == [("gate_0_env", "passed")]
     rec = recs[0]
@@ -87,8 +87,8 @@ def test_bad_data_fails_gate_0_and_downstream_gate_is_skipped_with_the_reason(
     df.to_parquet(smoke_copy / "labeled.parquet")
     # -k gate_6: gate 0 is not selected, yet its failure must stop gate 6 with its reason
     r = project.runpytest("--profile", "smoke", "-k", "gate_6", f"--data={smoke_copy}", "-rs")
-    r.assert_outcomes(skipped=1, deselected=7)
-    r.stdout.fnmatch_lines(["*upstream gate_0_env failed*labeled.parquet*label*"])
+    r.assert_outcomes(skipped=1, deselected=8)
+    r.stdout.fnmatch_lines(["*needs gate_0_env, which failed*labeled.parquet*label*"])
     recs = _records(project)
     assert [(x["gate"], x["status"]) for x in recs] == [("gate_6_baseline_simplelstm",
                                                         "skipped")]
@@ -97,7 +97,7 @@ def test_bad_data_fails_gate_0_and_downstream_gate_is_skipped_with_the_reason(
 
 def test_summary_table_lists_each_gate(project):
     r = project.runpytest("--profile", "smoke", "-k", "gate_0", f"--data={SMOKE}")
-    r.stdout.fnmatch_lines(["*moola gates*", "gate*status*key metric vs threshold*",
+    r.stdout.fnmatch_lines(["*moola gates*", "gate*status*rule behind the status*",
                             "gate_0_env*PASS*"])
 
 
@@ -135,7 +135,7 @@ def test_report_json_is_written_atomically_by_moola(project, monkeypatch):
 
     monkeypatch.setattr(moola.io_utils, "atomic_write_bytes", recording)
     r = project.runpytest("--profile", "smoke", "-k", "gate_0", f"--data={SMOKE}", "-v")
-    r.assert_outcomes(passed=1, deselected=7)
+    r.assert_outcomes(passed=1, deselected=8)
     assert "report.json" in written  # through temp file + os.replace, not the library's open/write
     r.stdout.fnmatch_lines(["*report saved to: *reports/report.json"])
     assert "auto-save skipped" not in r.stdout.str()

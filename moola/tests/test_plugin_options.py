@@ -95,6 +95,6 @@ def test_a_bad_ini_value_is_a_usage_error_naming_the_key(project):
 
 def test_fold_option_selects_the_split_file(project):
     r = project.runpytest("--profile", "smoke", "-k", "gate_0", f"--data={SMOKE}", "--fold", "3")
-    r.assert_outcomes(failed=1, deselected=7)
+    r.assert_outcomes(failed=1, deselected=8)
     (rec,) = read_results(project.path)
     assert "fold_3.json" in rec["reason"] and rec["config"]["run"]["fold"] == 3

@@ -201,3 +201,15 @@ def test_generate_dedups_when_candidates_equal_sources(train78):
     copies = dataclasses.replace(AugmentSettings(), scaling_sigma=0.0, jitter_sigma=0.0, time_warp_sigma=0.0)
     r = generate_pseudo_samples(X, y, copies, np.random.default_rng(0))
     assert r.n_accepted == 0 and r.rejected["duplicate_of_real"] == r.n_generated
+
+
+def test_dedup_of_no_candidates_keeps_nothing_and_does_not_crash():
+    """augment.quality_min = 1.0 leaves no candidate for dedup: gate 5 then fails saying no
+    pseudo-sample survived, instead of crashing on an empty array."""
+    import numpy as np
+
+    from moola.pseudo_filters import dedup_mask
+
+    keep, why = dedup_mask(np.zeros((0, 20, 4)), np.random.default_rng(0).normal(size=(5, 20, 4)),
+                           0.02)
+    assert keep.shape == (0,) and why.shape == (0,)

@@ -51,7 +51,7 @@ def _break_gate_0(smoke_copy: Path) -> None:
 def test_last_failed_and_failed_first_use_the_cache(project, smoke_copy):
     _break_gate_0(smoke_copy)
     r = project.runpytest("--profile", "smoke", f"--data={smoke_copy}", "-k", "gate_0 or gate_1")
-    r.assert_outcomes(failed=1, deselected=6, skipped=1)
+    r.assert_outcomes(failed=1, deselected=7, skipped=1)
     r = project.runpytest(*ARGS, "--lf", "--co")
     r.stdout.fnmatch_lines(["run-last-failure: rerun previous 1 failure*",
                             "*<Function test_gate_0_env>*"])
@@ -76,7 +76,7 @@ def test_stepwise_stops_at_the_failing_step_and_resumes_there(project, monkeypat
     monkeypatch.setenv("USER_CHECK_FIXED", "1")
     r = project.runpytest(*ARGS, "--sw", "-k", "gate_0 or user")
     r.stdout.fnmatch_lines(["stepwise: skipping * already passed items*"])
-    r.assert_outcomes(passed=1, deselected=8)  # gate 0 was not run again
+    r.assert_outcomes(passed=1, deselected=9)  # gate 0 was not run again
 
 
 @pytest.mark.parametrize("args", [("--co", "-q"), ("--fixtures",), ("--markers",),
@@ -125,7 +125,7 @@ def test_each_gate_is_recorded_when_it_finishes_and_once_per_session(project):
             assert [t["metadata"]["gate"] for t in report["tests"]] == ["gate_0_env"] * 2
     """)
     r = project.runpytest(*ARGS, "-k", "gate_0 or probe", "-p", "no:randomly")
-    r.assert_outcomes(passed=3, deselected=7)
+    r.assert_outcomes(passed=3, deselected=8)
     assert [x["gate"] for x in read_results(project.path)] == ["gate_0_env"]  # once
     final = json.loads((project.path / "reports" / "report.json").read_text())
     assert "in_progress" not in final and final["summary"]["passed"] == 3

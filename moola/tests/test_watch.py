@@ -362,7 +362,7 @@ def test_the_real_writers_say_which_gate_and_which_replica(tmp_path, monkeypatch
     finally:
         REGISTRY.forget_user_gates()
     first = seen[0]
-    assert first["chain"] == chain and chain[-1] == "gate_8_replicas"
+    assert first["chain"] == chain and chain[-2:] == ["gate_8_replicas", "decision"]
     assert first["gate_started_unix"] > 0
     assert first["replica_index"] is None  # no replica left over from an earlier gate
     training = [s for s in seen if s.get("phase") == "train" and s.get("step")]
@@ -379,7 +379,7 @@ def test_the_real_writers_say_which_gate_and_which_replica(tmp_path, monkeypatch
         mid = next(s for s in training if s["replica_index"] == 2)
         text = watch.render(mid, [], watch.assess(mid), now=mid["updated_unix"], width=100)
         assert "replica 2 of 2" in text and "seed1017_fold0" in text
-    assert "gate gate_8_replicas (9th of 9 in the chain)" in text
+    assert "gate gate_8_replicas (9th of 10 in the chain)" in text
 
 
 def test_a_finished_chain_has_no_eta_left(tmp_path):
