@@ -72,7 +72,7 @@ def test_round_trip_keyed_by_start_time(files, tmp_path, capsys):
     prices = bars[["open", "high", "low", "close"]].to_numpy()
     np.testing.assert_allclose(ds.X_raw, prices[starts[:, None] + np.arange(WINDOW)], rtol=1e-6)
     assert ds.feature_names == ["open", "high", "low", "close"]
-    assert ds.window_ids[:2] == ["2024-01-01 09:00:00", "2024-01-01 10:40:00"]
+    assert ds.window_ids[:2] == ["2024-01-01 09:00", "2024-01-01 10:40"]  # the bars' text, as written
     assert ds.labels == ["b", "a"] * 10
     np.testing.assert_array_equal(ds.expansion_start, np.arange(20) % 5)
     np.testing.assert_array_equal(ds.expansion_end, np.arange(20) % 5 + 10)
@@ -82,7 +82,7 @@ def test_round_trip_keyed_by_start_time(files, tmp_path, capsys):
     # unlabeled: every 5th window start, except the labeled starts
     grid = [s for s in range(0, N_BARS - WINDOW + 1, 5) if s % WINDOW]
     assert len(ds.X_unlabeled) == len(grid)
-    assert ds.unlabeled_ids[0] == str(pd.Timestamp("2024-01-01 09:00") + pd.Timedelta(minutes=25))
+    assert ds.unlabeled_ids[0] == bars.timestamp.iloc[5] == "2024-01-01 09:25"
     np.testing.assert_allclose(ds.X_unlabeled[0], prices[5:5 + WINDOW], rtol=1e-6)
     meta = json.loads((tmp_path / "ds" / "meta.json").read_text())
     assert meta["csv"]["window"] == WINDOW and meta["csv"]["label_key"] == "start_time"
@@ -219,17 +219,18 @@ BAD = {
     "too_few_rows": (_edit_bars(lambda df: df.iloc[:12]),
                      ["bars.csv: 12 bars, fewer than one window of 20 bars", "shorter --window"]),
     "out_of_order": (_edit_bars(lambda df: _set(df, 30, "timestamp", "2024-01-01 09:00")),
-                     ["bars.csv: line 32, column 'timestamp': 2024-01-01 09:00:00 is earlier than the "
-                      "previous bar's", "sort the file by time"]),
+                     ["bars.csv: line 32, column 'timestamp': '2024-01-01 09:00' (read as 2024-01-01 "
+                      "09:00:00) is earlier than the previous bar's", "sort the file by time"]),
     "bad_time": (_edit_bars(lambda df: _set(df, 2, "timestamp", "yesterday")),
                  ["bars.csv: line 4, column 'timestamp': 'yesterday' is not a time", "ISO 8601"]),
     "text_column": (_edit_bars(lambda df: df.assign(symbol="ES")),
                     ["bars.csv: column 'symbol' holds no numbers", "--features open,high,low,close"]),
     "label_matches_no_bar": (_edit_labels(lambda df: _set(df, 4, "start_time", "2024-01-01 10:41")),
-                             ["labels.csv: line 6, column 'start_time': 2024-01-01 10:41:00 is not the time "
-                              "of any bar in bars.csv", "use a bar's exact timestamp or drop the label"]),
+                             ["labels.csv: line 6, column 'start_time': '2024-01-01 10:41' (read as "
+                              "2024-01-01 10:41:00) is not the time of any bar in bars.csv",
+                              "use a bar's exact timestamp or drop the label"]),
     "label_past_the_end": (_edit_labels(lambda df: _set(df, 19, "start_time", "2024-01-02 17:55")),
-                           ["labels.csv: line 21: the window at start_time 2024-01-02 17:55:00 needs 20 bars",
+                           ["labels.csv: line 21: the window at start_time 2024-01-02 17:55 needs 20 bars",
                             "windows start at rows 0..380", "drop the label or use a shorter --window"]),
     "unknown_label_column": (_edit_labels(lambda df: df.rename(columns={"start_time": "start"})),
                              ["labels.csv: unknown column 'start'; allowed: label, start_time, start_index",
@@ -251,7 +252,7 @@ BAD = {
     "label_spellings": (_edit_labels(lambda df: _set(df, 6, "label", "A ")),
                         ["ds/labeled.parquet: column 'label': unknown label spelling", "write 'a' for all of them"]),
     "expansion_outside": (_edit_labels(lambda df: _set(df, 2, "expansion_end", "25")),
-                          ["ds/labeled.parquet: column 'expansion_end', row 2 (window_id '2024-01-01 12:20:00') "
+                          ["ds/labeled.parquet: column 'expansion_end', row 2 (window_id '2024-01-01 12:20') "
                            "is 25, outside the window (0..19)"]),
 }
 
