@@ -297,3 +297,137 @@ def test_labels_by_time_need_a_time_column(files, tmp_path, capsys):
     assert convert(b, lab, tmp_path / "ds") == 1
     err = capsys.readouterr().err
     assert "labels.csv: labels are keyed by 'start_time' but" in err and "key them by 'start_index'" in err
+
+
+# -- dates read as written: ISO 8601, or one --date-format; never a guess ----------------------
+
+DMY = "%d/%m/%Y %H:%M"
+
+
+def _dated_files(tmp_path: Path, bars_fmt: str, labels_fmt: str, starts, n: int = N_BARS,
+                 freq: str = "h") -> tuple[Path, Path, pd.DatetimeIndex]:
+    """bars.csv and labels.csv from January 2023 (hourly: days 1..17), their times written with
+    the given strftime formats; labels at the given bar rows."""
+    t = pd.date_range("2023-01-01 00:00", periods=n, freq=freq)
+    bars = bars_frame(n)
+    bars["timestamp"] = t.strftime(bars_fmt)
+    b, lab = tmp_path / "bars.csv", tmp_path / "labels.csv"
+    bars.to_csv(b, index=False)
+    starts = list(starts)
+    pd.DataFrame({"start_time": t[starts].strftime(labels_fmt),
+                  "label": ["a" if k % 2 else "b" for k in range(len(starts))]}).to_csv(lab, index=False)
+    return b, lab, t
+
+
+EARLY = range(0, 240, 12)  # labels on days 1..10: every day <= 12, so each reads both ways
+AMBIGUOUS = ("labels.csv: column 'start_time': ambiguous dates: every one reads both day first and month "
+             "first (line 4: '02/01/2023 00:00' is 2023-01-02 day first, 2023-02-01 month first), and "
+             "moola does not guess; pass --date-format \"%d/%m/%Y %H:%M\" if the day comes first or "
+             "--date-format \"%m/%d/%Y %H:%M\" if the month does, or write times as ISO 8601")
+
+
+@pytest.mark.parametrize("bars_fmt", ["%Y-%m-%d %H:%M", DMY], ids=["iso_bars", "day_first_bars"])
+def test_day_first_labels_with_every_day_up_to_12_are_refused_not_read_month_first(bars_fmt, tmp_path, capsys):
+    b, lab, t = _dated_files(tmp_path, bars_fmt, DMY, EARLY)
+    assert convert(b, lab, tmp_path / "ds") == 1
+    err = capsys.readouterr().err
+    assert AMBIGUOUS in err, err
+    if bars_fmt == DMY:  # hourly bars reach 13 January: that file looks day-first, and says so
+        assert ("bars.csv: column 'timestamp': this file looks day-first (line 290: '13/01/2023 00:00': 13 "
+                "cannot be a month), but moola does not guess a date format; pass --date-format "
+                "\"%d/%m/%Y %H:%M\"") in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bars.csv", "labels.csv"]  # no dataset
+
+
+@pytest.mark.parametrize("bars_fmt", ["%Y-%m-%d %H:%M", DMY], ids=["iso_bars", "day_first_bars"])
+def test_date_format_reads_day_first_files_into_the_right_windows(bars_fmt, tmp_path, capsys):
+    b, lab, t = _dated_files(tmp_path, bars_fmt, DMY, EARLY)
+    assert convert(b, lab, tmp_path / "ds", "--date-format", DMY) == 0
+    ds = load_dataset(tmp_path / "ds", normalization="none")
+    prices = bars_frame()[["open", "high", "low", "close"]].to_numpy()
+    starts = np.array(list(EARLY))
+    np.testing.assert_allclose(ds.X_raw, prices[starts[:, None] + np.arange(WINDOW)], rtol=1e-6)
+    # ids are the bars file's own text: '02/01/2023 00:00' stays that, never '2023-02-01 00:00:00'
+    assert ds.window_ids[2] == t[24].strftime(bars_fmt) and ds.window_ids == list(t[starts].strftime(bars_fmt))
+    meta = json.loads((tmp_path / "ds" / "meta.json").read_text())["csv"]
+    assert meta["date_format"] == DMY and meta["time_format"] == ("ISO 8601" if bars_fmt != DMY else DMY)
+    assert meta["start_rows"]["labeled"] == starts.tolist()
+
+
+def test_a_file_that_looks_day_first_or_month_first_is_still_not_guessed(tmp_path, capsys):
+    b, lab, _ = _dated_files(tmp_path, "%Y-%m-%d %H:%M", DMY, range(0, 380, 19))  # up to 16 January
+    assert convert(b, lab, tmp_path / "ds") == 1
+    err = capsys.readouterr().err
+    assert ("labels.csv: column 'start_time': this file looks day-first (line 18: '13/01/2023 16:00': 13 "
+            "cannot be a month), but moola does not guess a date format; pass --date-format "
+            "\"%d/%m/%Y %H:%M\", or write times as ISO 8601") in err
+    b, lab, _ = _dated_files(tmp_path, "%Y-%m-%d %H:%M", "%m/%d/%Y %H:%M", range(0, 380, 19))
+    assert convert(b, lab, tmp_path / "ds") == 1
+    assert "this file looks month-first (line 18: '01/13/2023 16:00': 13 cannot be a month)" in \
+        capsys.readouterr().err
+    assert convert(b, lab, tmp_path / "ds", "--date-format", "%m/%d/%Y %H:%M") == 0
+
+
+def test_mixed_formats_in_one_column_are_named(tmp_path, capsys):
+    b, lab, t = _dated_files(tmp_path, "%Y-%m-%d %H:%M", DMY, range(0, 380, 19))
+    labels = pd.read_csv(lab, dtype=str)
+    labels.loc[3, "start_time"] = t[57].strftime("%m/%d/%Y %H:%M")  # one row month first: 01/03/2023
+    labels.loc[5, "start_time"] = t[95].strftime("%m/%d/%Y %H:%M")  # 01/04/2023 23:00 ...
+    labels.loc[17, "start_time"] = t[323].strftime("%m/%d/%Y %H:%M")  # 01/14/2023: only month first
+    labels.to_csv(lab, index=False)
+    assert convert(b, lab, tmp_path / "ds") == 1
+    err = capsys.readouterr().err
+    assert ("labels.csv: column 'start_time' mixes day-first dates (line 18: '13/01/2023 16:00') and "
+            "month-first dates (line 19: '01/14/2023 11:00'); write every time of the file in one "
+            "format") in err, err
+    # ISO and day/month in one column: each odd row is named
+    labels = pd.read_csv(lab, dtype=str)
+    labels["start_time"] = t[range(0, 380, 19)].strftime("%Y-%m-%d %H:%M")
+    labels.loc[2, "start_time"] = "02/01/2023 14:00"
+    labels.to_csv(lab, index=False)
+    assert convert(b, lab, tmp_path / "ds") == 1
+    assert ("labels.csv: line 4, column 'start_time': '02/01/2023 14:00' is not a time in ISO 8601, the "
+            "format of the column's other times (e.g. line 2: '2023-01-01 00:00'); write every time of "
+            "the file in one format") in capsys.readouterr().err
+    assert not (tmp_path / "ds").exists()
+
+
+def test_a_date_format_that_does_not_match_names_the_row_the_value_and_the_format(tmp_path, capsys):
+    b, lab, t = _dated_files(tmp_path, "%Y-%m-%d %H:%M", DMY, EARLY)
+    labels = pd.read_csv(lab, dtype=str)
+    labels.loc[6, "start_time"] = "06-01-2023 00:00"
+    labels.to_csv(lab, index=False)
+    assert convert(b, lab, tmp_path / "ds", "--date-format", DMY) == 1
+    assert ("labels.csv: line 8, column 'start_time': '06-01-2023 00:00' does not match --date-format "
+            "\"%d/%m/%Y %H:%M\" (e.g. line 2: '01/01/2023 00:00' does); write it in that format") in \
+        capsys.readouterr().err
+    # a format that fits no row at all: one message, with the formats the file may be in
+    assert convert(b, lab, tmp_path / "ds", "--date-format", "%Y.%m.%d %H:%M") == 1
+    assert ("labels.csv: column 'start_time': no time matches --date-format \"%Y.%m.%d %H:%M\" (line 2: "
+            "'01/01/2023 00:00'); pass the format the file is written in") in capsys.readouterr().err
+    # month first where the file is day first: read exactly as told, so the labels miss the bars
+    labels.loc[6, "start_time"] = "06/01/2023 00:00"
+    labels.to_csv(lab, index=False)
+    assert convert(b, lab, tmp_path / "ds", "--date-format", "%m/%d/%Y %H:%M") == 1
+    assert ("labels.csv: line 4, column 'start_time': '02/01/2023 00:00' (read as 2023-02-01 00:00:00 "
+            "with --date-format \"%m/%d/%Y %H:%M\") is not the time of any bar") in capsys.readouterr().err
+    assert not (tmp_path / "ds").exists()
+
+
+def test_expansion_timestamps_are_read_with_the_column_s_one_format(tmp_path, capsys):
+    b, lab, t = _dated_files(tmp_path, DMY, DMY, EARLY)
+    labels = pd.read_csv(lab, dtype=str)
+    labels["expansion_start"] = t[np.array(list(EARLY)) + 3].strftime(DMY)
+    labels["expansion_end"] = "12"
+    labels.to_csv(lab, index=False)
+    assert convert(b, lab, tmp_path / "ds", "--date-format", DMY) == 0
+    assert (load_dataset(tmp_path / "ds").expansion_start == 3).all()
+    # ISO bars and start times, day-first expansion cells: without the format they are refused
+    b, lab, t = _dated_files(tmp_path, "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M", EARLY)
+    labels = pd.read_csv(lab, dtype=str)
+    labels["expansion_start"] = t[np.array(list(EARLY)) + 3].strftime(DMY)
+    labels.to_csv(lab, index=False)
+    assert convert(b, lab, tmp_path / "ds2") == 1
+    assert "labels.csv: column 'expansion_start': ambiguous dates" in capsys.readouterr().err
+    assert convert(b, lab, tmp_path / "ds2", "--date-format", DMY) == 0
+    assert (load_dataset(tmp_path / "ds2").expansion_start == 3).all()
