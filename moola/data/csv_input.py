@@ -27,13 +27,12 @@ import numpy as np
 import pandas as pd
 
 from moola.data.convert import InputProblems
-from moola.data.csv_times import DAY_MONTH, ISO_HINT, TimeColumn, read_times  # noqa: F401
+from moola.data.csv_times import DAY_MONTH, ISO_HINT, MISSING, TimeColumn, read_times  # noqa: F401
 from moola.data.schema import OHLC
 
 TIME_COLUMNS = ("timestamp", "time", "datetime", "date")  # recognised without --time-column
 LABEL_KEYS = ("start_time", "start_index")
 LABEL_COLUMNS = ("label", *LABEL_KEYS, "expansion_start", "expansion_end")
-MISSING = {"", "nan", "na", "n/a", "null", "none"}  # what a CSV writer puts for a missing value
 
 
 @dataclass
@@ -259,7 +258,8 @@ def check_label_times(path: str | Path, date_format: str | None, problems: Input
     if not path.is_file():
         return
     df = _read_csv(path, InputProblems(str(path)))  # its other problems come with read_labels
-    col = next((c for c in (df.columns if df is not None else []) if str(c).strip().casefold() == "start_time"), None)
+    names = df.columns if df is not None else []
+    col = next((c for c in names if str(c).strip().casefold() == "start_time"), None)
     if col is not None:
         read_times(df[col], path, col, problems, date_format)
 

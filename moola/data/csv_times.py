@@ -30,6 +30,7 @@ import pandas as pd
 from moola.data.convert import InputProblems
 
 ISO = "ISO 8601"
+MISSING = {"", "nan", "na", "n/a", "null", "none"}  # what a CSV writer puts for a missing value
 ISO_HINT = "write times as ISO 8601, e.g. 2024-01-02 09:30:00"
 # day and month as the first two fields, then the year; optionally a time
 DAY_MONTH = _DM = re.compile(r"^(\d{1,2})([/.\-])(\d{1,2})\2(\d{4}|\d{2})"
@@ -76,11 +77,18 @@ def _reading(cell: str, day_first: bool) -> str:
 def _day_month(raw: pd.Series, path, col: str, problems: InputProblems, rows: np.ndarray) -> bool:
     """A non-ISO column without --date-format: say why it is not read (ambiguous, looks day-first
     or month-first, mixed, or not day/month dates at all). Returns True (a problem was added)."""
+    empty = np.array([c.casefold() in MISSING for c in raw.tolist()], dtype=bool)
+    for i in np.flatnonzero(empty):  # said as such, and left out of the day/month reading
+        problems.add(f"{path}: {_line(int(rows[i]))}, column {col!r}: no time; write the time, or drop "
+                     f"the row", kind=f"{path}, column {col!r}: missing times")
+    raw, rows = raw[~empty], rows[~empty]
     cells = raw.tolist()
+    if not cells:
+        return True
     matches = [_DM.match(c) for c in cells]
     fix_iso = "or write times as ISO 8601 (year-month-day, e.g. 2024-01-02 09:30)"
     other = [i for i, m in enumerate(matches) if m is None]
-    if other or not cells:
+    if other:
         i = other[0] if other else 0
         problems.add(
             f"{path}: column {col!r}: {cells[i]!r} ({_line(int(rows[i]))}) is not ISO 8601, and moola "
@@ -107,14 +115,14 @@ def _day_month(raw: pd.Series, path, col: str, problems: InputProblems, rows: np
         i = dm_only[0]
         problems.add(
             f"{path}: column {col!r}: this file looks day-first ({ex(i)}: {a[i]} cannot be a month), "
-            f"but moola does not guess a date format; pass --date-format \"{suggest_format(cells[i], True)}\", "
-            f"{fix_iso}")
+            f"but moola does not guess a date format; pass "
+            f"--date-format \"{suggest_format(cells[i], True)}\", {fix_iso}")
     elif len(md_only):
         i = md_only[0]
         problems.add(
             f"{path}: column {col!r}: this file looks month-first ({ex(i)}: {b[i]} cannot be a month), "
-            f"but moola does not guess a date format; pass --date-format \"{suggest_format(cells[i], False)}\", "
-            f"{fix_iso}")
+            f"but moola does not guess a date format; pass "
+            f"--date-format \"{suggest_format(cells[i], False)}\", {fix_iso}")
     else:
         i = int(np.argmax(a != b))  # an example that reads differently the two ways, if any
         problems.add(

@@ -390,6 +390,15 @@ def test_mixed_formats_in_one_column_are_named(tmp_path, capsys):
             "format of the column's other times (e.g. line 2: '2023-01-01 00:00'); write every time of "
             "the file in one format") in capsys.readouterr().err
     assert not (tmp_path / "ds").exists()
+    # an empty cell is said as such, and the other rows are still read as a whole
+    labels = pd.read_csv(lab, dtype=str)
+    labels["start_time"] = t[EARLY].strftime(DMY)
+    labels.loc[4, "start_time"] = ""
+    labels.to_csv(lab, index=False)
+    assert convert(b, lab, tmp_path / "ds") == 1
+    err = capsys.readouterr().err
+    assert "labels.csv: line 6, column 'start_time': no time; write the time, or drop the row" in err
+    assert "labels.csv: column 'start_time': ambiguous dates" in err
 
 
 def test_a_date_format_that_does_not_match_names_the_row_the_value_and_the_format(tmp_path, capsys):
