@@ -69,7 +69,7 @@ def cmd_data_from_csv(args: argparse.Namespace) -> int:
     out, notes = convert_csv(
         args.bars, args.out, labels_csv=args.labels, window=args.window, stride=args.stride,
         val_fraction=args.val_fraction, test_fraction=args.test_fraction, purge=args.purge,
-        time_column=args.time_column, features=_names(args.features),
+        time_column=args.time_column, features=_names(args.features), date_format=args.date_format,
     )
     print(validate_dataset(out).format())
     for note in notes:
@@ -99,6 +99,14 @@ def _add_split_options(p: argparse.ArgumentParser, unit: str) -> None:
     p.add_argument("--purge", type=int, default=0, metavar=unit.upper(),
                    help=f"{unit} required between the last train window and the first val (and "
                         f"val/test) window; closer windows are left out of the split (default 0)")
+
+
+def _add_date_format(p: argparse.ArgumentParser) -> None:
+    """--date-format: how a non-ISO time column is written (from-csv and predict)."""
+    p.add_argument("--date-format", metavar="FMT",
+                   help="the format of every time column not in ISO 8601, in strftime codes, e.g. "
+                        "\"%%d/%%m/%%Y %%H:%%M\" for 02/01/2023 09:30 (2 January); ISO 8601 columns are "
+                        "always read as ISO; without it a non-ISO column is an error, never a guess")
 
 
 def cmd_data_validate(args: argparse.Namespace) -> int:
@@ -149,6 +157,7 @@ def _add_data(subparsers: argparse._SubParsersAction) -> None:
                    "datetime or date")
     p.add_argument("--features", metavar="COLS", help="comma-separated feature columns (default: open, "
                    "high, low, close and every other column)")
+    _add_date_format(p)
     p.set_defaults(func=cmd_data_from_csv)
 
     p = sub.add_parser("from-numpy", help="convert .npy windows (n, T, F) and labels (n,)")
@@ -209,7 +218,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from moola.export.predict import run_predict  # torch loads only for this command
 
     return run_predict(args.model, args.data, out=args.out, stride=args.stride,
-                       time_column=args.time_column)
+                       time_column=args.time_column, date_format=args.date_format)
 
 
 def _add_predict(subparsers: argparse._SubParsersAction) -> None:
@@ -221,11 +230,13 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, metavar="DIR_OR_CSV",
                    help="a dataset directory (every labeled and unlabeled window) or a CSV of bars "
                         "(every window of the model's length)")
-    p.add_argument("--out", metavar="FILE", help="CSV to write (default: standard output)")
+    p.add_argument("--out", metavar="FILE", help="CSV to write (default: standard output when it is a "
+                   "pipe or a file; at a terminal, a summary and a request for --out)")
     p.add_argument("--stride", type=int, default=1, metavar="BARS",
                    help="CSV input: bars between window starts (default 1: every window)")
     p.add_argument("--time-column", metavar="NAME",
                    help="CSV input: the time column, if not named timestamp, time, datetime or date")
+    _add_date_format(p)
     p.set_defaults(func=cmd_predict)
 
 

@@ -9,6 +9,10 @@ first bar) or `start_index` (its 0-based data row), optionally with `expansion_s
 `expansion_end` (where inside the window the labeled pattern lies: a bar offset 0..window-1, or
 a bar's timestamp).
 
+Times are read exactly as written (`moola.data.csv_times`): ISO 8601, or the one format that
+`--date-format` names for a non-ISO column; an ambiguous day/month column is an error, never a
+guess. Each bar keeps its time cell as written: window ids are that text.
+
 Every cell is read as text and parsed here, so a problem names the file, the line as an editor
 shows it (the header is line 1), the column, the value and the fix; all problems are collected
 before anything is raised.
@@ -23,24 +27,32 @@ import numpy as np
 import pandas as pd
 
 from moola.data.convert import InputProblems
+from moola.data.csv_times import DAY_MONTH, ISO_HINT, MISSING, TimeColumn, read_times  # noqa: F401
 from moola.data.schema import OHLC
 
 TIME_COLUMNS = ("timestamp", "time", "datetime", "date")  # recognised without --time-column
 LABEL_KEYS = ("start_time", "start_index")
 LABEL_COLUMNS = ("label", *LABEL_KEYS, "expansion_start", "expansion_end")
-MISSING = {"", "nan", "na", "n/a", "null", "none"}  # what a CSV writer puts for a missing value
-ISO_HINT = "write times as ISO 8601, e.g. 2024-01-02 09:30:00"
 
 
 @dataclass
 class Bars:
-    """The bars of BARS.csv: values (N, F) float64, feature names, times (N,) or None."""
+    """The bars of BARS.csv: values (N, F) float64, feature names, times (N,) or None, the time
+    column's cells as written (window ids use them) and the format they were read with."""
 
     path: Path
     values: np.ndarray
     names: list[str]
     times: pd.DatetimeIndex | None
     time_column: str | None
+    texts: list[str] | None = None
+    time_format: str | None = None
+
+    def bar_name(self, row: int) -> str:
+        """A bar as the file writes it: its time cell, or `bar-<row>` without a time column."""
+        if self.texts is not None:
+            return self.texts[row]
+        return f"bar-{row:0{len(str(len(self.values) - 1))}d}"
 
 
 @dataclass
@@ -123,27 +135,21 @@ def _numbers(df: pd.DataFrame, col: str, path: Path, problems: InputProblems) ->
     return values
 
 
-def _times(df: pd.DataFrame, col: str, path: Path, problems: InputProblems) -> pd.DatetimeIndex | None:
-    """One column as timestamps (ns); unreadable cells and mixed UTC offsets are problems."""
-    raw = df[col].astype(str).str.strip()
-    try:
-        t = pd.to_datetime(raw, format="ISO8601", errors="coerce")
-        if t.isna().all():  # not ISO at all: let pandas infer the format (month first when ambiguous)
-            t = pd.to_datetime(raw, errors="coerce")
-    except ValueError as exc:  # e.g. offsets +01:00 and +02:00 in one column
-        problems.add(f"{path}: column {col!r} cannot be read as times ({str(exc).splitlines()[0]}); "
-                     f"write every time with the same UTC offset, or all without one")
+def _times(df: pd.DataFrame, col: str, path: Path, problems: InputProblems,
+           date_format: str | None = None) -> TimeColumn | None:
+    """One column as timestamps (ns), read as ISO 8601 or with `date_format` (`csv_times`);
+    None when any cell is unreadable (each is a problem)."""
+    tc = read_times(df[col], path, col, problems, date_format)
+    if tc is None or tc.times.isna().any():
         return None
-    bad = np.flatnonzero(t.isna().to_numpy())
-    for i in bad:
-        problems.add(f"{path}: {_line(i)}, column {col!r}: {raw.iat[i]!r} is not a time; {ISO_HINT}",
-                     kind=f"{path}, column {col!r}: unreadable times")
-    return None if len(bad) else pd.DatetimeIndex(t).as_unit("ns")
+    tc.times = tc.times.as_unit("ns")
+    return tc
 
 
 def read_bars(path: str | Path, *, time_column: str | None = None, features: list[str] | None = None,
-              problems: InputProblems | None = None) -> Bars:
-    """Read BARS.csv (see the module docstring); every problem names the line or column and the fix."""
+              problems: InputProblems | None = None, date_format: str | None = None) -> Bars:
+    """Read BARS.csv (see the module docstring); every problem names the line or column and the fix.
+    A non-ISO time column is read with `date_format` (pandas strftime codes), never guessed."""
     path, own, problems, df, cols, found = _open_table(path, problems)
     # the time column: named, or the one recognisable name present
     tcol = None
@@ -181,29 +187,33 @@ def read_bars(path: str | Path, *, time_column: str | None = None, features: lis
     problems.raise_if_any()
     names = [cols[c] for c in OHLC] + extras
     values = np.stack([_numbers(df, c, path, problems) for c in names], axis=1)
-    times = _times(df, tcol, path, problems) if tcol is not None else None
+    tc = _times(df, tcol, path, problems, date_format) if tcol is not None else None
+    times = tc.times if tc is not None else None
     if times is not None:
         step = np.diff(times.asi8)
         bad = np.flatnonzero(step <= 0)
         for i in bad:
             what = "repeats the previous bar's" if step[i] == 0 else "is earlier than the previous bar's"
-            problems.add(f"{path}: {_line(int(i) + 1)}, column {tcol!r}: {times[i + 1]} {what} "
-                         f"({times[i]}); bars must be in time order, oldest first, one per timestamp: "
+            problems.add(f"{path}: {_line(int(i) + 1)}, column {tcol!r}: {tc.as_read(i + 1)} {what} "
+                         f"({tc.as_read(i)}); bars must be in time order, oldest first, one per timestamp: "
                          f"sort the file by time and drop duplicate bars",
                          kind=f"{path}, column {tcol!r}: out of order")
     if own:
         problems.raise_if_any()
-    return Bars(path, values, [str(n).strip().casefold() for n in names], times, tcol)
+    return Bars(path, values, [str(n).strip().casefold() for n in names], times, tcol,
+                tc.texts if tc is not None else None, tc.format if tc is not None else None)
 
 
 def _offsets(raw: pd.Series, col: str, starts: np.ndarray, bars: Bars, path: Path,
-             problems: InputProblems) -> np.ndarray:
+             problems: InputProblems, date_format: str | None = None) -> np.ndarray:
     """expansion_start/end cells -> bar offsets in their window (nan = empty cell).
 
     A cell is an integer offset, or (with a time column) a bar's timestamp, turned into its
-    offset from the window's first bar.
+    offset from the window's first bar. The timestamps of the column are read together, with one
+    format (ISO 8601 or `date_format`, `csv_times`), like every time column.
     """
     out = np.full(len(raw), np.nan)
+    rows = []  # cells that are not offsets: timestamps, or wrong
     for i, cell in enumerate(raw):
         if cell.casefold() in MISSING:
             continue
@@ -213,25 +223,51 @@ def _offsets(raw: pd.Series, col: str, starts: np.ndarray, bars: Bars, path: Pat
             number = None
         if number is not None and number.is_integer():
             out[i] = number
-            continue
-        if starts[i] < 0:  # the label's own key is wrong, and already reported
-            continue
-        at = -1
-        if bars.times is not None:
-            t = pd.to_datetime(cell, errors="coerce")
-            if t is not pd.NaT and (t.tzinfo is None) == (bars.times.tz is None):
-                at = bars.times.get_indexer([t])[0]
-        if at < 0:
-            problems.add(f"{path}: {_line(i)}, column {col!r}: {cell!r} is neither a bar offset in the "
-                         f"window (an integer 0..window-1) nor the timestamp of a bar in {bars.path.name}; "
-                         f"write the offset, or leave the cell empty", kind=f"{path}, column {col!r}: unreadable")
-            continue
-        out[i] = at - starts[i]
+        elif starts[i] >= 0:  # else the label's own key is wrong, and already reported
+            rows.append(i)
+    if not rows:
+        return out
+    cells = raw.iloc[rows].set_axis(rows)
+    at = np.full(len(rows), -1)
+    looks_like_times = date_format is not None or cells.str.match(DAY_MONTH.pattern).any() or \
+        pd.to_datetime(cells, format="ISO8601", errors="coerce").notna().any()
+    if bars.times is not None and looks_like_times:
+        tc = read_times(cells, path, col, problems, date_format, report_cells=False)
+        if tc is None:  # the column's format is the problem, and it is reported
+            return out
+        t = tc.times
+        if (t.tz is None) == (bars.times.tz is None):
+            at = bars.times.get_indexer(t.tz_convert(bars.times.tz) if t.tz is not None else t)
+    how = "" if bars.times is None or not looks_like_times else \
+        f" (read as {tc.format})"
+    for j, i in enumerate(rows):
+        if at[j] < 0:
+            problems.add(f"{path}: {_line(i)}, column {col!r}: {raw.iat[i]!r} is neither a bar offset in the "
+                         f"window (an integer 0..window-1) nor the timestamp of a bar in {bars.path.name}"
+                         f"{how}; write the offset, or leave the cell empty",
+                         kind=f"{path}, column {col!r}: unreadable")
+        else:
+            out[i] = at[j] - starts[i]
     return out
 
 
-def read_labels(path: str | Path, bars: Bars, window: int, problems: InputProblems | None = None) -> Labels:
-    """Read LABELS.csv and place each label on the window it names (see the module docstring)."""
+def check_label_times(path: str | Path, date_format: str | None, problems: InputProblems) -> None:
+    """The format problems of LABELS.csv's start_time alone: when the bars cannot be read, the
+    labels' ambiguous or mismatched dates are named in the same run."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    df = _read_csv(path, InputProblems(str(path)))  # its other problems come with read_labels
+    names = df.columns if df is not None else []
+    col = next((c for c in names if str(c).strip().casefold() == "start_time"), None)
+    if col is not None:
+        read_times(df[col], path, col, problems, date_format)
+
+
+def read_labels(path: str | Path, bars: Bars, window: int, problems: InputProblems | None = None,
+                date_format: str | None = None) -> Labels:
+    """Read LABELS.csv and place each label on the window it names (see the module docstring).
+    Times are matched as read: ISO 8601, or `date_format` for a non-ISO column (`csv_times`)."""
     path, own, problems, df, cols, found = _open_table(path, problems)
     unknown = [cols[c] for c in cols if c not in LABEL_COLUMNS]
     for c in unknown:
@@ -266,7 +302,8 @@ def read_labels(path: str | Path, bars: Bars, window: int, problems: InputProble
                          kind=f"{path}, column 'start_index': not whole numbers")
         starts = np.where(ok, idx, -1).astype(np.int64)
     else:
-        t = _times(df, cols[key], path, problems)
+        tc = _times(df, cols[key], path, problems, date_format)
+        t = tc.times if tc is not None else None
         starts = np.full(len(df), -1, np.int64)
         if t is not None and (t.tz is None) != (bars.times.tz is None):
             problems.add(f"{path}: column 'start_time' is {'without' if t.tz is None else 'with'} a UTC "
@@ -275,15 +312,15 @@ def read_labels(path: str | Path, bars: Bars, window: int, problems: InputProble
         elif t is not None:
             starts = bars.times.get_indexer(t.tz_convert(bars.times.tz) if t.tz is not None else t)
             for i in np.flatnonzero(starts < 0):
-                problems.add(f"{path}: {_line(i)}, column 'start_time': {t[i]} is not the time of any "
-                             f"bar in {bars.path.name} (bars run from {bars.times[0]} to "
-                             f"{bars.times[-1]}); use a bar's exact timestamp or drop the label",
+                problems.add(f"{path}: {_line(i)}, column 'start_time': {tc.as_read(i)} is not the time "
+                             f"of any bar in {bars.path.name} (bars run from {bars.texts[0]!r} to "
+                             f"{bars.texts[-1]!r}); use a bar's exact timestamp or drop the label",
                              kind=f"{path}, column 'start_time': matching no bar")
         ok = starts >= 0
 
     def where(i: int) -> str:
         """How a message names the window of label row i."""
-        return f"start_index {starts[i]}" if key == "start_index" else f"start_time {bars.times[starts[i]]}"
+        return f"start_index {starts[i]}" if key == "start_index" else f"start_time {bars.texts[starts[i]]}"
 
     # a label names a window only if the whole window lies in the file
     outside = ok & ((starts < 0) | (starts + window > n_bars))
@@ -301,7 +338,8 @@ def read_labels(path: str | Path, bars: Bars, window: int, problems: InputProble
                          f"keep one label per window", kind=f"{path}: duplicate windows")
         else:
             first[s] = int(i)
-    expansion = {c: _offsets(df[cols[c]].astype(str).str.strip(), c, np.where(ok, starts, -1), bars, path, problems)
+    expansion = {c: _offsets(df[cols[c]].astype(str).str.strip(), c, np.where(ok, starts, -1), bars, path,
+                             problems, date_format)
                  for c in ("expansion_start", "expansion_end") if c in cols}
     if own:
         problems.raise_if_any()

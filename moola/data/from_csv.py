@@ -9,8 +9,10 @@ Split: labeled windows in time order; the last `val_fraction` are val (and after
 `test_fraction` test); train windows that share bars with the first val window, or end fewer
 than `purge` bars before it, are left out of the split (`moola.data.splits.temporal_split`).
 
-Window ids are the start bar's timestamp (or `bar-<row>` without a time column), so every
-message about a labeled.parquet row names the window in terms of the CSV.
+Window ids are the start bar's time cell exactly as BARS.csv writes it (or `bar-<row>` without a
+time column), so every message about a labeled.parquet row, and every prediction, names the
+window in the CSV's own words. Times are read as ISO 8601 or with `--date-format`, never guessed
+(`moola.data.csv_times`).
 """
 
 from __future__ import annotations
@@ -22,18 +24,15 @@ import numpy as np
 import pyarrow as pa
 
 from moola.data.convert import InputProblems, publish
-from moola.data.csv_input import Bars, read_bars, read_labels
+from moola.data.csv_input import Bars, check_label_times, read_bars, read_labels
 from moola.data.io import features_column
 from moola.data.schema import DataError
 from moola.data.splits import temporal_split
 
 
 def window_ids(starts: np.ndarray, bars: Bars) -> list[str]:
-    """Window ids name the first bar: its timestamp, or `bar-<row>` without a time column."""
-    if bars.times is not None:
-        return [str(t) for t in bars.times[starts]]
-    width = len(str(len(bars.values) - 1))
-    return [f"bar-{s:0{width}d}" for s in starts.tolist()]
+    """Window ids name the first bar as the file writes it: its time cell, or `bar-<row>`."""
+    return [bars.bar_name(s) for s in starts.tolist()]
 
 
 def cut_windows(values: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
@@ -76,11 +75,14 @@ def convert_csv(
     purge: int = 0,
     time_column: str | None = None,
     features: list[str] | None = None,
+    date_format: str | None = None,
 ) -> tuple[Path, list[str]]:
     """Convert BARS.csv + LABELS.csv into a dataset at `out_dir` (validated, written atomically).
 
     Returns (the dataset directory, notes worth reading: overlap and feature-scale advice).
     Every input problem raises `DataError` naming the file, the line or column and the fix.
+    `date_format` (strftime codes) reads every non-ISO time column of both files; ISO 8601 is
+    always read as ISO, and an ambiguous day/month column without it is an error.
     """
     bars_csv, labels_csv = Path(bars_csv), Path(labels_csv)
     if window < 2:
@@ -88,13 +90,16 @@ def convert_csv(
     if stride < 1:
         raise DataError(f"--stride {stride}: the unlabeled windows need a stride of at least 1 bar")
     problems = InputProblems(f"{bars_csv} with labels {labels_csv}")
-    bars = read_bars(bars_csv, time_column=time_column, features=features, problems=problems)
+    bars = read_bars(bars_csv, time_column=time_column, features=features, problems=problems,
+                     date_format=date_format)
     n_bars = len(bars.values)
     if n_bars < window:
         problems.add(f"{bars_csv}: {n_bars} bars, fewer than one window of {window} bars; use a "
                      f"shorter --window or more bars")
+    if problems.items:  # one run names the labels' date problems too, not only the bars'
+        check_label_times(labels_csv, date_format, problems)
     problems.raise_if_any()
-    labels = read_labels(labels_csv, bars, window, problems=problems)
+    labels = read_labels(labels_csv, bars, window, problems=problems, date_format=date_format)
     problems.raise_if_any()
 
     starts = labels.starts
@@ -134,8 +139,10 @@ def convert_csv(
             "labels": labels_csv.name,
             "n_bars": n_bars,
             "time_column": bars.time_column,
-            "first_bar": str(bars.times[0]) if bars.times is not None else None,
-            "last_bar": str(bars.times[-1]) if bars.times is not None else None,
+            "time_format": bars.time_format,  # "ISO 8601" or the --date-format that read it
+            "date_format": date_format,
+            "first_bar": bars.bar_name(0),
+            "last_bar": bars.bar_name(n_bars - 1),
             "label_key": labels.key,
             "window": window,
             "stride": stride,
@@ -146,7 +153,10 @@ def convert_csv(
             "max_overlapping_labeled_windows": overlap,
             "unlabeled": "every stride-th window (starts 0, stride, ...) that has no label",
             "dropped_from_pool_as_copies_of_train_val": copies,
-            "window_id": "the timestamp (or bar-<row>) of the window's first bar",
+            "window_id": "the time cell of the window's first bar as the bars file writes it "
+                         "(or bar-<row>)",
+            # where each window lies in the bars file, for `moola predict` (first_bar/last_bar)
+            "start_rows": {"labeled": starts.tolist(), "unlabeled": grid.tolist()},
         },
     }
     out = publish(out_dir, labeled, unlabeled, split, meta, f"{bars_csv.name} with {labels_csv.name}")

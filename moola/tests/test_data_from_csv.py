@@ -72,7 +72,7 @@ def test_round_trip_keyed_by_start_time(files, tmp_path, capsys):
     prices = bars[["open", "high", "low", "close"]].to_numpy()
     np.testing.assert_allclose(ds.X_raw, prices[starts[:, None] + np.arange(WINDOW)], rtol=1e-6)
     assert ds.feature_names == ["open", "high", "low", "close"]
-    assert ds.window_ids[:2] == ["2024-01-01 09:00:00", "2024-01-01 10:40:00"]
+    assert ds.window_ids[:2] == ["2024-01-01 09:00", "2024-01-01 10:40"]  # the bars' text, as written
     assert ds.labels == ["b", "a"] * 10
     np.testing.assert_array_equal(ds.expansion_start, np.arange(20) % 5)
     np.testing.assert_array_equal(ds.expansion_end, np.arange(20) % 5 + 10)
@@ -82,7 +82,7 @@ def test_round_trip_keyed_by_start_time(files, tmp_path, capsys):
     # unlabeled: every 5th window start, except the labeled starts
     grid = [s for s in range(0, N_BARS - WINDOW + 1, 5) if s % WINDOW]
     assert len(ds.X_unlabeled) == len(grid)
-    assert ds.unlabeled_ids[0] == str(pd.Timestamp("2024-01-01 09:00") + pd.Timedelta(minutes=25))
+    assert ds.unlabeled_ids[0] == bars.timestamp.iloc[5] == "2024-01-01 09:25"
     np.testing.assert_allclose(ds.X_unlabeled[0], prices[5:5 + WINDOW], rtol=1e-6)
     meta = json.loads((tmp_path / "ds" / "meta.json").read_text())
     assert meta["csv"]["window"] == WINDOW and meta["csv"]["label_key"] == "start_time"
@@ -219,17 +219,18 @@ BAD = {
     "too_few_rows": (_edit_bars(lambda df: df.iloc[:12]),
                      ["bars.csv: 12 bars, fewer than one window of 20 bars", "shorter --window"]),
     "out_of_order": (_edit_bars(lambda df: _set(df, 30, "timestamp", "2024-01-01 09:00")),
-                     ["bars.csv: line 32, column 'timestamp': 2024-01-01 09:00:00 is earlier than the "
-                      "previous bar's", "sort the file by time"]),
+                     ["bars.csv: line 32, column 'timestamp': '2024-01-01 09:00' (read as 2024-01-01 "
+                      "09:00:00) is earlier than the previous bar's", "sort the file by time"]),
     "bad_time": (_edit_bars(lambda df: _set(df, 2, "timestamp", "yesterday")),
                  ["bars.csv: line 4, column 'timestamp': 'yesterday' is not a time", "ISO 8601"]),
     "text_column": (_edit_bars(lambda df: df.assign(symbol="ES")),
                     ["bars.csv: column 'symbol' holds no numbers", "--features open,high,low,close"]),
     "label_matches_no_bar": (_edit_labels(lambda df: _set(df, 4, "start_time", "2024-01-01 10:41")),
-                             ["labels.csv: line 6, column 'start_time': 2024-01-01 10:41:00 is not the time "
-                              "of any bar in bars.csv", "use a bar's exact timestamp or drop the label"]),
+                             ["labels.csv: line 6, column 'start_time': '2024-01-01 10:41' (read as "
+                              "2024-01-01 10:41:00) is not the time of any bar in bars.csv",
+                              "use a bar's exact timestamp or drop the label"]),
     "label_past_the_end": (_edit_labels(lambda df: _set(df, 19, "start_time", "2024-01-02 17:55")),
-                           ["labels.csv: line 21: the window at start_time 2024-01-02 17:55:00 needs 20 bars",
+                           ["labels.csv: line 21: the window at start_time 2024-01-02 17:55 needs 20 bars",
                             "windows start at rows 0..380", "drop the label or use a shorter --window"]),
     "unknown_label_column": (_edit_labels(lambda df: df.rename(columns={"start_time": "start"})),
                              ["labels.csv: unknown column 'start'; allowed: label, start_time, start_index",
@@ -251,7 +252,7 @@ BAD = {
     "label_spellings": (_edit_labels(lambda df: _set(df, 6, "label", "A ")),
                         ["ds/labeled.parquet: column 'label': unknown label spelling", "write 'a' for all of them"]),
     "expansion_outside": (_edit_labels(lambda df: _set(df, 2, "expansion_end", "25")),
-                          ["ds/labeled.parquet: column 'expansion_end', row 2 (window_id '2024-01-01 12:20:00') "
+                          ["ds/labeled.parquet: column 'expansion_end', row 2 (window_id '2024-01-01 12:20') "
                            "is 25, outside the window (0..19)"]),
 }
 
@@ -296,3 +297,146 @@ def test_labels_by_time_need_a_time_column(files, tmp_path, capsys):
     assert convert(b, lab, tmp_path / "ds") == 1
     err = capsys.readouterr().err
     assert "labels.csv: labels are keyed by 'start_time' but" in err and "key them by 'start_index'" in err
+
+
+# -- dates read as written: ISO 8601, or one --date-format; never a guess ----------------------
+
+DMY = "%d/%m/%Y %H:%M"
+
+
+def _dated_files(tmp_path: Path, bars_fmt: str, labels_fmt: str, starts, n: int = N_BARS,
+                 freq: str = "h") -> tuple[Path, Path, pd.DatetimeIndex]:
+    """bars.csv and labels.csv from January 2023 (hourly: days 1..17), their times written with
+    the given strftime formats; labels at the given bar rows."""
+    t = pd.date_range("2023-01-01 00:00", periods=n, freq=freq)
+    bars = bars_frame(n)
+    bars["timestamp"] = t.strftime(bars_fmt)
+    b, lab = tmp_path / "bars.csv", tmp_path / "labels.csv"
+    bars.to_csv(b, index=False)
+    starts = list(starts)
+    pd.DataFrame({"start_time": t[starts].strftime(labels_fmt),
+                  "label": ["a" if k % 2 else "b" for k in range(len(starts))]}).to_csv(lab, index=False)
+    return b, lab, t
+
+
+EARLY = range(0, 240, 12)  # labels on days 1..10: every day <= 12, so each reads both ways
+AMBIGUOUS = ("labels.csv: column 'start_time': ambiguous dates: every one reads both day first and month "
+             "first (line 4: '02/01/2023 00:00' is 2023-01-02 day first, 2023-02-01 month first), and "
+             "moola does not guess; pass --date-format \"%d/%m/%Y %H:%M\" if the day comes first or "
+             "--date-format \"%m/%d/%Y %H:%M\" if the month does, or write times as ISO 8601")
+
+
+@pytest.mark.parametrize("bars_fmt", ["%Y-%m-%d %H:%M", DMY], ids=["iso_bars", "day_first_bars"])
+def test_day_first_labels_with_every_day_up_to_12_are_refused_not_read_month_first(bars_fmt, tmp_path, capsys):
+    b, lab, t = _dated_files(tmp_path, bars_fmt, DMY, EARLY)
+    assert convert(b, lab, tmp_path / "ds") == 1
+    err = capsys.readouterr().err
+    assert AMBIGUOUS in err, err
+    if bars_fmt == DMY:  # hourly bars reach 13 January: that file looks day-first, and says so
+        assert ("bars.csv: column 'timestamp': this file looks day-first (line 290: '13/01/2023 00:00': 13 "
+                "cannot be a month), but moola does not guess a date format; pass --date-format "
+                "\"%d/%m/%Y %H:%M\"") in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bars.csv", "labels.csv"]  # no dataset
+
+
+@pytest.mark.parametrize("bars_fmt", ["%Y-%m-%d %H:%M", DMY], ids=["iso_bars", "day_first_bars"])
+def test_date_format_reads_day_first_files_into_the_right_windows(bars_fmt, tmp_path, capsys):
+    b, lab, t = _dated_files(tmp_path, bars_fmt, DMY, EARLY)
+    assert convert(b, lab, tmp_path / "ds", "--date-format", DMY) == 0
+    ds = load_dataset(tmp_path / "ds", normalization="none")
+    prices = bars_frame()[["open", "high", "low", "close"]].to_numpy()
+    starts = np.array(list(EARLY))
+    np.testing.assert_allclose(ds.X_raw, prices[starts[:, None] + np.arange(WINDOW)], rtol=1e-6)
+    # ids are the bars file's own text: '02/01/2023 00:00' stays that, never '2023-02-01 00:00:00'
+    assert ds.window_ids[2] == t[24].strftime(bars_fmt) and ds.window_ids == list(t[starts].strftime(bars_fmt))
+    meta = json.loads((tmp_path / "ds" / "meta.json").read_text())["csv"]
+    assert meta["date_format"] == DMY and meta["time_format"] == ("ISO 8601" if bars_fmt != DMY else DMY)
+    assert meta["start_rows"]["labeled"] == starts.tolist()
+
+
+def test_a_file_that_looks_day_first_or_month_first_is_still_not_guessed(tmp_path, capsys):
+    b, lab, _ = _dated_files(tmp_path, "%Y-%m-%d %H:%M", DMY, range(0, 380, 19))  # up to 16 January
+    assert convert(b, lab, tmp_path / "ds") == 1
+    err = capsys.readouterr().err
+    assert ("labels.csv: column 'start_time': this file looks day-first (line 18: '13/01/2023 16:00': 13 "
+            "cannot be a month), but moola does not guess a date format; pass --date-format "
+            "\"%d/%m/%Y %H:%M\", or write times as ISO 8601") in err
+    b, lab, _ = _dated_files(tmp_path, "%Y-%m-%d %H:%M", "%m/%d/%Y %H:%M", range(0, 380, 19))
+    assert convert(b, lab, tmp_path / "ds") == 1
+    assert "this file looks month-first (line 18: '01/13/2023 16:00': 13 cannot be a month)" in \
+        capsys.readouterr().err
+    assert convert(b, lab, tmp_path / "ds", "--date-format", "%m/%d/%Y %H:%M") == 0
+
+
+def test_mixed_formats_in_one_column_are_named(tmp_path, capsys):
+    b, lab, t = _dated_files(tmp_path, "%Y-%m-%d %H:%M", DMY, range(0, 380, 19))
+    labels = pd.read_csv(lab, dtype=str)
+    labels.loc[3, "start_time"] = t[57].strftime("%m/%d/%Y %H:%M")  # one row month first: 01/03/2023
+    labels.loc[5, "start_time"] = t[95].strftime("%m/%d/%Y %H:%M")  # 01/04/2023 23:00 ...
+    labels.loc[17, "start_time"] = t[323].strftime("%m/%d/%Y %H:%M")  # 01/14/2023: only month first
+    labels.to_csv(lab, index=False)
+    assert convert(b, lab, tmp_path / "ds") == 1
+    err = capsys.readouterr().err
+    assert ("labels.csv: column 'start_time' mixes day-first dates (line 18: '13/01/2023 16:00') and "
+            "month-first dates (line 19: '01/14/2023 11:00'); write every time of the file in one "
+            "format") in err, err
+    # ISO and day/month in one column: each odd row is named
+    labels = pd.read_csv(lab, dtype=str)
+    labels["start_time"] = t[range(0, 380, 19)].strftime("%Y-%m-%d %H:%M")
+    labels.loc[2, "start_time"] = "02/01/2023 14:00"
+    labels.to_csv(lab, index=False)
+    assert convert(b, lab, tmp_path / "ds") == 1
+    assert ("labels.csv: line 4, column 'start_time': '02/01/2023 14:00' is not a time in ISO 8601, the "
+            "format of the column's other times (e.g. line 2: '2023-01-01 00:00'); write every time of "
+            "the file in one format") in capsys.readouterr().err
+    assert not (tmp_path / "ds").exists()
+    # an empty cell is said as such, and the other rows are still read as a whole
+    labels = pd.read_csv(lab, dtype=str)
+    labels["start_time"] = t[EARLY].strftime(DMY)
+    labels.loc[4, "start_time"] = ""
+    labels.to_csv(lab, index=False)
+    assert convert(b, lab, tmp_path / "ds") == 1
+    err = capsys.readouterr().err
+    assert "labels.csv: line 6, column 'start_time': no time; write the time, or drop the row" in err
+    assert "labels.csv: column 'start_time': ambiguous dates" in err
+
+
+def test_a_date_format_that_does_not_match_names_the_row_the_value_and_the_format(tmp_path, capsys):
+    b, lab, t = _dated_files(tmp_path, "%Y-%m-%d %H:%M", DMY, EARLY)
+    labels = pd.read_csv(lab, dtype=str)
+    labels.loc[6, "start_time"] = "06-01-2023 00:00"
+    labels.to_csv(lab, index=False)
+    assert convert(b, lab, tmp_path / "ds", "--date-format", DMY) == 1
+    assert ("labels.csv: line 8, column 'start_time': '06-01-2023 00:00' does not match --date-format "
+            "\"%d/%m/%Y %H:%M\" (e.g. line 2: '01/01/2023 00:00' does); write it in that format") in \
+        capsys.readouterr().err
+    # a format that fits no row at all: one message, with the formats the file may be in
+    assert convert(b, lab, tmp_path / "ds", "--date-format", "%Y.%m.%d %H:%M") == 1
+    assert ("labels.csv: column 'start_time': no time matches --date-format \"%Y.%m.%d %H:%M\" (line 2: "
+            "'01/01/2023 00:00'); pass the format the file is written in") in capsys.readouterr().err
+    # month first where the file is day first: read exactly as told, so the labels miss the bars
+    labels.loc[6, "start_time"] = "06/01/2023 00:00"
+    labels.to_csv(lab, index=False)
+    assert convert(b, lab, tmp_path / "ds", "--date-format", "%m/%d/%Y %H:%M") == 1
+    assert ("labels.csv: line 4, column 'start_time': '02/01/2023 00:00' (read as 2023-02-01 00:00:00 "
+            "with --date-format \"%m/%d/%Y %H:%M\") is not the time of any bar") in capsys.readouterr().err
+    assert not (tmp_path / "ds").exists()
+
+
+def test_expansion_timestamps_are_read_with_the_column_s_one_format(tmp_path, capsys):
+    b, lab, t = _dated_files(tmp_path, DMY, DMY, EARLY)
+    labels = pd.read_csv(lab, dtype=str)
+    labels["expansion_start"] = t[np.array(list(EARLY)) + 3].strftime(DMY)
+    labels["expansion_end"] = "12"
+    labels.to_csv(lab, index=False)
+    assert convert(b, lab, tmp_path / "ds", "--date-format", DMY) == 0
+    assert (load_dataset(tmp_path / "ds").expansion_start == 3).all()
+    # ISO bars and start times, day-first expansion cells: without the format they are refused
+    b, lab, t = _dated_files(tmp_path, "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M", EARLY)
+    labels = pd.read_csv(lab, dtype=str)
+    labels["expansion_start"] = t[np.array(list(EARLY)) + 3].strftime(DMY)
+    labels.to_csv(lab, index=False)
+    assert convert(b, lab, tmp_path / "ds2") == 1
+    assert "labels.csv: column 'expansion_start': ambiguous dates" in capsys.readouterr().err
+    assert convert(b, lab, tmp_path / "ds2", "--date-format", DMY) == 0
+    assert (load_dataset(tmp_path / "ds2").expansion_start == 3).all()

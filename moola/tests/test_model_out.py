@@ -162,8 +162,12 @@ def test_round_trip_moola_predict_gives_the_in_process_model_s_probabilities(run
     assert p.returncode == 0, p.stderr
     assert f"720 windows of {SMOKE_DATA} predicted" in p.stdout and str(out) in p.stdout
     got = pd.read_csv(out)
-    assert list(got.columns) == ["window_id", "role", "label", *ds.classes, "predicted"]
+    assert list(got.columns) == ["window_id", "first_bar", "last_bar", "role", "label", *ds.classes,
+                                 "predicted", "model_name", "model_run_id"]
     assert list(got.window_id) == ds.window_ids + ds.unlabeled_ids
+    assert got.first_bar.isna().all()  # the smoke dataset has no bars file
+    card = json.loads((models / "baseline" / "card.json").read_text())
+    assert set(got.model_name) == {"baseline"} and set(got.model_run_id) == {card["run_id"]}
     role = got.role.to_numpy()
     assert set(role[ds.train_idx]) == {"train"} and set(role[ds.val_idx]) == {"val"}
     assert set(role[len(ds.y):]) == {"unlabeled"}
@@ -195,7 +199,9 @@ def test_moola_predict_on_a_csv_of_bars_cuts_the_model_s_windows(run, tmp_path):
     starts = np.arange(0, len(bars) - 105 + 1, 50)
     got = pd.read_csv(out)
     assert list(got.start_index) == starts.tolist()
-    assert list(got.window_id) == [str(pd.Timestamp(t)) for t in bars.timestamp[starts]]
+    # ids as examples/bars.csv writes them; the last bar is when the prediction is known
+    assert list(got.window_id) == list(got.first_bar) == bars.timestamp[starts].tolist()
+    assert list(got.last_bar) == bars.timestamp[starts + 104].tolist()
     # float32 windows before the z-score, as from-csv stores the windows the model trained on
     X = np.stack([bars[["open", "high", "low", "close"]].to_numpy()[s:s + 105]
                   for s in starts]).astype(np.float32)
