@@ -257,6 +257,19 @@ def finetuned(ctx: GateContext) -> TrainedModel:
                          _pretrained_factory(ctx))
 
 
+def random_init(ctx: GateContext) -> TrainedModel:
+    """Gate 4's control: its recipe from a randomly initialised encoder (isolates pretraining)."""
+    from moola.models import EncoderConfig, EnhancedSimpleLSTM
+
+    def build():
+        ds, m = ctx.dataset, ctx.cfg.model
+        enc_cfg = EncoderConfig.from_dict(work.encoder(ctx)["encoder_config"])
+        return EnhancedSimpleLSTM(enc_cfg, len(ds.classes), attention_heads=m.attention_heads,
+                                  head_hidden=m.head_hidden, dropout=m.dropout)
+
+    return trained_model("random_init", "gate_4_finetune_enhanced", work.random_init(ctx), build)
+
+
 def augmented(ctx: GateContext) -> TrainedModel:
     """Gate 5's finetuned recipe trained on real + accepted pseudo-samples."""
     return trained_model("augmented", "gate_5_augment", work.augmented(ctx),

@@ -44,10 +44,14 @@ def candidates_of(ctx: GateContext, upstream: Mapping[str, Verdict]):
         ok, why = approval(v)
         cands.append(Candidate(name, spec.name, np.asarray(model.y), np.asarray(model.pred),
                                ok, why, model.model))
-        extra = (v.metrics or {}).get("random_init_pred")
-        if extra is not None:  # gate 4's control that isolates pretraining (same windows)
-            refs["random_init"] = Candidate("random_init", spec.name, np.asarray(model.y),
-                                            np.asarray(extra), model="random encoder")
+        if spec.name == "gate_4_finetune_enhanced":  # its control that isolates pretraining
+            try:
+                r = artifacts.random_init(ctx)
+            except LookupError:  # not built (a gate 4 from before the control existed)
+                r = None
+            if r is not None and np.array_equal(r.y, model.y):
+                refs["random_init"] = Candidate("random_init", spec.name, np.asarray(r.y),
+                                                np.asarray(r.pred), model=r.model)
     v7 = upstream.get(ENSEMBLE_GATE)
     members = list(((v7.metrics or {}).get("members_macro_f1") or {}) if v7 else [])
     if v7 is not None and v7.status != "skipped" and members:

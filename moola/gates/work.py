@@ -37,7 +37,8 @@ TRAIN_CODE = ["models", "train", "data", "transfer", "pretrain", "augment", "pse
 # order, so gate 4 trained after gate 2 in one process differed from gate 4 trained alone.
 _TORCH_THREADS = torch.get_num_threads()
 # artifacts trained with the supervised recipe: they run with train.torch_threads
-SUPERVISED_KINDS = frozenset({"baseline", "finetuned", "augmented", "simple", "ensemble", "refit"})
+SUPERVISED_KINDS = frozenset({"baseline", "finetuned", "random_init", "augmented", "simple",
+                              "ensemble", "refit"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,6 +439,29 @@ def finetuned(ctx: GateContext) -> dict[str, Any]:
         "model": "EnhancedSimpleLSTM (pretrained encoder)",
         "load_report": build_pretrained(ctx, enc["encoder_path"],
                                         len(ds.classes))[1].to_dict()}, pretrained=True)
+
+
+def random_init(ctx: GateContext) -> dict[str, Any]:
+    """Gate 4's control: the gate-4 recipe (the encoder's architecture, freeze + progressive
+    unfreeze, the same budget) from a randomly initialised encoder, every replica. Finetuned
+    minus this is what pretraining alone bought; finetuned minus gate 1's baseline mixes it
+    with the transfer schedule."""
+    from moola.models import EncoderConfig, EnhancedSimpleLSTM
+
+    ds = ctx.dataset
+    enc = encoder(ctx)
+    enc_cfg = EncoderConfig.from_dict(enc["encoder_config"])
+    key = _key(ctx, "random_init", CLASSIFIER_SECTIONS + ("finetune",),
+               encoder_config=enc_cfg.to_dict())
+    m = ctx.cfg.model
+
+    def make(seed):  # initial weights from the replica's seed (seeded before the call)
+        return EnhancedSimpleLSTM(enc_cfg, len(ds.classes), attention_heads=m.attention_heads,
+                                  head_hidden=m.head_hidden, dropout=m.dropout)
+
+    return _replicated(ctx, "gate_4_finetune_enhanced", "random_init", key, make,
+                       {"model": "EnhancedSimpleLSTM (random encoder, gate 4's recipe)"},
+                       pretrained=True)
 
 
 def augmented(ctx: GateContext) -> dict[str, Any]:

@@ -17,11 +17,14 @@ def rule_text(rec: dict[str, Any]) -> str | None:
     """The rule a record's status came from, so that no inconclusive or failed row reads like a
     pass: a comparison's CI against its bound ("delta_f1 CI -0.193..+0.004 straddles 0.000"), a
     failed threshold negated ("skill_p 0.21, not < 0.010"), else the key metric."""
-    km, cmp = rec.get("key_metric") or {}, rec.get("comparison") or {}
+    km, cmp = rec.get("key_metric"), rec.get("comparison")
+    km, cmp = (km if isinstance(km, dict) else {}), (cmp if isinstance(cmp, dict) else {})
     status = rec.get("status")
-    if "vs_random_encoder" in cmp and status != "passed":  # gate 3: the encoder's comparison
+    if isinstance(cmp.get("vs_random_encoder"), dict) and status != "passed":  # gate 3: the encoder's comparison
         cmp = dict(cmp["vs_random_encoder"], _name="probe vs random encoder")
         km = {"name": cmp["_name"], "threshold": 0.0, "op": ">"}
+    elif isinstance(cmp.get("pretraining"), dict):  # gate 4: pretraining's own control
+        cmp = cmp["pretraining"]
     ci, thr, name = cmp.get("delta_ci"), fmt.num(km.get("threshold")), km.get("name")
     if status == "failed" and ci and cmp.get("outcome") not in (None, "failed"):
         return "another rule failed (see the reason)"  # not the comparison, which held

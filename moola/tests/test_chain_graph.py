@@ -59,6 +59,10 @@ def test_x_stops_at_the_failed_gate_and_the_decision_is_still_made(failed_augmen
     assert d["metrics"]["recommended"] in (None, "baseline", "control", "finetuned")
     assert "augmented" in d["metrics"]["candidates"]
     assert not d["metrics"]["candidates"]["augmented"]["eligible"]
+    # pretraining judged against the same recipe from a random encoder, and reported as a step
+    g4 = recs["gate_4_finetune_enhanced"]["comparison"]
+    assert g4["pretraining"]["reference"] == "random_init" and g4["builds_on"]
+    assert d["metrics"]["steps"]["pretraining"]["reference"] == "random_init"
     report = _report(root)
     assert report["decision"]["recommended"] == d["metrics"]["recommended"]
     assert r.stdout.index("moola decision") < r.stdout.index("moola gates")

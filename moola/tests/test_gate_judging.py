@@ -69,9 +69,11 @@ PSEUDO_OK = {"n_generated": 10, "n_accepted": 8, "rejected": {"quality": 2},
              "ks_pvalues": {"close": 0.5}, "quality_min_accepted": 0.9}
 
 
-def _patch(monkeypatch, baseline, finetuned, augmented=None, simple=None):
+def _patch(monkeypatch, baseline, finetuned, augmented=None, simple=None, random_init=None):
     monkeypatch.setattr(work, "baseline", lambda ctx: baseline)
     monkeypatch.setattr(work, "finetuned", lambda ctx: finetuned)
+    # gate 4's random-encoder control: the baseline's predictions unless a test says otherwise
+    monkeypatch.setattr(work, "random_init", lambda ctx: random_init or baseline)
     if augmented is not None:
         monkeypatch.setattr(work, "augmented", lambda ctx: augmented)
     if simple is not None:
@@ -246,7 +248,7 @@ def test_a_comparison_says_when_one_seed_would_decide_otherwise(ctx, monkeypatch
     _patch(monkeypatch, _classifier_work(worse),
            _classifier_work(Y_VAL.copy(), worse, load_report=LOAD_OK))
     v = builtin.gate_4_finetune_enhanced(ctx)
-    assert v.comparison["per_seed_outcome"] == {17: "passed", 1017: "inconclusive"}
+    assert v.comparison["pretraining"]["per_seed_outcome"] == {17: "passed", 1017: "inconclusive"}
     assert "differs across seeds" in v.reason, v.reason
 
 

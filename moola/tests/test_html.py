@@ -151,7 +151,7 @@ def page(tmp_path):
 def test_the_page_has_its_sections_in_order(page):
     p = Page(page)
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
-    assert p.sections == ["summary", "models", "history", "g-gate_0_env", "g-gate_1_smoke_enhanced",
+    assert p.sections == ["decision", "summary", "models", "history", "g-gate_0_env", "g-gate_1_smoke_enhanced",
                           "g-gate_3_pretrain_bilstm", "g-gate_4_finetune_enhanced", "g-gate_5_augment"]
     assert "OLD RUN" not in page  # the newest run's gates only (the old run is in the history)
     assert not p.imgs  # every chart is inline SVG: the page stands alone
@@ -287,3 +287,49 @@ def test_report_main_without_results_says_what_to_do(tmp_path, capsys):
     assert report_main(["--reports", str(tmp_path)]) == 2
     assert "no results in the log" in capsys.readouterr().err
     assert not (tmp_path / "report.html").exists()
+
+
+def _decision_record(run_id: str, recommended, data: str = "data/a") -> dict:
+    steps = {"pretraining": {"delta": 0.05, "delta_ci": [-0.02, 0.12], "outcome": "inconclusive",
+                             "new": "finetuned", "reference": "random_init", "what": "w",
+                             "text": "delta +0.050"},
+             "MiniRocket": {"delta": 0.19, "delta_ci": [0.09, 0.28], "outcome": "helped",
+                            "new": "control", "reference": "baseline", "what": "w",
+                            "text": "delta +0.190"}}
+    metrics = {"recommended": recommended, "indistinguishable": [recommended, "baseline"]
+               if recommended else [], "steps": steps,
+               "expected": {"macro_f1": 0.967, "macro_f1_ci": [0.916, 1.0], "n_windows": 60,
+                            "n_seeds": 1, "ci_level": 0.95},
+               "candidates": {"control": {"eligible": bool(recommended), "model": "MiniRocket",
+                                          "why": "eligible"},
+                              "augmented": {"eligible": False, "why": "significantly worse"}},
+               "method": "MCS", "loss": "class-balanced"}
+    return {"run_id": run_id, "gate": "decision", "timestamp": "2026-01-25T19:44:00+00:00",
+            "status": "passed" if recommended else "failed",
+            "reason": "deploy control" if recommended else "deploy nothing: no skill",
+            "metrics": metrics, "config": {"run": {"profile": "smoke", "data": data}},
+            "artifacts": {}, "duration_s": 0.5}
+
+
+def test_the_decision_comes_first_with_a_forest_plot_of_the_steps(tmp_path):
+    reports = tmp_path / "reports"
+    append_records(results_path(reports), [_decision_record("r1", "control")])
+    page = build_report(reports)
+    p = Page(page)
+    assert p.sections[0] == "decision"
+    assert page.index("Deploy this") < page.index('id="summary"')
+    assert "<strong>control</strong>" in page and "0.967" in page
+    assert "Not eligible: <b>augmented</b>: significantly worse" in page
+    assert 'data-figure="forest"' in page
+    assert 'data-step="pretraining"' in page and 'data-step="MiniRocket"' in page
+    assert "not exported in this run" in page  # no export path recorded: no card link
+
+
+def test_deploy_nothing_and_the_history_is_grouped_by_dataset(tmp_path):
+    reports = tmp_path / "reports"
+    append_records(results_path(reports), [_decision_record("r1", None, "data/a"),
+                                           _decision_record("r2", None, "data/b")])
+    page = build_report(reports, run_id="r1")
+    assert "Deploy nothing." in page and "deploy nothing: no skill" in page
+    groups = re.findall(r'<h3 data-dataset="([^"]+)"', page)
+    assert groups == ["data/a", "data/b"]  # the current run's dataset first
