@@ -316,6 +316,24 @@ def _worse_note(cmp: dict[str, Any], outcome: str, what: str) -> str | None:
             f"or recommended")
 
 
+def _detectable_note(ctx: GateContext, w: TrainedModel, m: dict[str, Any], alpha: float) -> str:
+    """What a failed skill test could have seen: the pooled balanced accuracy these windows
+    needed (the permutation null's 1 - alpha quantile), so that "no skill shown on 16 windows"
+    does not read as "your data has no signal"."""
+    from moola.metrics import skill_detectable
+
+    need = skill_detectable(w.y, w.pred, len(ctx.dataset.classes), alpha, seed=ctx.cfg.run.seed)
+    text = (f"on these {m['n']} scored windows a pooled balanced accuracy above about "
+            f"{need:.3f} (chance {m['chance_balanced_accuracy']:.3f}) was needed to show skill at "
+            f"gates.skill_alpha = {alpha}: a model this short of it may still have skill these "
+            f"windows cannot show; more labeled windows, or protocol.seeds, tell")
+    t = m.get("test")
+    if t:
+        text += (f" (the held-out test windows, which no gate uses, score balanced accuracy "
+                 f"{t['balanced_accuracy']:.3f} on {t['n']})")
+    return text
+
+
 def _protocol_text(m: dict[str, Any]) -> str:
     return (f"{m['n']} scored windows x {m.get('n_replicas', 1)} seeds over "
             f"{m.get('n_folds', '?')} walk-forward folds")
@@ -420,11 +438,15 @@ def gate_1_smoke_enhanced(ctx: GateContext) -> Verdict:
         problems.append(f"training loss is not finite in replicas {_listing(bad)}; lower the learning "
                         f"rate and check the data for extreme values")
     elif not median_drop >= drop:
+        t = ctx.cfg.train
         problems.append(f"training loss did not fall: median drop from the first to the last "
                         f"epoch {median_drop:.1%} over {len(reps)} replicas (expected at least "
-                        f"{drop:.0%}); raise train.min_steps or the learning rate")
+                        f"{drop:.0%}, gates.min_loss_drop = {drop}); raise train.min_steps (now "
+                        f"{t.min_steps}) or train.lr (now {t.lr:g})")
     problems += classifier_problems("the baseline EnhancedSimpleLSTM", m, alpha=g.skill_alpha)
     notes = []
+    if not m["degenerate"] and not skill_over_chance(m, g.skill_alpha)[0]:
+        notes.append(_detectable_note(ctx, w, m, g.skill_alpha))
     differs = _seed_disagreement(
         ctx, w, lambda ms: skill_over_chance(ms, g.skill_alpha)[0] and not ms["degenerate"])
     if differs:
@@ -471,10 +493,11 @@ def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
         ctx, "gate_2_control_minirocket", c, b.pred, b.seeds, -g.control_margin,
         policy=g.control_policy, problems=problems,
         failed=lambda cmp: (
-            f"MiniRocket beats the deep baseline by more than the margin {g.control_margin}: "
-            f"macro-F1 {mc['macro_f1']:.3f} vs {mb['macro_f1']:.3f} (baseline minus control "
-            f"{ci_text(cmp)}); the deep model is not earning its cost: fix it, or use the "
-            f"control"),
+            f"MiniRocket beats the deep baseline by more than the margin {g.control_margin} "
+            f"(gates.control_margin): macro-F1 {mc['macro_f1']:.3f} vs {mb['macro_f1']:.3f} "
+            f"(baseline minus control {ci_text(cmp)}); the deep model is not earning its cost: "
+            f"fix it, or deploy the control (the decision compares them; gates.control_policy "
+            f"= \"warn\" keeps the chain going)"),
         what=(f"whether the deep baseline is within {g.control_margin} macro-F1 of MiniRocket "
               f"({mb['macro_f1']:.3f} vs {mc['macro_f1']:.3f})"))
     cmp.update(baseline_macro_f1=mb["macro_f1"], control_macro_f1=mc["macro_f1"],
@@ -519,9 +542,11 @@ def gate_3_pretrain_bilstm(ctx: GateContext) -> Verdict:
     if lo >= threshold:
         (problems if g.recon_policy == "fail" else warnings).append(
             f"{recon_text}: does not beat interpolation by the required {g.recon_margin:.0%} "
-            f"(ratio below {threshold:g}); the encoder learned nothing interpolation cannot "
-            f"do: pretrain longer, check normalisation, or raise the mask ratio (policy "
-            f"'{g.recon_policy}')")
+            f"(ratio below {threshold:g}, gates.recon_margin = {g.recon_margin}); the encoder "
+            f"learned nothing interpolation cannot do: pretrain longer (pretrain.max_epochs = "
+            f"{ctx.cfg.pretrain.max_epochs}), check normalisation, or raise the mask ratio "
+            f"(pretrain.mask_ratio = {ctx.cfg.pretrain.mask_ratio}) (policy "
+            f"'{g.recon_policy}', gates.recon_policy)")
     elif hi >= threshold:
         inconclusive_parts.append(
             f"inconclusive: whether the reconstruction beats interpolation by "
@@ -537,7 +562,7 @@ def gate_3_pretrain_bilstm(ctx: GateContext) -> Verdict:
     if not m["macro_f1"] >= g.probe_min_macro_f1:
         problems.append(f"the encoder's linear probe scores macro-F1 {m['macro_f1']:.3f} on "
                         f"{m['n']} walk-forward windows, below the threshold "
-                        f"{g.probe_min_macro_f1}")
+                        f"{g.probe_min_macro_f1} (gates.probe_min_macro_f1)")
     if not m["macro_f1"] > maj:
         problems.append(f"the encoder's linear probe (macro-F1 {m['macro_f1']:.3f}) does not "
                         f"beat the majority baseline {maj:.3f}")

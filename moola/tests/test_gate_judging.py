@@ -388,6 +388,8 @@ def test_no_skill_fails_gate_1_but_leaves_later_gates_inconclusive(ctx, monkeypa
     _patch(monkeypatch, _classifier_work(COIN), None)
     v = builtin.gate_1_smoke_enhanced(ctx)
     assert v.status == "failed" and "no significant skill" in v.reason, v.reason
+    # what these windows could have shown: "no skill shown" is not "no signal in your data"
+    assert "was needed to show skill at gates.skill_alpha = 0.01" in v.reason, v.reason
 
     all_wrong = 1 - Y_VAL  # a worse baseline: the finetuned coin beats it significantly
     _patch(monkeypatch, _classifier_work(all_wrong),
