@@ -42,6 +42,17 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_control(args: argparse.Namespace) -> int:
+    """Write a known-answer control of a dataset (moola.data.controls)."""
+    from moola.data import validate_dataset
+    from moola.data.controls import make_control
+
+    out = make_control(args.source, args.out, args.kind, seed=args.seed)
+    print(f"{out}: {args.kind} control of {args.source} (seed {args.seed})")
+    print(validate_dataset(out).format())
+    return 0
+
+
 def cmd_data_ucr(args: argparse.Namespace) -> int:
     """Convert a UCR/UEA dataset bundled with sktime."""
     from moola.data import validate_dataset
@@ -141,6 +152,15 @@ def _add_data(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("name", help="e.g. GunPoint, ItalyPowerDemand, BasicMotions")
     p.add_argument("--out", required=True, help="dataset directory to write")
     p.set_defaults(func=cmd_data_ucr)
+
+    p = sub.add_parser("control", help="a known-answer control of a dataset: shuffled labels, "
+                                       "a random-walk or time-shuffled unlabeled pool")
+    p.add_argument("source", help="dataset directory to copy")
+    p.add_argument("--kind", required=True, choices=("shuffled-labels", "random-walk-pool",
+                                                     "time-shuffled-pool"))
+    p.add_argument("--out", required=True, help="dataset directory to write (atomically)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffle or walks (default 0)")
+    p.set_defaults(func=cmd_data_control)
 
     p = sub.add_parser("from-csv", help="convert a CSV of bars and a CSV of labels (docs/BRING_YOUR_OWN_DATA.md)")
     p.add_argument("bars", metavar="BARS.csv", help="one bar per row, oldest first: open, high, low, close "
