@@ -110,3 +110,15 @@ def test_an_unknown_gate_in_gates_skip_is_a_usage_error(tmp_path):
     r = _session(root, "--gates-config=bad.toml", "--co")
     assert r.returncode == 4
     assert "gates.skip names 'gate_5_augmnet', which is not a declared gate" in r.stderr
+
+
+def test_under_xdist_the_session_end_decision_is_made_from_the_workers_records(failed_augment):
+    root, _ = failed_augment
+    r = _session(root, "-n", "2", "-k", "gate_0 or gate_1")
+    assert r.returncode == 0, r.stdout[-3000:]
+    recs = _run(root)
+    assert set(recs) == {"gate_0_env", "gate_1_smoke_enhanced", "decision"}
+    d = recs["decision"]
+    assert "made at the end of the session" in d["reason"]
+    assert list(d["metrics"]["candidates"]) == ["baseline"]  # what this session judged
+    assert _report(root)["decision"]["recommended"] == d["metrics"]["recommended"]
