@@ -448,6 +448,8 @@ def gate(request: pytest.FixtureRequest, moola_ctx):
     verdict = run_gate(moola_ctx, name)
     _export_model(request.config, moola_ctx, verdict)
     request.node.stash[VERDICT_KEY] = verdict
+    # travels with the test's report (xdist too): pytest's footer counts it by status
+    request.node.user_properties.append(("moola_status", verdict.status))
     if verdict.artifacts.get("disk_full"):  # the gates after it would only hit the same wall
         request.session.shouldstop = verdict.reason
     _write_plots(request.config, moola_ctx, verdict)
@@ -700,6 +702,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if not ctx.sync.close(timeout=120):
         warnings.warn(MoolaGateWarning("the final --sync-cmd run did not finish within 120 s; "
                                        f"see {ctx.reports / 'sync.log'}"))
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    """A gate test that passed on an inconclusive or warning verdict is counted as such in
+    pytest's footer ("2 passed, 5 inconclusive, 1 warned"), not as one more pass; the outcome
+    (and the exit code) stays passed: the chain continues on these verdicts."""
+    if report.when != "call" or not report.passed:
+        return None
+    status = dict(report.user_properties).get("moola_status")
+    if status == "inconclusive":
+        return "inconclusive", "i", "INCONCLUSIVE"
+    if status == "warning":
+        return "warned", "w", "WARNED"
+    return None
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

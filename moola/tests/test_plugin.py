@@ -142,3 +142,22 @@ def test_report_json_is_written_atomically_by_moola(project, monkeypatch):
     report = json.loads((project.path / "reports" / "report.json").read_text())
     assert report["summary"]["passed"] == 1 and report["tests"][0]["metadata"]["gate"] == "gate_0_env"
     assert not list((project.path / "reports").glob(".report.json.*"))
+
+
+def test_pytest_s_footer_counts_inconclusive_and_warned_gates_apart_from_passed(project):
+    project.makepyfile(test_gate_9_mine='''
+        from moola.gates import gate, passed
+
+        @gate("gate_9_unsure", after="gate_0_env")
+        def test_gate_9_unsure():
+            return passed(True, "cannot be told", status="inconclusive")
+
+        @gate("gate_9_warned", after="gate_0_env")
+        def test_gate_9_warned():
+            return passed(True, "careful", status="warning")
+    ''')
+    r = project.runpytest("--profile", "smoke", f"--data={SMOKE}", "-k", "gate_0 or gate_9",
+                          "-p", "no:randomly")
+    assert r.ret == 0  # the chain continues on these verdicts: the exit code says so
+    r.stdout.fnmatch_lines(["*1 passed*1 inconclusive, 1 warned*"])
+    r.stdout.fnmatch_lines(["gates: 1 passed, 1 inconclusive, 1 warned, 0 failed, 0 skipped"])
