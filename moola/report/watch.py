@@ -263,6 +263,9 @@ def _gates_table(records: list[dict[str, Any]], run_id: str | None, live_gates: 
             out += [row, "      " + fmt.shorten(reason, width - 6)]
         else:
             out.append(f"{row}  {fmt.shorten(reason, width - len(row) - 2)}")
+    decision = rows.get("decision")
+    if decision is not None:  # the answer, on a line of its own
+        out += ["", "decision: " + fmt.text(decision.get("reason"))]
     return [fmt.shorten(line, width).rstrip() for line in out]
 
 

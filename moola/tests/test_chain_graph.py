@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,9 @@ def test_the_decision_reruns_alone_from_the_cache(failed_augment):
     run = recs["decision"]["run_id"]
     assert {e["event"] for e in cache_events(root, run)} <= {"hit"}  # nothing trained
     assert _report(root)["decision"]["recommended"] == recs["decision"]["metrics"]["recommended"]
+    st = subprocess.run([sys.executable, "-m", "moola.cli", "status", str(root / "reports")],
+                        capture_output=True, text=True, timeout=60)
+    assert "decision: deploy" in st.stdout, st.stdout  # moola status says it too
 
 
 def test_an_unknown_gate_in_gates_skip_is_a_usage_error(tmp_path):
