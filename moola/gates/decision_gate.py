@@ -33,6 +33,9 @@ def candidates_of(ctx: GateContext, upstream: Mapping[str, Verdict]):
 
     cands, refs, absent = [], {}, {}
     for name, spec in REGISTRY.producers().items():
+        if spec.producer is None:  # a gate that names its model but gives no way to load it
+            absent[name] = f"{spec.name} declares produces={name!r} without a producer"
+            continue
         v = upstream.get(spec.name)
         if v is None or v.status == "skipped":
             absent[name] = f"{spec.name} was {'not judged' if v is None else v.reason}"
