@@ -189,6 +189,12 @@ def choose(candidates: Sequence[Candidate], *, n_classes: int, order: Sequence[s
     kept = [n for n in eligible if n in in_mcs and not beaten[n]]
     if not kept:  # the MCS and the pairwise rule disagree entirely: the pairwise rule decides
         kept = [n for n in eligible if not beaten[n]] or eligible
+    for n in eligible:  # why an eligible model is not among the indistinguishable ones
+        if n not in kept:
+            p = rows[n].get("mcs_p_value")
+            rows[n]["why"] = (f"beaten significantly by {', '.join(beaten[n])}" if beaten[n]
+                              else "outside the Model Confidence Set" + (
+                                  f" (MCS p-value {p:.3f})" if p is not None else ""))
     chain = [c.name for c in candidates]
     kept.sort(key=order_key(order, chain))
     best = min(eligible, key=lambda n: float(losses[:, eligible.index(n)].mean()))

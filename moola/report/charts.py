@@ -401,6 +401,12 @@ def decision_box(rec: dict[str, Any], card_href: str | None) -> str:
     else:
         out.append(f'<p class="deploy"><strong>Deploy nothing.</strong> {esc(rec.get("reason"))}'
                    f'</p>')
+    kept = set(m.get("indistinguishable") or [])
+    out_of_set = {k: v for k, v in cands.items() if isinstance(v, dict) and v.get("eligible")
+                  and k not in kept and k != name}
+    if out_of_set:
+        out.append("<p>Out of the set: " + "; ".join(
+            f"<b>{esc(k)}</b>: {esc(v.get('why'))}" for k, v in out_of_set.items()) + "</p>")
     left = {k: v for k, v in cands.items() if isinstance(v, dict) and not v.get("eligible")}
     if left:
         out.append("<p>Not eligible: " + "; ".join(f"<b>{esc(k)}</b>: {esc(v.get('why'))}"

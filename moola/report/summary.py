@@ -92,6 +92,11 @@ def format_decision(rec: dict[str, Any], width: int = 100) -> list[str]:
     else:
         lines.append(f"DEPLOY NOTHING: {fmt.shorten(fmt.text(rec.get('reason')), width)}")
     cands = m.get("candidates") or {}
+    kept = set(m.get("indistinguishable") or [])
+    out = [f"{k} ({v.get('why')})" for k, v in cands.items()
+           if v.get("eligible") and k not in kept and k != name]
+    if out:
+        lines.append("  out of the set: " + fmt.shorten("; ".join(out), width))
     left = [f"{k} ({v.get('why')})" for k, v in cands.items() if not v.get("eligible")]
     if left:
         lines.append("  not eligible: " + fmt.shorten("; ".join(left), width))

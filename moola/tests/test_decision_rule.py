@@ -78,6 +78,7 @@ def test_a_clearly_better_model_wins_over_a_simpler_worse_one():
     assert d["recommended"] == "finetuned"
     assert d["candidates"]["control"]["beaten_by"] == ["finetuned"]
     assert "control" not in d["indistinguishable"]
+    assert d["candidates"]["control"]["why"] == "beaten significantly by finetuned"
 
 
 def test_indistinguishable_models_go_to_the_simplest():
