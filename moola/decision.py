@@ -14,8 +14,8 @@ pooled out-of-fold predictions of the same scored windows. The decision compares
    ``gates.bootstrap_block``) at size ``1 - gates.ci_level`` over the per-window loss below,
    minus any candidate another eligible one beats significantly (moola's paired window
    bootstrap of balanced accuracy, the CI read as every gate reads it). The second rule makes
-   the guarantee plain: the recommendation is never a model another candidate beats
-   significantly.
+   the guarantee plain: the recommendation is never a model another eligible candidate beats
+   significantly (an ineligible one, e.g. without shown skill, is not compared).
 3. **Parsimony**: among those, the first in ``gates.parsimony_order`` (MiniRocket's linear
    model on fixed random features first, then SimpleLSTM, the baseline, the finetuned and the
    augmented models, the ensemble; models not named come last, in chain order).
@@ -91,11 +91,13 @@ def order_key(order: Sequence[str], chain: Sequence[str]):
 
 def choose(candidates: Sequence[Candidate], *, n_classes: int, order: Sequence[str],
            alpha: float, ci_level: float, n_bootstrap: int, seed: int, block: int = 1,
-           references: dict[str, Candidate] | None = None) -> dict[str, Any]:
+           references: dict[str, Candidate] | None = None,
+           max_predicted_share: float = 0.95) -> dict[str, Any]:
     """The decision over `candidates` (module docstring). `references`: models that are not
     candidates but anchor a step (the randomly initialised encoder's recipe; gate 7's best
-    member under the name "best member"). Returns a JSON-ready dict; ``recommended`` is a
-    candidate's name or None."""
+    member under the name "best member"). `max_predicted_share`: gates.max_predicted_share,
+    as the gates judge degeneracy. Every candidate must have scored the same windows (the
+    same `y`). Returns a JSON-ready dict; ``recommended`` is a candidate's name or None."""
     from moola.judging import decide, paired_comparison
     from moola.metrics import (classification_metrics, paired_delta_ci, skill_detectable,
                                skill_permutation_p)
@@ -104,6 +106,11 @@ def choose(candidates: Sequence[Candidate], *, n_classes: int, order: Sequence[s
     if len(set(names)) != len(names):
         raise ValueError(f"candidate names must be unique, got {names}")
     by_name = {c.name: c for c in candidates}
+    for c in candidates[1:]:
+        if not np.array_equal(c.y, candidates[0].y):
+            raise ValueError(f"candidate {c.name!r} ({c.gate}) scored other windows than "
+                             f"{candidates[0].name!r}: candidates are compared on the same "
+                             f"pooled out-of-fold windows; rebuild it under the run's protocol")
     m = max(1, len(candidates))
     alpha_c = alpha / m
     n_perm = max(2000, math.ceil(20 / alpha_c))  # p can reach well below the corrected level
@@ -111,7 +118,8 @@ def choose(candidates: Sequence[Candidate], *, n_classes: int, order: Sequence[s
     eligible: list[str] = []
     for c in candidates:
         met = classification_metrics(c.y, c.pred, n_classes, n_bootstrap=n_bootstrap,
-                                     ci_level=ci_level, seed=seed, block=block)
+                                     ci_level=ci_level, seed=seed, block=block,
+                                     max_predicted_share=max_predicted_share)
         p = skill_permutation_p(c.y, c.pred, n_classes, n_permutations=n_perm, seed=seed)
         skill = p < alpha_c and met["balanced_accuracy"] > met["chance_balanced_accuracy"]
         why = c.why
@@ -148,16 +156,22 @@ def choose(candidates: Sequence[Candidate], *, n_classes: int, order: Sequence[s
                           n_bootstrap=n_bootstrap, seed=seed, block=block,
                           compare=paired_comparison, decide=decide)
     if not eligible:
-        first = candidates[0] if candidates else None
+        # what the windows could show, read on the best model that predicts several classes
+        # (a constant predictor's permutation null has no spread)
+        varied = [c for c in candidates if len(np.unique(c.pred)) > 1]
+        first = max(varied, key=lambda c: rows[c.name]["balanced_accuracy"], default=None)
         could = None
         if first is not None:
             could = skill_detectable(first.y, first.pred, n_classes, alpha_c,
                                      n_permutations=n_perm, seed=seed)
         out["detectable_balanced_accuracy"] = could
-        n = rows[first.name]["n_windows"] if first else 0
-        detail = (f"; on these {n} scored windows a model needed a pooled balanced accuracy "
-                  f"above about {could:.3f} (chance {1 / n_classes:.3f}) to show skill at the "
-                  f"corrected level" if could is not None else "")
+        detail = ""
+        if could is not None:
+            r = rows[first.name]
+            detail = (f"; on these {r['n_windows']} scored windows {first.name} needed a "
+                      f"pooled balanced accuracy above about {could:.3f} (it has "
+                      f"{r['balanced_accuracy']:.3f}; chance {1 / n_classes:.3f}) to show "
+                      f"skill at the corrected level")
         out["reason"] = ("deploy nothing: no candidate shows skill over chance and is approved "
                          "(" + "; ".join(f"{k}: {v['why']}" for k, v in rows.items()) + ")"
                          + detail if rows else "deploy nothing: no model was judged")

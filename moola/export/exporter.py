@@ -98,6 +98,11 @@ def export_recommended(ctx, verdict) -> dict[str, Any] | None:
     if not name:
         return None
     where = models_dir(ctx) / name
+    if not (where / CARD).is_file() and not ctx.build_allowed:
+        # the session-end decision never trains (no refit): it names what is missing
+        return {"path": None, "recommended": name, "reason": (
+            f"the recommended model '{name}' was not exported by this session (its gate was "
+            f"judged from the cache or not at all); pytest gates_tests -k decision exports it")}
     if not (where / CARD).is_file():
         gate = ENSEMBLE_GATE if name == "ensemble" else REGISTRY.producers()[name].name
         entry = export_after_gate(ctx, ctx.verdicts.get(gate) or judge(ctx, gate))

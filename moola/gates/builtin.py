@@ -472,12 +472,16 @@ def gate_1_smoke_enhanced(ctx: GateContext) -> Verdict:
 
 @gate("gate_2_control_minirocket", after="gate_0_env", uses="gate_1_smoke_enhanced",
       produces="control", producer=artifacts.control, _builtin=True)
-def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
+def gate_2_control_minirocket(ctx: GateContext,
+                              upstream: dict[str, Verdict] | None = None) -> Verdict:
     """MiniRocket control: sane itself, and the deep baseline is not beaten by it."""
     from moola.judging import ci_text
 
     gate, g = "gate_2_control_minirocket", ctx.cfg.gates
     c = artifacts.control(ctx)
+    v1 = (upstream or {}).get("gate_1_smoke_enhanced")
+    if v1 is not None and (v1.status == "skipped" or "traceback" in (v1.artifacts or {})):
+        return _control_alone(ctx, c, v1)  # no baseline to compare: judge the control itself
     b = artifacts.baseline(ctx)
     _same_windows(c, b)
     mc = score(ctx, c.y, c.pred)
@@ -512,6 +516,26 @@ def gate_2_control_minirocket(ctx: GateContext) -> Verdict:
                              "model_failed": model_failed}, comparison=cmp,
                     artifacts={"control": c.artifact, "baseline": b.artifact},
                     key_metric=_key_metric("delta_f1", cmp["delta"], -g.control_margin, ">"))
+
+
+def _control_alone(ctx: GateContext, c: TrainedModel, v1: Verdict) -> Verdict:
+    """Gate 2 when gate 1 was left out or crashed: the control judged on its own (sane, not
+    one-class, better than chance), so that it can still be the answer."""
+    g = ctx.cfg.gates
+    mc = score(ctx, c.y, c.pred)
+    problems = classifier_problems("the MiniRocket control", mc, require_skill=False)
+    if mc["balanced_accuracy"] <= mc["chance_balanced_accuracy"]:
+        problems.append(f"the MiniRocket control is no better than chance (balanced accuracy "
+                        f"{mc['balanced_accuracy']:.3f}); the data may carry no signal")
+    ok = (f"MiniRocket control: macro-F1 {mc['macro_f1']:.3f} (CI {mc['ci']['macro_f1'][0]:.3f}-"
+          f"{mc['ci']['macro_f1'][1]:.3f}); no comparison with the deep baseline: gate 1 "
+          f"{'was left out' if v1.status == 'skipped' else 'crashed'}")
+    return _verdict(ctx, "gate_2_control_minirocket", problems, ok,
+                    model="MiniRocket+RidgeClassifierCV",
+                    metrics={**mc, **script_fields(mc, c.info["train_acc"]),
+                             "skill_shown": _skill_shown(mc, g.skill_alpha),
+                             "model_failed": bool(problems)},
+                    artifacts={"control": c.artifact})
 
 
 @gate("gate_3_pretrain_bilstm", after="gate_1_smoke_enhanced", _builtin=True)
@@ -776,6 +800,8 @@ def gate_6_baseline_simplelstm(ctx: GateContext) -> Verdict:
         problems.append(f"SimpleLSTM parameters ended on {devices}, expected all on "
                         f"{s.info['device']}: a layer was created off-device")
     problems += classifier_problems("SimpleLSTM", m, require_skill=False)
+    # a failure of the comparison below is about the pretrained model, not SimpleLSTM
+    model_failed = bool(problems)
     # finetuned minus simple: passed when the pretrained machinery is significantly better
     cmp, differs, warnings, inconclusive = _policy_comparison(
         ctx, "gate_6_baseline_simplelstm", s, f.pred, s.seeds, 0.0,
@@ -784,7 +810,8 @@ def gate_6_baseline_simplelstm(ctx: GateContext) -> Verdict:
             f"the simple unidirectional SimpleLSTM (hidden {ctx.cfg.model.simple_hidden}) is "
             f"significantly better than the pretrained model: macro-F1 {m['macro_f1']:.3f} vs "
             f"{mf['macro_f1']:.3f} (pretrained minus simple {ci_text(cmp)}); the extra "
-            f"machinery is not paying for itself"),
+            f"machinery is not paying for itself: deploy the simpler model (the decision "
+            f"compares them; gates.simple_policy = \"warn\" keeps the chain going)"),
         what=(f"whether the pretrained model beats the simple SimpleLSTM "
               f"({mf['macro_f1']:.3f} vs {m['macro_f1']:.3f})"))
     cmp.update(simple_macro_f1=m["macro_f1"], finetuned_macro_f1=mf["macro_f1"])
@@ -799,7 +826,8 @@ def gate_6_baseline_simplelstm(ctx: GateContext) -> Verdict:
     return _verdict(ctx, gate, problems, ok, warnings, inconclusive,
                     notes=notes, model="SimpleLSTM",
                     metrics={**m, "device": s.info["device"], "param_devices": devices,
-                             "skill_shown": _skill_shown(m, g.skill_alpha)},
+                             "skill_shown": _skill_shown(m, g.skill_alpha),
+                             "model_failed": model_failed},
                     comparison=cmp, artifacts={"simple": s.artifact},
                     key_metric=_key_metric("delta_f1", cmp["delta"], 0.0, ">"))
 

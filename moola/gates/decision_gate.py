@@ -43,7 +43,12 @@ def candidates_of(ctx: GateContext, upstream: Mapping[str, Verdict]):
         if "traceback" in (v.artifacts or {}):
             absent[name] = f"{spec.name} crashed: {v.reason}"
             continue
-        model = spec.producer(ctx)
+        try:
+            model = spec.producer(ctx)
+        except Exception as exc:  # one unreadable model leaves the others to decide between
+            absent[name] = (f"{spec.name}: its model could not be read "
+                            f"({type(exc).__name__}: {exc})")
+            continue
         ok, why = approval(v)
         cands.append(Candidate(name, spec.name, np.asarray(model.y), np.asarray(model.pred),
                                ok, why, model.model))
@@ -57,8 +62,13 @@ def candidates_of(ctx: GateContext, upstream: Mapping[str, Verdict]):
                                                 np.asarray(r.pred), model=r.model)
     v7 = upstream.get(ENSEMBLE_GATE)
     members = list(((v7.metrics or {}).get("members_macro_f1") or {}) if v7 else [])
-    if v7 is not None and v7.status != "skipped" and members:
-        spec = REGISTRY.ensemble_candidates()
+    spec = REGISTRY.ensemble_candidates()
+    unknown = [n for n in ((v7.metrics or {}).get("approved") or [] if v7 else [])
+               if n not in spec]
+    if unknown:  # a user's member whose gate this process never declared (e.g. under -n)
+        absent["ensemble"] = (f"{ENSEMBLE_GATE}: its members {', '.join(unknown)} come from "
+                              f"gates this process did not collect; rerun -k decision")
+    elif v7 is not None and v7.status != "skipped" and members:
         e = artifacts.ensemble(ctx, {n: spec[n] for n in v7.metrics["approved"]})
         avg = ensemble_prediction(e, members)
         ok, why = approval(v7)
@@ -86,9 +96,13 @@ def make_decision(ctx: GateContext, upstream: Mapping[str, Verdict]) -> Verdict:
                                        "(" + "; ".join(f"{k}: {v}" for k, v in absent.items())
                                        + ")"}
     else:
+        for c in [c for c in cands[1:] if not np.array_equal(c.y, cands[0].y)]:
+            cands.remove(c)  # another protocol's windows (a stale user artifact): not comparable
+            absent[c.name] = f"{c.gate}: scored other windows than the other candidates"
         d = choose(cands, n_classes=len(ctx.dataset.classes), order=g.parsimony_order,
                    alpha=g.skill_alpha, ci_level=g.ci_level, n_bootstrap=g.n_bootstrap,
-                   seed=ctx.cfg.run.seed, block=g.bootstrap_block, references=refs)
+                   seed=ctx.cfg.run.seed, block=g.bootstrap_block, references=refs,
+                   max_predicted_share=g.max_predicted_share)
     d["not_candidates"] = absent
     d["judged_gates"] = [n for n in REGISTRY.chain() if n in upstream]
     rec = d["recommended"]

@@ -575,12 +575,14 @@ class _JsonReportHooks:
         if self.config.stash.get(DISK_FULL_KEY, None) or any(
                 (r.get("artifacts") or {}).get("disk_full") for r in records):
             return  # a full disk stopped the session: nothing more is written
-        # this process's verdicts (every gate judged, upstream ones included); under -n the
-        # workers judged them, and their records carry the verdicts
-        verdicts = dict(ctx.verdicts) or {
-            r["gate"]: Verdict.from_dict(r) for r in self.config.stash[RECORDS_KEY]}
+        # the verdicts of the gates this session recorded (ran as tests): the same set serially
+        # and under -n, where the workers judged them and their records carry the verdicts
+        recorded = {r["gate"] for r in records}
+        verdicts = {g: v for g, v in ctx.verdicts.items() if g in recorded} or {
+            r["gate"]: Verdict.from_dict(r) for r in records}
         verdicts.pop(DECISION, None)
         gate0 = verdicts.get("gate_0_env")
+        crashed = False
         ctx.build_allowed = False  # read what the gates built; never train here
         try:
             if gate0 is not None and not gate0.passed:
@@ -591,7 +593,10 @@ class _JsonReportHooks:
                             metrics={"recommended": None, "reason": skip_reason(gate0)})
             else:
                 v = make_decision(ctx, verdicts)
+            if v.metrics.get("recommended") and ctx.cfg.run.export_models:
+                _export_model(self.config, ctx, v)  # marks it; exports only what exists
         except Exception as exc:  # a decision that cannot be made says why, never a traceback
+            crashed = True
             v = Verdict(gate=DECISION, status="failed", config=ctx.cfg.to_dict(),
                         reason=f"the decision could not be made from this session's gates "
                                f"({type(exc).__name__}: {exc}); rerun it with pytest "
@@ -599,14 +604,13 @@ class _JsonReportHooks:
                         metrics={"recommended": None})
         finally:
             ctx.build_allowed = True
-        if not (v.metrics.get("candidates") or v.metrics.get("recommended")):
+        if not crashed and not (v.metrics.get("candidates") or v.metrics.get("recommended")):
             # no gate that trains a model was judged (e.g. -k gate_0, or gate 0 failed): the
             # answer goes into report.json only, the results log keeps the gates' records
             self.config.stash[NO_DECISION_KEY] = v
             return
-        v.reason = f"{v.reason} [made at the end of the session from the gates it judged]"
-        if v.metrics.get("recommended") and ctx.cfg.run.export_models:
-            _export_model(self.config, ctx, v)
+        v.reason = (f"{v.reason} [made at the end of the session from the gates it judged: "
+                    f"{', '.join(g for g in verdicts)}]")
         record = record_from_verdict(v.to_dict(), ctx)
         try:
             append_records(ctx.reports / "gated_workflow_results.jsonl", [record])
@@ -754,6 +758,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     elif exported:
         from moola.export.exporter import models_dir
 
-        terminalreporter.write_line(
-            f"models: {models_dir(ctx)}/ ({', '.join(exported)}); none is recommended "
-            f"(see the decision above)")
+        named = ((decision or {}).get("metrics") or {}).get("recommended")
+        why = (f"the recommended '{named}' is not among them: {rec.get('reason')}" if named
+               else "none is recommended (see the decision above)")
+        terminalreporter.write_line(f"models: {models_dir(ctx)}/ ({', '.join(exported)}); {why}")

@@ -133,8 +133,11 @@ def skip_reason(blocked: Verdict) -> str:
     if blocked.status != "skipped":
         return f"skipped: needs {blocked.gate}, which {blocked.status}: {blocked.reason}"
     tail = blocked.reason.removeprefix("skipped: ")
-    return f"skipped: needs {blocked.gate}, which " + (tail if tail.startswith("needs ")
-                                                       else f"was {tail}")
+    if tail.startswith("needs "):
+        return f"skipped: needs {blocked.gate}, which {tail}"
+    if tail == LEFT_OUT:
+        return f"skipped: needs {blocked.gate}, which was {tail}"
+    return f"skipped: needs {blocked.gate}, which was skipped: {tail}"
 
 
 def _skipped(ctx: GateContext, gate: str, blocked: Verdict) -> Verdict:

@@ -228,8 +228,8 @@ def model_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     reference values (majority baseline, chance, threshold when the key metric is that score)."""
     out = []
     for gate, rec in rows.items():
-        found = classification(rec.get("metrics"))
-        if found is None:
+        found = None if gate == "decision" else classification(rec.get("metrics"))
+        if found is None:  # the decision scores no model of its own (its box has the answer)
             continue
         where, m = found
         ci = m.get("ci", {}).get("macro_f1") if isinstance(m.get("ci"), dict) else None
@@ -288,7 +288,7 @@ def model_table(rows: dict[str, dict[str, Any]], anchor) -> str:
 def _scores(run: RunSummary) -> dict[str, float]:
     out = {}
     for gate, rec in run.gates.items():
-        found = classification(rec.get("metrics"))
+        found = None if gate == "decision" else classification(rec.get("metrics"))
         if found is not None and num(found[1].get("macro_f1")) is not None:
             out[gate] = num(found[1]["macro_f1"])
     return out

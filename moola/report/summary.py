@@ -28,6 +28,10 @@ def rule_text(rec: dict[str, Any]) -> str | None:
     ci, thr, name = cmp.get("delta_ci"), fmt.num(km.get("threshold")), km.get("name")
     if status == "failed" and ci and cmp.get("outcome") not in (None, "failed"):
         return "another rule failed (see the reason)"  # not the comparison, which held
+    if ci and None not in ci and cmp.get("builds_on") and ci[1] < 0 and status == "failed":
+        # failed for being significantly worse than what it builds on (moola.approval)
+        return (f"delta_f1 vs {cmp['builds_on']} CI {fmt.number(ci[0], '+.3f')}.."
+                f"{fmt.number(ci[1], '+.3f')} below +0.000")
     if ci and thr is not None and None not in ci:
         lo, hi = ci
         if name == "drop_pp":  # gate 5 states its bound as a drop in points
@@ -39,9 +43,19 @@ def rule_text(rec: dict[str, Any]) -> str | None:
                 f"{fmt.number(bound, '+.3f')}")
     text = fmt.key_metric(rec)
     if text and status == "failed" and km.get("op"):
+        if _holds(km):  # the key metric is fine: the status came from another rule
+            return f"{text}; another rule failed (see the reason)"
         op = fmt.OPS_TEXT.get(km["op"], km["op"])
         text = text.replace(f" {op} ", f", not {op} ", 1)
     return text
+
+
+def _holds(km: dict[str, Any]) -> bool:
+    """Whether a key metric satisfies its own threshold (value op threshold)."""
+    v, t, op = fmt.num(km.get("value")), fmt.num(km.get("threshold")), km.get("op")
+    if v is None or t is None:
+        return False
+    return {"<": v < t, "<=": v <= t, ">": v > t, ">=": v >= t}.get(op, False)
 
 
 def format_summary(records: list[dict[str, Any]], reason_width: int = 90) -> list[str]:
@@ -65,8 +79,8 @@ def format_summary(records: list[dict[str, Any]], reason_width: int = 90) -> lis
 
 
 def count_line(records: list[dict[str, Any]]) -> str:
-    """'gates: 3 passed, 4 inconclusive, 1 warned, 0 failed, 0 skipped' (pytest counts every
-    gate that did not fail or skip as passed)."""
+    """'gates: 3 passed, 4 inconclusive, 1 warned, 0 failed, 0 skipped' over the gates (the
+    decision is counted apart: it is the answer, not a gate's verdict)."""
     n = {s: sum(r.get("status") == s for r in records) for s, _ in COUNTED}
     return "gates: " + ", ".join(f"{n[s]} {word}" for s, word in COUNTED)
 

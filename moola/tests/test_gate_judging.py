@@ -488,3 +488,24 @@ def test_gate_6_records_a_simplelstm_without_shown_skill(ctx, monkeypatch):
     good = _classifier_work(_good_pred(), param_devices=["cpu"], device="cpu")
     _patch(monkeypatch, None, _classifier_work(_good_pred(), load_report=LOAD_OK), None, good)
     assert builtin.gate_6_baseline_simplelstm(ctx).metrics["skill_shown"] is True
+
+
+def test_gate_2_judges_the_control_alone_when_gate_1_was_left_out(ctx, monkeypatch):
+    """gates.skip = ["gate_1_smoke_enhanced"]: the baseline is neither trained nor read; the
+    control is judged on its own, so it can still be the answer."""
+    from moola.gates.verdict import Verdict
+
+    control = {"y": Y_VAL, "pred": _good_pred()[None], "proba": _proba(_good_pred())[None],
+               "score_idx": np.arange(30), "seeds": np.array([17]), "train_acc": [0.8, 1.0],
+               "artifact": {"key": "c"}}
+    monkeypatch.setattr(work, "control", lambda ctx: control)
+
+    def no_baseline(ctx):
+        raise AssertionError("the baseline must not be built when gate 1 was left out")
+
+    monkeypatch.setattr(work, "baseline", no_baseline)
+    left_out = Verdict(gate="gate_1_smoke_enhanced", status="skipped",
+                       reason="skipped: left out on purpose (gates.skip)")
+    v = builtin.gate_2_control_minirocket(ctx, {"gate_1_smoke_enhanced": left_out})
+    assert v.status == "passed" and "gate 1 was left out" in v.reason, v.reason
+    assert v.metrics["skill_shown"] and v.metrics["model_failed"] is False and v.comparison is None
