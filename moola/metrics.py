@@ -352,6 +352,7 @@ def classification_metrics(
         "predicted_distribution": {names[i]: int(pred_counts[i]) for i in range(k)},
         "predicted_max_share": max_share,
         "degenerate": bool(one_class or max_share > max_predicted_share),
+        "max_predicted_share": float(max_predicted_share),  # the bound it was judged by
         "chance_balanced_accuracy": 1.0 / k,
         "ci": {m: ci_of(m) for m in CI_METRICS},
         "ci_level": float(ci_level),

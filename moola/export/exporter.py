@@ -2,12 +2,13 @@
 
 Called by the pytest plugin right after a gate's verdict, in the process that ran the gate's
 test (so under ``-n`` each model is exported once, by one worker). A gate's model is exported
-when the gate declares one (``produces=``) and its verdict *approves* it: passed, warning or
-inconclusive, the statuses on which the chain continues (``Verdict.passed``), unless the verdict
-records ``skill_shown: False`` (gates 4-7: the model's skill over chance is not shown; gate 7
-leaves such a member out too). The card carries the status, so an inconclusive model says so. A
-failed or skipped gate's model is never exported. Gate 7 exports the ensemble of the members it
-kept.
+when the gate declares one (``produces=``) and the approval rule (:mod:`moola.approval`, the
+same for gate 7's members and the decision) approves its verdict: judged and not failed on the
+model itself (gate 2 failing on the baseline still exports the control), not one-class, skill
+over chance shown, not significantly worse than the model it builds on. The card carries the
+status, so an inconclusive model says so. Gate 7 exports the ensemble of the members it kept;
+gate 2 the MiniRocket control (:mod:`moola.export.control`, no pickle); the decision's verdict
+marks its model (``recommended.json``), exporting it first when its gate did not.
 
 What is exported is the gate's recipe refitted on every development row
 (:mod:`moola.gates.refit`, cached); its card names the estimate that describes it: the

@@ -53,9 +53,10 @@ def classifier_problems(name: str, m: dict[str, Any], require_skill: bool = True
     if m["degenerate"]:
         dist = ", ".join(f"{k}: {v}" for k, v in m["predicted_distribution"].items())
         problems.append(
-            f"{name} predicts essentially one class (predicted {dist}); {_baseline_text(m)}; "
-            f"a constant predictor is not a model: check normalisation, class weighting and "
-            f"the learning rate")
+            f"{name} predicts essentially one class (predicted {dist}; more than "
+            f"gates.max_predicted_share = {m.get('max_predicted_share', 0.95)} of them "
+            f"one class); {_baseline_text(m)}; a constant predictor is not a model: check "
+            f"normalisation, class weighting and the learning rate")
     no_skill = skill_not_shown(name, m, alpha) if require_skill else None
     if no_skill:
         problems.append(f"{no_skill}; more or cleaner labels, or a longer training budget, are "

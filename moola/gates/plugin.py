@@ -13,10 +13,13 @@ Registered by the project's ``conftest.py``. It
 * leaves pytest's information commands (``--co``, ``--fixtures``, ``--help``, ...) alone: they
   train nothing, start no helper process and write nothing under ``reports/``;
 * turns a full disk met while writing outputs into a clear message and a non-zero exit;
-* after each gate's verdict, exports the gate's model when the verdict approves it (and its
-  skill over chance is shown)
-  (:mod:`moola.export.exporter`: ``reports/runs/<run_id>/models/<name>/``, named in the gate's
-  record under ``artifacts.model_export``).
+* after each gate's verdict, exports the gate's model when the approval rule approves it
+  (:mod:`moola.approval`, :mod:`moola.export.exporter`: ``reports/runs/<run_id>/models/<name>/``,
+  named in the gate's record under ``artifacts.model_export``);
+* makes the decision (:mod:`moola.gates.decision_gate`) at the end of a session that judged
+  gates but not the decision (``-x`` stopped it, or ``-k`` left it out), from the gates it
+  recorded and without training, and puts it under report.json's top-level ``"decision"``;
+* counts gates that passed on an inconclusive or warning verdict apart in pytest's footer.
 
 Mid-run, the records come from pytest-json-report's per-test entries (its ``_json_tests``, the
 same entries its final report lists), so a record written early equals the one the end of the
@@ -309,6 +312,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(
             f"moola configuration: gates.skip names {', '.join(map(repr, unknown))}, which is "
             f"not a declared gate; declared gates: {', '.join(chain)}")
+    models = [*REGISTRY.producers(), "ensemble"]
+    unknown = [n for n in ctx.cfg.gates.parsimony_order if n not in models]
+    if unknown:
+        raise pytest.UsageError(
+            f"moola configuration: gates.parsimony_order names {', '.join(map(repr, unknown))}, "
+            f"which no declared gate produces; the models: {', '.join(models)}")
     slots = [i for i, item in enumerate(items) if _gate_name(item)]
     for i in slots:
         name = _gate_name(items[i])

@@ -45,8 +45,8 @@ class GateSpec:
     uses: tuple[str, ...] = ()  # read, judged first, but not needed to pass
     produces: str | None = None  # its model's name, when it trains one (an artifact fixture)
     producer: Callable[[Any], Any] | None = None  # ctx -> TrainedModel, for `produces`
-    ensemble: bool = False  # its model may join gate 7's ensemble when the gate passes
-    # (Verdict.passed) and its verdict does not record skill_shown: False
+    ensemble: bool = False  # its model may join gate 7's ensemble when the approval rule
+    # (moola.approval) approves its verdict
     read_only: bool = False  # writes nothing (no status.json update), like gate 0
     summary: str = ""
     builtin: bool = False

@@ -18,8 +18,8 @@ def record_from_json_test(test: dict[str, Any], ctx) -> dict[str, Any] | None:
     """The record of one test entry of the JSON report (None for a test that is not a gate).
 
     A gate test that produced a verdict contributes that verdict. One skipped before its fixture
-    ran (pytest-dependency, -x) or that crashed outside the gate gets a record built from the
-    test outcome, so every gate of the run appears in the log.
+    ran (a user's pytest-dependency marker, -x) or that crashed outside the gate gets a record
+    built from the test outcome, so every gate of the run appears in the log.
     """
     meta = test.get("metadata") or {}
     gate = meta.get("gate")

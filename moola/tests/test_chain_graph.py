@@ -114,6 +114,9 @@ def test_an_unknown_gate_in_gates_skip_is_a_usage_error(tmp_path):
     r = _session(root, "--gates-config=bad.toml", "--co")
     assert r.returncode == 4
     assert "gates.skip names 'gate_5_augmnet', which is not a declared gate" in r.stderr
+    (root / "bad2.toml").write_text('[gates]\nparsimony_order = ["contrl", "baseline"]\n')
+    r = _session(root, "--gates-config=bad2.toml", "--co")
+    assert r.returncode == 4 and "gates.parsimony_order names 'contrl'" in r.stderr, r.stderr
 
 
 def test_under_xdist_the_session_end_decision_is_made_from_the_workers_records(failed_augment):

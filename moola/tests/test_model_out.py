@@ -339,3 +339,21 @@ def test_bad_input_names_the_file_and_the_fix(run, tmp_path, capsys):
     assert f"{tmp_path / 'short.csv'}: 50 bars, fewer than one window of 105 bars" in err
     err = error("--model", model, "--data", str(tmp_path / "nowhere.csv"))
     assert "nowhere.csv: not found; pass a dataset directory or a CSV of bars" in err
+
+
+def test_the_exported_control_predicts_the_dataset_as_its_refit_would(run, tmp_path):
+    """The MiniRocket control, exported in plain arrays, runs under moola predict: its card
+    says what it is, and it predicts the development windows it was refitted on nearly
+    perfectly (in-sample), every window with a probability per class."""
+    root, _, _, models = run
+    d = models / "control"
+    card = json.loads((d / "card.json").read_text())
+    assert card["kind"] == "minirocket" and card["training"]["n_rows"] == 120
+    assert "MiniRocket" in (d / "card.md").read_text()
+    out = tmp_path / "control.csv"
+    p = _predict("--model", str(d), "--data", str(SMOKE_DATA), "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    got = pd.read_csv(out)
+    dev = got[got["role"].isin(["train", "val"])]
+    assert len(dev) == 120 and (dev["predicted"] == dev["label"]).mean() >= 0.9
+    np.testing.assert_allclose(got[["consolidation", "retracement"]].sum(axis=1), 1.0)
