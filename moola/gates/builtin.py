@@ -755,10 +755,10 @@ def gate_5_augment(ctx: GateContext) -> Verdict:
              f"time_warp_sigma = {a.time_warp_sigma}), raise augment.quality_min (now "
              f"{a.quality_min}), or leave the step out with gates.skip = [\"gate_5_augment\"]")
     if outcome == "failed":
-        problems.append(f"pseudo-samples hurt: macro-F1 on real scored windows fell "
-                        f"{drop_pp:.1f} pp ({mf['macro_f1']:.3f} -> {m['macro_f1']:.3f}; "
-                        f"{ci_text(cmp)}), significantly more than the allowed "
-                        f"gates.max_drop_pp = {g.max_drop_pp} pp; {fixes}")
+        problems.append(f"pseudo-samples hurt: {worse_text(cmp, 'the augmented model')}: "
+                        f"macro-F1 on real scored windows fell {drop_pp:.1f} pp, "
+                        f"significantly more than the allowed gates.max_drop_pp = "
+                        f"{g.max_drop_pp} pp; {fixes}")
     elif significantly_worse(cmp):
         # within the allowed drop, but worse on every resample: never deployed (moola.approval)
         outcome = "failed"
