@@ -258,8 +258,8 @@ def cmd_panel(args: argparse.Namespace) -> int:
         except OSError:
             print(f"moola panel: --gates-config {args.gates_config}: cannot read it", file=sys.stderr)
             return 2
-    settings = PanelSettings(profile=args.profile, k=args.k, gates_config=gates_config,
-                             gates_config_sha=sha)
+    settings = PanelSettings(profile=args.profile, k=args.k, gates=args.gates,
+                             gates_config=gates_config, gates_config_sha=sha)
     try:
         workers = args.workers if args.workers is not None or args.scheduler else args._default_workers
         panel = run_panel(args.data, args.seeds, args.out, settings=settings,
@@ -286,6 +286,9 @@ def _add_panel(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-k", metavar="EXPR", help="the gates to run, as pytest -k (default: all)")
     p.add_argument("--profile", metavar="P", help="smoke|standard|full|auto (default: the project's)")
     p.add_argument("--gates-config", metavar="FILE", help="TOML/JSON settings for every chain")
+    p.add_argument("--gates", default="gates_tests", metavar="DIR",
+                   help="the gate suite, relative to the current directory (default gates_tests: "
+                        "the project's, with your own gates)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, metavar="N",
                        help="a local Dask cluster of N worker processes on 127.0.0.1 (default: "

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 TASK_SCHEMA = 1
-GATES_DIR = "gates_tests"
 # a task that raised (not a chain that failed: that is a result) runs again this many times
 TASK_RETRIES = 2
 # a task whose worker died runs again on another worker; after this many deaths it is a crash
@@ -49,6 +48,7 @@ class PanelSettings:
 
     profile: str | None = None
     k: str | None = None
+    gates: str = "gates_tests"  # the suite, relative to the project: the user's own gates too
     gates_config: str | None = None  # absolute path
     gates_config_sha: str | None = None  # a changed file is another panel
     extra_args: tuple[str, ...] = ()
@@ -124,7 +124,7 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
     reports = project / rel
     reports.mkdir(parents=True, exist_ok=True)
     s = spec.settings
-    cmd = [spec.python, "-c", LAUNCHER, str(os.getpid()), GATES_DIR, "-q", "-p", "no:randomly",
+    cmd = [spec.python, "-c", LAUNCHER, str(os.getpid()), s.gates, "-q", "-p", "no:randomly",
            "-p", "no:cacheprovider",  # pytest's own cache: tasks must not share lastfailed
            f"--data={spec.data_path}", f"--seed={spec.seed}", f"--reports={rel}"]
     if s.profile:
@@ -219,24 +219,31 @@ def _compact(rec: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------- validation
 
 
+def _under(project: Path, path: str) -> Path:
+    p = Path(path).expanduser()
+    return (p if p.is_absolute() else project / p).resolve()
+
+
 def validate_inputs(datasets: list[str], project: Path, settings: PanelSettings,
-                    python: str = sys.executable) -> list[str]:
+                    python: str = sys.executable, labels: list[str] | None = None) -> list[str]:
     """Check everything that can be checked before training; raise PanelInputError naming the
     first problem. Returns the test ids that `-k` selects (``pytest --co``)."""
     from moola.data import validate_dataset
 
-    if not (project / GATES_DIR).is_dir():
-        raise PanelInputError(f"no {GATES_DIR}/ in {project}: run moola panel from the project "
-                              f"root (the directory that holds {GATES_DIR}/)")
-    for d in datasets:
+    gates = settings.gates
+    if not (project / gates).is_dir():
+        raise PanelInputError(f"no {gates}/ in {project}: run moola panel from the project "
+                              f"root (the directory that holds {gates}/), or pass --gates DIR")
+    for d, label in zip(datasets, labels or datasets):
         report = validate_dataset(d)
         if not report.ok:
+            d = label
             first = report.problems[0] if report.problems else "invalid"
             raise PanelInputError(f"dataset {d} is not valid ({len(report.problems)} problem(s); "
                                   f"first: {first}); see `moola data validate {d}`")
     if settings.gates_config and not Path(settings.gates_config).is_file():
         raise PanelInputError(f"--gates-config {settings.gates_config}: no such file")
-    cmd = [python, "-m", "pytest", GATES_DIR, "--co", "-q", "-p", "no:randomly",
+    cmd = [python, "-m", "pytest", gates, "--co", "-q", "-p", "no:randomly",
            "-p", "no:cacheprovider"]
     if settings.profile:
         cmd.append(f"--profile={settings.profile}")
@@ -248,16 +255,16 @@ def validate_inputs(datasets: list[str], project: Path, settings: PanelSettings,
     proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=300)
     ids = [line.strip() for line in proc.stdout.splitlines() if "::" in line]
     if proc.returncode == 5 or (proc.returncode == 0 and not ids):
-        raise PanelInputError(f"-k {settings.k!r} selects no gate in {project / GATES_DIR}; the "
-                              f"gates are: {', '.join(_gate_names(project, python)) or 'none'}")
+        raise PanelInputError(f"-k {settings.k!r} selects no gate in {project / gates}; the "
+                              f"gates are: {', '.join(_gate_names(project, gates, python)) or 'none'}")
     if proc.returncode != 0:
         said = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
         raise PanelInputError(f"the gate suite refuses these settings: {said[-1] if said else proc.returncode}")
     return ids
 
 
-def _gate_names(project: Path, python: str) -> list[str]:
-    proc = subprocess.run([python, "-m", "pytest", GATES_DIR, "--co", "-q", "-p", "no:randomly",
+def _gate_names(project: Path, gates: str, python: str) -> list[str]:
+    proc = subprocess.run([python, "-m", "pytest", gates, "--co", "-q", "-p", "no:randomly",
                            "-p", "no:cacheprovider"], cwd=project, capture_output=True, text=True,
                           timeout=300)
     return [line.split("::")[-1] for line in proc.stdout.splitlines() if "::" in line]
@@ -291,8 +298,7 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT_S):
 def threads_per_host(client) -> dict[str, int]:
     """Torch threads for a chain on each worker host: its cores over the tasks it runs at once
     (at least 1), so that the workers of one machine do not oversubscribe its cores."""
-    info = client.scheduler_info(n_workers=-1)["workers"] if _accepts_n_workers(client) else \
-        client.scheduler_info()["workers"]
+    info = _workers_info(client)
     slots: dict[str, int] = {}
     for addr, w in info.items():
         host = addr.rsplit(":", 1)[0]
@@ -305,10 +311,13 @@ def threads_per_host(client) -> dict[str, int]:
     return out
 
 
-def _accepts_n_workers(client) -> bool:
+def _workers_info(client) -> dict[str, Any]:
+    """Every worker the scheduler knows (recent releases list only a few unless asked)."""
     import inspect
 
-    return "n_workers" in inspect.signature(client.scheduler_info).parameters
+    if "n_workers" in inspect.signature(client.scheduler_info).parameters:
+        return client.scheduler_info(n_workers=-1)["workers"]
+    return client.scheduler_info()["workers"]
 
 
 # ------------------------------------------------------------------------------- resume
@@ -377,6 +386,8 @@ def run_panel(datasets: list[str], seeds: list[int], out: str | Path, *,
               on_submitted: Callable[[Any, list[Any]], None] | None = None) -> dict[str, Any]:
     """Run (or resume) a panel and write OUT/panel.json and OUT/panel.html; returns the panel.
 
+    `project`: the directory holding gates_tests/ (default: the current directory).
+
     Raises PanelInputError before any training for a bad dataset, a `-k` that selects no gate,
     or a scheduler that cannot be reached. `on_submitted(client, futures)` is a hook for tests.
     """
@@ -388,9 +399,11 @@ def run_panel(datasets: list[str], seeds: list[int], out: str | Path, *,
         raise PanelInputError("a panel needs at least one dataset and one seed (--seeds 1 2 3)")
     if scheduler is None and (workers is None or workers < 1):
         raise PanelInputError("--workers must be at least 1")
-    expected = validate_inputs(datasets, project, settings)
-    specs = [TaskSpec(d, str(Path(d).resolve()), s, str(project), settings)
-             for d in datasets for s in seeds]
+    paths = [str(_under(project, d)) for d in datasets]  # relative: to the project, like pytest's
+    validate_inputs(paths, project, settings, labels=datasets)
+    client = connect(scheduler, connect_timeout) if scheduler is not None else None
+    specs = [TaskSpec(d, p, s, str(project), settings) for d, p in zip(datasets, paths)
+             for s in seeds]
     results: dict[str, dict[str, Any]] = {}
     todo: list[TaskSpec] = []
     for spec in specs:
@@ -406,10 +419,12 @@ def run_panel(datasets: list[str], seeds: list[int], out: str | Path, *,
     engine = "none (every chain had finished)"
     n_workers = 0
     if todo:
-        engine, n_workers = _run_on_dask(todo, results, out, workers=workers, scheduler=scheduler,
-                                         torch_threads=torch_threads,
+        engine, n_workers = _run_on_dask(todo, results, out, client=client, workers=workers,
+                                         scheduler=scheduler, torch_threads=torch_threads,
                                          connect_timeout=connect_timeout, log=log,
                                          on_submitted=on_submitted)
+    elif client is not None:
+        client.close()
     wall = time.time() - t0
     panel = build_panel(specs, results, settings=settings, engine=engine, wall_s=wall,
                         workers=n_workers, ran_now=len(todo))
@@ -422,7 +437,7 @@ def run_panel(datasets: list[str], seeds: list[int], out: str | Path, *,
 
 
 def _run_on_dask(todo: list[TaskSpec], results: dict[str, dict[str, Any]], out: Path, *,
-                 workers: int | None, scheduler: str | None, torch_threads: int | None,
+                 client: Any, workers: int | None, scheduler: str | None, torch_threads: int | None,
                  connect_timeout: float, log: Any,
                  on_submitted: Callable[[Any, list[Any]], None] | None) -> tuple[str, int]:
     """Submit the chains, store each result as it comes back; returns (engine, workers)."""
@@ -431,17 +446,21 @@ def _run_on_dask(todo: list[TaskSpec], results: dict[str, dict[str, Any]], out: 
     from moola.io_utils import atomic_write_json
 
     cluster = None
-    if scheduler is not None:
-        client = connect(scheduler, connect_timeout)
+    if client is not None:  # connected to --scheduler before anything was written
         engine = f"Dask scheduler {scheduler}"
     else:
         cluster = local_cluster(workers)
         client = Client(cluster)
         engine = f"Dask LocalCluster, {workers} worker process(es) on 127.0.0.1"
     try:
-        n_workers = len(client.scheduler_info()["workers"]) or (workers or 1)
-        if scheduler is not None and n_workers == 0:
-            client.wait_for_workers(1, timeout=connect_timeout)
+        n_workers = len(_workers_info(client))
+        if n_workers == 0:  # a batch-queue cluster may still be starting its workers
+            try:
+                client.wait_for_workers(1, timeout=connect_timeout)
+            except TimeoutError:
+                print("panel: the scheduler has no worker yet; the chains wait for one",
+                      file=log)
+            n_workers = len(_workers_info(client))
         if torch_threads is not None:
             threads: int | dict[str, int] = torch_threads
         elif cluster is not None:
