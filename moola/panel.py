@@ -382,7 +382,7 @@ class Progress:
 def run_panel(datasets: list[str], seeds: list[int], out: str | Path, *,
               settings: PanelSettings, workers: int | None = None, scheduler: str | None = None,
               torch_threads: int | None = None, project: str | Path | None = None,
-              connect_timeout: float = CONNECT_TIMEOUT_S, log: Any = sys.stderr,
+              connect_timeout: float = CONNECT_TIMEOUT_S, log: Any = None,
               on_submitted: Callable[[Any, list[Any]], None] | None = None) -> dict[str, Any]:
     """Run (or resume) a panel and write OUT/panel.json and OUT/panel.html; returns the panel.
 
@@ -393,6 +393,7 @@ def run_panel(datasets: list[str], seeds: list[int], out: str | Path, *,
     """
     project = Path(project or os.getcwd()).resolve()
     out = Path(out).resolve()
+    log = log or sys.stderr  # looked up now: a test may have replaced it
     datasets = list(dict.fromkeys(datasets))  # a dataset named twice runs once
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     if not datasets or not seeds:

@@ -41,6 +41,14 @@ def cluster():
     client = Client(c)
     assert all(addr.startswith("tcp://127.0.0.1:") for addr in client.scheduler_info()["workers"])
     assert c.scheduler_address.startswith("tcp://127.0.0.1:")
+    # every socket the scheduler, the nannies and the workers listen on is on the loopback
+    import psutil
+
+    pids = {os.getpid(), *client.run(os.getpid).values(),
+            *(p.pid for p in psutil.Process().children(recursive=True))}
+    listening = [conn.laddr for conn in psutil.net_connections(kind="inet")
+                 if conn.status == psutil.CONN_LISTEN and conn.pid in pids]
+    assert listening and all(a.ip == "127.0.0.1" for a in listening), listening
     yield c
     client.close()
     c.close()
@@ -180,7 +188,7 @@ def test_bad_input_is_an_exit_2_error_naming_it_before_training(case, project, t
     args = {"bad dataset": [str(bad), "--workers", "1"],
             "unknown gate": [str(SMOKE_DATA), "-k", "gate_99_nothing", "--workers", "1"],
             "unreachable scheduler": [str(SMOKE_DATA), "--scheduler", "tcp://127.0.0.1:9",
-                                      "--connect-timeout", "2"]}[case]
+                                      "--connect-timeout", "1"]}[case]
     monkeypatch.chdir(project)
     out = tmp_path / "out"
     code = main(["panel", *args, "--seeds", "1", "--profile", "smoke", "--gates", ".",
