@@ -180,6 +180,39 @@ def test_the_panels_verdicts_equal_the_chain_run_alone(panel, project):
             assert row["macro_f1"] == pytest.approx(f1, abs=1e-9), gate
 
 
+def test_two_workers_building_the_same_cache_entry_take_turns(cluster, project, tmp_path):
+    """The same chain twice at once on the two workers (two panels sharing a project's
+    .moola-cache, or a shared run.cache): each run rebuilds gate 1's baseline under the
+    cache's file lock, one build after the other; both reach the same verdict."""
+    from distributed import Client
+
+    from moola.panel import run_task
+    from moola.testing import cache_events
+
+    data = project / "twice"
+    from moola.data import generate_synthetic
+
+    generate_synthetic(data, n_labeled=60, n_unlabeled=200, seed=5)
+    spec = TaskSpec("twice", str(data), 3, str(project), SETTINGS, torch_threads=1)
+    with Client(cluster.scheduler_address) as client:
+        workers = sorted(client.scheduler_info()["workers"])
+        first, second = client.gather([client.submit(run_task, spec, pure=False, workers=[w])
+                                       for w in workers])
+    assert first["worker"] != second["worker"]  # really on both workers at once
+    assert first["state"] == second["state"] == "ran"
+    verdicts = [[(r["gate"], r["status"], r["macro_f1"]) for r in res["records"]]
+                for res in (first, second)]
+    assert verdicts[0] == verdicts[1]
+    runs = {first["run_id"], second["run_id"]}
+    builds = [e for e in cache_events(project) if e["run_id"] in runs and e["kind"] == "baseline"]
+    assert [e["event"] for e in builds] == ["build", "build"]
+    assert builds[0]["key"] == builds[1]["key"]
+    manifest = json.loads((project / ".moola-cache" / "baseline" / builds[1]["key"]
+                           / "manifest.json").read_text())
+    # the second build started after the first was published: no overlap
+    assert builds[1]["at"] - builds[0]["at"] >= manifest["build_s"] - 0.05
+
+
 @pytest.mark.parametrize("case", ["bad dataset", "unknown gate", "unreachable scheduler"])
 def test_bad_input_is_an_exit_2_error_naming_it_before_training(case, project, tmp_path,
                                                                 monkeypatch, capsys):
