@@ -67,7 +67,7 @@ class TaskSpec:
     project: str  # absolute: the directory holding gates_tests/
     settings: PanelSettings
     torch_threads: int | dict[str, int] | None = None  # a number, or per worker host
-    python: str = field(default_factory=lambda: sys.executable)
+    python: str | None = None  # default: the worker's own interpreter (its moola, its torch)
 
     @property
     def slug(self) -> str:
@@ -124,7 +124,7 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
     reports = project / rel
     reports.mkdir(parents=True, exist_ok=True)
     s = spec.settings
-    cmd = [spec.python, "-c", LAUNCHER, str(os.getpid()), s.gates, "-q", "-p", "no:randomly",
+    cmd = [spec.python or sys.executable, "-c", LAUNCHER, str(os.getpid()), s.gates, "-q", "-p", "no:randomly",
            "-p", "no:cacheprovider",  # pytest's own cache: tasks must not share lastfailed
            f"--data={spec.data_path}", f"--seed={spec.seed}", f"--reports={rel}"]
     if s.profile:
