@@ -273,6 +273,19 @@ def _gate_names(project: Path, gates: str, python: str) -> list[str]:
 # --------------------------------------------------------------------------- the engine
 
 
+def default_workers() -> int:
+    """Chains at once on this machine: one per core (each at 1 torch thread), at most one per
+    2 GB of memory (a smoke chain holds about 1 GB)."""
+    cores = os.cpu_count() or 1
+    try:
+        import psutil
+
+        cores = min(cores, max(1, psutil.virtual_memory().total // (2 * 1024 ** 3)))
+    except ImportError:
+        pass
+    return max(1, cores)
+
+
 def local_cluster(workers: int):
     """A LocalCluster of `workers` processes, one thread each, on 127.0.0.1 only."""
     import dask
@@ -559,15 +572,15 @@ def build_panel(specs: list[TaskSpec], results: dict[str, dict[str, Any]], *,
         got = {r.get("gate"): r for r in res.get("records", [])}
         for g in gates or ["chain"]:
             r = got.get(g)
-            if r is None:
+            if r is None:  # every chain selects the same gates: a missing one is a crash
                 if res.get("state") == "crashed":
                     tail = (res.get("log_tail") or "").strip().splitlines()
                     reason = (f"the chain crashed (exit code {res.get('exit_code')}) before "
                               f"this gate: {tail[-1] if tail else 'no output'}")
-                    status = "crashed"
                 else:
-                    continue  # this chain did not select the gate (-k): no row to make up
-                r = {"gate": g, "status": status, "reason": reason, "key_metric": None,
+                    reason = (f"the chain ended (exit code {res.get('exit_code')}) without a "
+                              f"result for this gate; see {res.get('reports')}/chain.log")
+                r = {"gate": g, "status": "crashed", "reason": reason, "key_metric": None,
                      "macro_f1": None, "macro_f1_ci": None, "run_id": res.get("run_id")}
             rows.append({"dataset": spec.dataset, "seed": spec.seed, **r})
     return {

@@ -213,6 +213,29 @@ def test_two_workers_building_the_same_cache_entry_take_turns(cluster, project, 
     assert builds[1]["at"] - builds[0]["at"] >= manifest["build_s"] - 0.05
 
 
+def test_a_crashed_chain_is_a_row_that_says_so_exit_1_and_is_retried_on_resume(
+        cluster, tmp_path, monkeypatch, capsys):
+    """A chain whose pytest dies (here os._exit(3) in a test) gives crashed rows, not a lost
+    panel; the command exits 1 and a rerun with the same --out runs that chain again."""
+    root = tmp_path / "proj"
+    (root / "suite").mkdir(parents=True)
+    (root / "suite" / "conftest.py").write_text('pytest_plugins = ["moola.gates.plugin"]\n')
+    (root / "suite" / "test_boom.py").write_text(
+        "import os\n\ndef test_boom():\n    print('about to die', flush=True)\n    os._exit(3)\n")
+    monkeypatch.chdir(root)
+    out = tmp_path / "out"
+    argv = ["panel", str(SMOKE_DATA), "--seeds", "1", "--gates", "suite", "--scheduler",
+            cluster.scheduler_address, "--out", str(out)]
+    assert main(argv) == 1
+    said = capsys.readouterr()
+    assert "1 chain(s) crashed" in said.err and "crashed: 1" in said.out
+    panel = json.loads((out / "panel.json").read_text())
+    [row] = panel["rows"]
+    assert row["status"] == "crashed" and "exit code 3" in row["reason"]
+    assert main(argv) == 1  # resumed: the crashed chain ran again (and crashed again)
+    assert "0 finished earlier" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("case", ["bad dataset", "unknown gate", "unreachable scheduler"])
 def test_bad_input_is_an_exit_2_error_naming_it_before_training(case, project, tmp_path,
                                                                 monkeypatch, capsys):
@@ -258,19 +281,23 @@ def test_sentences_say_whether_the_verdict_holds():
 
 def test_a_crashed_chain_is_a_row_per_gate_that_says_so_and_the_page_escapes_names():
     name = "<script>alert(1)</script>"
-    specs = [TaskSpec(name, "/x", s, "/p", SETTINGS) for s in (1, 2)]
+    specs = [TaskSpec(name, "/x", s, "/p", SETTINGS) for s in (1, 2, 3)]
     results = {specs[0].slug: _result(name, 1, {"gate_0_env": "passed", "gate_1_x": "failed"}),
-               specs[1].slug: {**_result(name, 2, {}, state="crashed"), "exit_code": 3}}
+               specs[1].slug: {**_result(name, 2, {}, state="crashed"), "exit_code": 3},
+               specs[2].slug: _result(name, 3, {"gate_0_env": "passed"})}  # gate 1 went missing
     panel = build_panel(specs, results, settings=SETTINGS, engine="test", wall_s=1.0, workers=2,
-                        ran_now=2)
+                        ran_now=3)
+    assert len(panel["rows"]) == 3 * 2  # no row lost
     crashed = [r for r in panel["rows"] if r["seed"] == 2]
     assert [r["gate"] for r in crashed] == ["gate_0_env", "gate_1_x"]
     assert all(r["status"] == "crashed" and "exit code 3" in r["reason"]
                and "RuntimeError: boom" in r["reason"] for r in crashed)
+    missing = [r for r in panel["rows"] if r["seed"] == 3 and r["gate"] == "gate_1_x"]
+    assert missing[0]["status"] == "crashed" and "without a result" in missing[0]["reason"]
     s = {x["gate"]: x for x in summarize(panel["rows"], ["gate_0_env", "gate_1_x"])}
-    assert s["gate_1_x"]["counts"] == {"failed": 1, "crashed": 1} and not s["gate_1_x"]["holds"]
+    assert s["gate_1_x"]["counts"] == {"failed": 1, "crashed": 2} and not s["gate_1_x"]["holds"]
     page = build_panel_html(panel)
     assert name not in page and "&lt;script&gt;" in page
     table = terminal_table(panel)
     assert table.isascii() or "—" not in table
-    assert "crashed: 1" in table and "1 failed, 1 crashed" in table
+    assert "crashed: 1" in table and "1 failed, 2 crashed" in table
