@@ -120,11 +120,13 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
     """
     t0 = time.time()
     project = Path(spec.project)
-    rel = Path("reports") / "panel" / spec.slug / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    attempt = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    rel = Path("reports") / "panel" / spec.slug / attempt
     reports = project / rel
     reports.mkdir(parents=True, exist_ok=True)
     s = spec.settings
-    cmd = [spec.python or sys.executable, "-c", LAUNCHER, str(os.getpid()), s.gates, "-q", "-p", "no:randomly",
+    cmd = [spec.python or sys.executable, "-c", LAUNCHER, str(os.getpid()), s.gates, "-q",
+           "-p", "no:randomly",
            "-p", "no:cacheprovider",  # pytest's own cache: tasks must not share lastfailed
            f"--data={spec.data_path}", f"--seed={spec.seed}", f"--reports={rel}"]
     if s.profile:
@@ -140,7 +142,8 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
     env = dict(os.environ)
     env.setdefault("NUMBA_CACHE_DIR", str(project / ".numba-cache"))  # compiled kernels reused
     if threads:
-        env["NUMBA_NUM_THREADS"] = str(threads)  # MiniRocket's kernels: no oversubscription
+        # MiniRocket's kernels: no oversubscription (and numba refuses more than the cores)
+        env["NUMBA_NUM_THREADS"] = str(min(threads, os.cpu_count() or threads))
     log_path = reports / "chain.log"
     with open(log_path, "wb") as log:
         proc = subprocess.run(cmd, cwd=project, stdout=log, stderr=subprocess.STDOUT, env=env)

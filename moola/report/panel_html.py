@@ -77,10 +77,13 @@ def rows_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         km = r.get("key_metric") if isinstance(r.get("key_metric"), dict) else None
         km_text = (f"{fmt.text(km.get('name'))} {fmt.number(km.get('value'))}" if km else fmt.DASH)
+        f1 = fmt.number(r.get("macro_f1"))
+        if fmt.is_interval(r.get("macro_f1_ci")):
+            f1 += " " + fmt.interval(r["macro_f1_ci"])
         out.append(
             f"<tr><td>{esc(r.get('dataset'))}</td><td class=\"num\">{esc(r.get('seed'))}</td>"
             f"<td>{esc(r.get('gate'))}</td><td>{badge_any(r.get('status'))}</td><td>{esc(km_text)}</td>"
-            f"<td class=\"num\">{esc(fmt.number(r.get('macro_f1')))} {esc(fmt.interval(r.get('macro_f1_ci')) if r.get('macro_f1_ci') else '')}</td>"
+            f"<td class=\"num\">{esc(f1)}</td>"
             f"<td class=\"reason\">{esc(r.get('reason'))}</td><td>{esc(r.get('run_id'))}</td></tr>")
     out.append("</table></div></details>")
     return "\n".join(out)
