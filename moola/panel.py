@@ -142,7 +142,12 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
     env = dict(os.environ)
     env.setdefault("NUMBA_CACHE_DIR", str(project / ".numba-cache"))  # compiled kernels reused
     if threads:
-        # MiniRocket's kernels: no oversubscription (and numba refuses more than the cores)
+        # the chains of one machine split its cores: the replicas' and shards' side-by-side
+        # threads (moola.train.device.worker_threads) and MiniRocket's numba kernels (numba
+        # refuses more than the cores) stay within the chain's share, as torch's threads do
+        env["MOOLA_MAX_THREADS"] = str(threads)
+        for blas in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(blas, str(threads))  # numpy's and sklearn's BLAS: the same share
         env["NUMBA_NUM_THREADS"] = str(min(threads, os.cpu_count() or threads))
     log_path = reports / "chain.log"
     with open(log_path, "wb") as log:
