@@ -63,13 +63,15 @@ def main() -> int:
         print(warm.get("log_tail"), file=sys.stderr)
         return 1
 
-    seq_walls, panel_walls, overheads, task_sums = [], [], [], []
+    seq_walls, panel_walls, overheads, task_sums, seq_cpu, panel_cpu = [], [], [], [], [], []
     same = True
     for i in range(args.repeats):
         t0 = time.perf_counter()
         seq = [run_task(spec) for spec in specs()]
         seq_walls.append(time.perf_counter() - t0)
-        print(f"repeat {i + 1}: one after another {seq_walls[-1]:.1f} s", flush=True)
+        seq_cpu.append(sum(r["cpu_s"] or 0 for r in seq))
+        print(f"repeat {i + 1}: one after another {seq_walls[-1]:.1f} s (chains' CPU "
+              f"{seq_cpu[-1]:.1f} s)", flush=True)
 
         out = root / f"panel-out-{i}"
         t0 = time.perf_counter()
@@ -79,12 +81,13 @@ def main() -> int:
         panel_walls.append(wall)
         task_sum = sum(c["wall_s"] for c in panel["chains"])
         task_sums.append(task_sum)
+        panel_cpu.append(sum(c.get("cpu_s") or 0 for c in panel["chains"]))
         overheads.append((wall - task_sum / args.workers) / len(seeds))
         crashed = [c for c in panel["chains"] if c["state"] != "ran"]
         by_chain = {(r["seed"], r["gate"]): r["status"] for r in panel["rows"]}
         same = same and not crashed and by_chain == verdicts(seq)
         print(f"repeat {i + 1}: panel ({args.workers} workers) {wall:.1f} s; tasks' walls "
-              f"{task_sum:.1f} s; overhead/task {overheads[-1]:+.2f} s; verdicts equal: "
+              f"{task_sum:.1f} s; chains' CPU {panel_cpu[-1]:.1f} s; overhead/task {overheads[-1]:+.2f} s; verdicts equal: "
               f"{by_chain == verdicts(seq)}", flush=True)
         shutil.rmtree(out, ignore_errors=True)
 
@@ -103,6 +106,11 @@ def main() -> int:
           f"({', '.join(f'{o:+.2f}' for o in overheads)}; sum of tasks' walls "
           f"{', '.join(f'{t:.1f}' for t in task_sums)} s)")
     print(f"{'mean chain wall, sequential':40s} {med(seq_walls) / args.chains:8.1f} s")
+    # the cores the chains actually got: CPU seconds over wall seconds (another user's load
+    # on a shared machine takes the rest)
+    print(f"{'chains CPU s: sequential / panel':40s} {med(seq_cpu):8.1f} / {med(panel_cpu):.1f}")
+    print(f"{'cores used: sequential / panel':40s} {med(seq_cpu) / med(seq_walls):8.2f} / "
+          f"{med(panel_cpu) / med(panel_walls):.2f}  (of {os.cpu_count()})")
     print(f"{'verdicts equal (every repeat)':40s} {'yes' if same else 'NO'}")
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"uptime at the end: {load}")

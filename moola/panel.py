@@ -151,7 +151,19 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
         env["NUMBA_NUM_THREADS"] = str(min(threads, os.cpu_count() or threads))
     log_path = reports / "chain.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.run(cmd, cwd=project, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cmd, cwd=project, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            # wait4: this chain's own CPU time (with its helpers), even beside other tasks
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            cpu_s = usage.ru_utime + usage.ru_stime
+        except (AttributeError, ChildProcessError):  # no wait4 (not POSIX)
+            proc.wait()
+            cpu_s = None
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
     wall = time.time() - t0
     records = _read_jsonl(reports / "gated_workflow_results.jsonl")
     decision = {}
@@ -176,6 +188,7 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
         "exit_code": proc.returncode,
         "run_id": records[0].get("run_id") if records else None,
         "wall_s": round(wall, 3),
+        "cpu_s": round(cpu_s, 3) if cpu_s is not None else None,
         "worker": worker,
         "host_pid": os.getpid(),
         "torch_threads": threads,
@@ -575,7 +588,7 @@ def build_panel(specs: list[TaskSpec], results: dict[str, dict[str, Any]], *,
     for spec in specs:
         res = results.get(spec.slug) or _crashed(spec, RuntimeError("no result"))
         chains.append({k: res.get(k) for k in ("dataset", "seed", "state", "exit_code", "run_id",
-                                               "wall_s", "worker", "torch_threads", "reports",
+                                               "wall_s", "cpu_s", "worker", "torch_threads", "reports",
                                                "recommended", "log_tail")})
         got = {r.get("gate"): r for r in res.get("records", [])}
         for g in gates or ["chain"]:
@@ -668,13 +681,21 @@ def _median(v: list[float]) -> float:
 # --------------------------------------------------------------------------- the table
 
 
+def _range(spread: dict[str, Any]) -> str:
+    """'0.722 to 0.725' ('-0.245 to -0.242' stays readable); one value when they are equal."""
+    from moola.report.fmt import number
+
+    lo, hi = number(spread.get("min")), number(spread.get("max"))
+    return lo if lo == hi else f"{lo} to {hi}"
+
+
 def terminal_table(panel: dict[str, Any]) -> str:
     """Per gate and dataset: outcomes across seeds, the key metric's and macro-F1's range,
     whether the verdict holds; ASCII only (a log file may not be UTF-8)."""
     from moola.report.fmt import number, shorten
 
-    head = ("gate", "dataset", "outcomes across seeds", "key metric (min-max)",
-            "macro-F1 (min-max)", "verdict")
+    head = ("gate", "dataset", "outcomes across seeds", "key metric (min to max)",
+            "macro-F1 (min to max)", "verdict")
     lines = []
     for s in panel["summary"]:
         km = s.get("key_metric")
@@ -682,8 +703,8 @@ def terminal_table(panel: dict[str, Any]) -> str:
         lines.append((
             s["gate"], shorten(str(s["dataset"]), 28),
             ", ".join(f"{n} {st}" for st, n in s["counts"].items()),
-            f"{km['name']} {number(km['min'])}-{number(km['max'])}" if km else "-",
-            f"{number(f1['min'])}-{number(f1['max'])}" if f1 else "-",
+            f"{km['name']} {_range(km)}" if km else "-",
+            _range(f1) if f1 else "-",
             "holds" if s["holds"] else ("ONE SEED" if s["seeds"] == 1 else "DEPENDS ON SEED"),
         ))
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
