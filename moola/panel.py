@@ -313,8 +313,11 @@ def local_cluster(workers: int):
     from distributed import LocalCluster
 
     dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_WORKER_DEATHS})
+    # no dashboard; the scheduler's small HTTP server (health, metrics) on a free loopback
+    # port rather than 8787, which a user's own Dask dashboard may hold
     return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                        host="127.0.0.1", dashboard_address=None, silence_logs=40)
+                        host="127.0.0.1", dashboard_address=None, silence_logs=40,
+                        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})
 
 
 def connect(address: str, timeout: float = CONNECT_TIMEOUT_S):
