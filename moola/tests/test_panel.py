@@ -151,7 +151,7 @@ def test_a_lost_chain_reruns_alone_on_a_local_cluster_the_command_starts(panel, 
     n_before = {(d, s): len(_attempts(project, d, s)) for d in ("smoke", "synth") for s in (1, 2)}
     monkeypatch.chdir(project)
     code = main(["panel", str(SMOKE_DATA), "synth", "--seeds", "1", "2", "--profile", "smoke",
-                 "-k", K, "--gates", ".", "--workers", "2", "--torch-threads", "1", "--out", str(out)])
+                 "-k", K, "--gates", ".", "--workers", "2", "--out", str(out)])
     said = capsys.readouterr()
     assert code == 0, said.err
     assert "3 finished earlier" in said.err and "1 to run" in said.err
@@ -160,6 +160,8 @@ def test_a_lost_chain_reruns_alone_on_a_local_cluster_the_command_starts(panel, 
     assert {k: n_after[k] - n_before[k] for k in n_after} == {
         ("smoke", 1): 0, ("smoke", 2): 0, ("synth", 1): 0, ("synth", 2): 1}
     again = json.loads((out / "panel.json").read_text())
+    [rerun] = [c for c in again["chains"] if c["dataset"] == "synth" and c["seed"] == 2]
+    assert rerun["torch_threads"] == max(1, (os.cpu_count() or 1) // 2)  # cores // workers
     key = lambda r: (r["dataset"], r["seed"], r["gate"], r["status"])  # noqa: E731
     assert sorted(map(key, again["rows"])) == sorted(map(key, result["rows"]))
 
@@ -301,3 +303,16 @@ def test_a_crashed_chain_is_a_row_per_gate_that_says_so_and_the_page_escapes_nam
     table = terminal_table(panel)
     assert table.isascii() or "—" not in table
     assert "crashed: 1" in table and "1 failed, 2 crashed" in table
+
+
+def test_moola_max_threads_caps_a_chains_side_by_side_threads(monkeypatch):
+    from moola.train.device import worker_threads
+
+    monkeypatch.delenv("MOOLA_MAX_THREADS", raising=False)
+    cores = worker_threads("cpu")
+    monkeypatch.setenv("MOOLA_MAX_THREADS", "1")
+    assert worker_threads("cpu") == 1
+    monkeypatch.setenv("MOOLA_MAX_THREADS", str(cores + 5))  # never more than the cores
+    assert worker_threads("cpu") == cores
+    monkeypatch.setenv("MOOLA_MAX_THREADS", "junk")
+    assert worker_threads("cpu") == cores
