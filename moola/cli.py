@@ -260,8 +260,81 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+# ------------------------------------------------------------------------------ panel command
+
+
+def cmd_panel(args: argparse.Namespace) -> int:
+    """Run the chain on every dataset x seed on Dask: 0 when every chain ran (whatever the
+    verdicts), 1 when some crashed (their rows say so), 2 for bad input found before training,
+    130 when interrupted (rerun to resume)."""
+    import hashlib
+
+    from moola.panel import PanelInputError, PanelSettings, default_workers, run_panel, terminal_table
+
+    gates_config = sha = None
+    if args.gates_config:
+        gates_config = str(Path(args.gates_config).resolve())
+        try:
+            sha = hashlib.sha256(Path(gates_config).read_bytes()).hexdigest()
+        except OSError:
+            print(f"moola panel: --gates-config {args.gates_config}: cannot read it", file=sys.stderr)
+            return 2
+    settings = PanelSettings(profile=args.profile, k=args.k, gates=args.gates,
+                             gates_config=gates_config, gates_config_sha=sha)
+    try:
+        workers = args.workers if args.workers is not None or args.scheduler else default_workers()
+        panel = run_panel(args.data, args.seeds, args.out, settings=settings,
+                          workers=workers, scheduler=args.scheduler,
+                          torch_threads=args.torch_threads, connect_timeout=args.connect_timeout)
+    except PanelInputError as exc:
+        print(f"moola panel: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"moola panel: interrupted; the chains that finished are kept in "
+              f"{Path(args.out) / 'tasks'}: rerun the same command to resume", file=sys.stderr)
+        return 130
+    print(terminal_table(panel))
+    out = Path(args.out)
+    print(f"panel: {out / 'panel.json'}, {out / 'panel.html'}")
+    crashed = sum(1 for c in panel["chains"] if c.get("state") != "ran")
+    if crashed:  # the verdicts of the others stand; these have none
+        print(f"moola panel: {crashed} chain(s) crashed (rows with status crashed); rerun the "
+              f"same command to retry them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_panel(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "panel", help="the gate chain on several datasets x seeds, on a local or remote Dask "
+                      "cluster: does a verdict hold across data and seeds? (docs/PANELS.md)")
+    p.add_argument("data", nargs="+", metavar="DATA", help="dataset directories (each validated first)")
+    p.add_argument("--seeds", nargs="+", type=int, required=True, metavar="SEED",
+                   help="training seeds (--seed of each chain), e.g. --seeds 1 2 3")
+    p.add_argument("-k", metavar="EXPR", help="the gates to run, as pytest -k (default: all)")
+    p.add_argument("--profile", metavar="P", help="smoke|standard|full|auto (default: the project's)")
+    p.add_argument("--gates-config", metavar="FILE", help="TOML/JSON settings for every chain")
+    p.add_argument("--gates", default="gates_tests", metavar="DIR",
+                   help="the gate suite, relative to the current directory (default gates_tests: "
+                        "the project's, with your own gates)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="a local Dask cluster of N worker processes on 127.0.0.1, one chain "
+                            "at a time each (default: one per core, at most one per 2 GB of memory)")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="a running Dask scheduler, e.g. tcp://host:8786 (dask-jobqueue, "
+                            "dask-ssh, ...); every worker needs this project at the same path")
+    p.add_argument("--torch-threads", type=int, metavar="N",
+                   help="torch threads per chain (default: a host's cores / its workers' threads)")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for --scheduler (default 10)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="panel.json, panel.html and tasks/ (rerun with the same DIR to resume)")
+    p.set_defaults(func=cmd_panel)
+
+
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data, _add_predict,
-                                                                   _add_delegated]
+                                                                   _add_panel, _add_delegated]
 
 
 def build_parser() -> argparse.ArgumentParser:

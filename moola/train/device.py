@@ -134,12 +134,22 @@ def set_rng_state(state: dict, generator: torch.Generator | None = None,
             g.set_state(st)
 
 
+# set by `moola panel` in each chain's environment: the chains sharing a machine split its cores
+MAX_THREADS_ENV = "MOOLA_MAX_THREADS"
+
+
 def worker_threads(device: torch.device | str) -> int:
-    """Threads that can run kernels side by side: the cores this process may use on the CPU;
-    one on an accelerator, where kernels queue on one device."""
+    """Threads that can run kernels side by side: the cores this process may use on the CPU
+    (its affinity, at most $MOOLA_MAX_THREADS when set); one on an accelerator, where kernels
+    queue on one device. No weight depends on it (replicas, pretraining and refit shards take
+    the same steps on any number of threads)."""
     if torch.device(device).type != "cpu":
         return 1
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    limit = os.environ.get(MAX_THREADS_ENV, "").strip()
+    if limit.isdigit() and int(limit) > 0:
+        cores = min(cores, int(limit))
+    return cores
