@@ -90,7 +90,6 @@ def export_recommended(ctx, verdict) -> dict[str, Any] | None:
     """The decision's model: exported by its gate earlier in the run, or now (a session that
     judged its gate from the cache, e.g. ``-k decision``), and marked as recommended in the
     run's models folder (``recommended.json``: its name, path and the decision's reason)."""
-    from moola.gates.registry import ENSEMBLE_GATE, REGISTRY
     from moola.gates.runner import judge
     from moola.io_utils import atomic_write_json
 
@@ -105,7 +104,7 @@ def export_recommended(ctx, verdict) -> dict[str, Any] | None:
             f"the recommended model '{name}' was not exported by this session (its gate was "
             f"judged from the cache or not at all); pytest gates_tests -k decision exports it")}
     if not (where / CARD).is_file():
-        gate = ENSEMBLE_GATE if name == "ensemble" else REGISTRY.producers()[name].name
+        gate = m["candidates"][name]["gate"]  # the gate that vouched for it (the decision's row)
         entry = export_after_gate(ctx, ctx.verdicts.get(gate) or judge(ctx, gate))
         if not entry or not entry.get("path"):
             why = (entry or {}).get("reason") or (entry or {}).get("error") or "its gate " \

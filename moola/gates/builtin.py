@@ -487,10 +487,7 @@ def gate_2_control_minirocket(ctx: GateContext,
     _same_windows(c, b)
     mc = score(ctx, c.y, c.pred)
     mb = score(ctx, b.y, b.pred)
-    problems = classifier_problems("the MiniRocket control", mc, require_skill=False)
-    if mc["balanced_accuracy"] <= mc["chance_balanced_accuracy"]:
-        problems.append(f"the MiniRocket control is no better than chance (balanced accuracy "
-                        f"{mc['balanced_accuracy']:.3f}); the data may carry no signal")
+    problems = _control_problems(mc)
     # a failure of the comparison below is about the baseline, not the control (moola.approval)
     model_failed = bool(problems)
     # baseline minus control: passed when the baseline is significantly within the margin
@@ -519,15 +516,21 @@ def gate_2_control_minirocket(ctx: GateContext,
                     key_metric=_key_metric("delta_f1", cmp["delta"], -g.control_margin, ">"))
 
 
+def _control_problems(mc: dict[str, Any]) -> list[str]:
+    """Why the MiniRocket control itself cannot serve: one-class, or no better than chance."""
+    problems = classifier_problems("the MiniRocket control", mc, require_skill=False)
+    if mc["balanced_accuracy"] <= mc["chance_balanced_accuracy"]:
+        problems.append(f"the MiniRocket control is no better than chance (balanced accuracy "
+                        f"{mc['balanced_accuracy']:.3f}); the data may carry no signal")
+    return problems
+
+
 def _control_alone(ctx: GateContext, c: TrainedModel, v1: Verdict) -> Verdict:
     """Gate 2 when gate 1 was left out or crashed: the control judged on its own (sane, not
     one-class, better than chance), so that it can still be the answer."""
     g = ctx.cfg.gates
     mc = score(ctx, c.y, c.pred)
-    problems = classifier_problems("the MiniRocket control", mc, require_skill=False)
-    if mc["balanced_accuracy"] <= mc["chance_balanced_accuracy"]:
-        problems.append(f"the MiniRocket control is no better than chance (balanced accuracy "
-                        f"{mc['balanced_accuracy']:.3f}); the data may carry no signal")
+    problems = _control_problems(mc)
     ok = (f"MiniRocket control: macro-F1 {mc['macro_f1']:.3f} (CI {mc['ci']['macro_f1'][0]:.3f}-"
           f"{mc['ci']['macro_f1'][1]:.3f}); no comparison with the deep baseline: gate 1 "
           f"{'was left out' if v1.status == 'skipped' else 'crashed'}")
