@@ -1,0 +1,213 @@
+"""The known-answer panel: does each gate 2-7 catch the failure it exists for, and pass where it
+should? (docs/JUDGING.md, "Known answers")
+
+    .venv/bin/python bench/known_answers.py [--cases NAME ...] [--seeds 1 2 3 4 5]
+                                            [--workers 2] [--table-only]
+
+Each case is a `moola panel` (moola/panel.py) over one or two datasets made from data (a
+control made by `moola data control`, a UCR set, the synthetic generator) and, where the case
+is a setting, a gates-config file: moola's code is never edited to make a bad case. Panels go
+to reports/known/<case>/ and resume when rerun (finished chains are not rerun; the
+content-keyed cache shares upstream work between cases on the same dataset and seed).
+
+Printed: one row per (gate, case, dataset): the gate's status counts over the seeds, the
+median pooled macro-F1 of the model the gate vouches for, what the decision recommended, and
+how many runs met the case's rule: for a must-not-pass case a run is *caught* when the gate
+did not pass and the model it vouches for was not recommended (gate 7: the ensemble was not
+built from the bad member); for a must-pass case, when the gate passed (gate 5's default
+augmentation: when it did not fail). Not a test: each chain trains for minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MOOLA = [sys.executable, "-m", "moola.cli"]
+OUT = Path("reports/known")
+
+# destructive pseudo-samples: jitter of 3 price units, three per real window, no filter
+DESTRUCTIVE = """[augment]
+jitter_sigma = 3.0
+scaling_sigma = 0
+time_warp_sigma = 0
+quality_min = 0
+ks_p_min = 0
+ratio = 3
+"""
+
+# datasets: directory -> the command that makes it (run only when the directory is missing)
+DATASETS = {
+    "data/synthetic": ["data", "synth", "--out", "data/synthetic"],
+    "data/GunPoint": ["data", "ucr", "GunPoint", "--out", "data/GunPoint"],
+    "data/ArrowHead": ["data", "ucr", "ArrowHead", "--out", "data/ArrowHead"],
+    "data/ctl-random-walk-pool": ["data", "control", "data/synthetic", "--kind",
+                                  "random-walk-pool", "--out", "data/ctl-random-walk-pool",
+                                  "--seed", "1"],
+    "data/ctl-time-shuffled-pool": ["data", "control", "data/synthetic", "--kind",
+                                    "time-shuffled-pool", "--out",
+                                    "data/ctl-time-shuffled-pool", "--seed", "1"],
+}
+
+G = {2: "gate_2_control_minirocket", 3: "gate_3_pretrain_bilstm", 4: "gate_4_finetune_enhanced",
+     5: "gate_5_augment", 6: "gate_6_baseline_simplelstm", 7: "gate_7_ensemble"}
+# the decision's name for the model each gate vouches for
+VOUCHED = {2: "baseline", 3: "finetuned", 4: "finetuned", 5: "augmented", 6: "finetuned",
+           7: "ensemble"}
+
+
+@dataclass
+class Case:
+    name: str
+    datasets: list[str]
+    k: str | None = None
+    config: str | None = None  # TOML text for --gates-config
+    # (gate, must, what): must is "not pass", "pass" or "not fail"
+    checks: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+CASES = [
+    Case("control-reads-better", ["data/GunPoint", "data/ArrowHead"],
+         k="gate_0 or gate_1 or gate_2",
+         checks=[(2, "not pass", "MiniRocket reads the set far better than the deep baseline")]),
+    Case("pool-without-structure",
+         ["data/ctl-random-walk-pool", "data/ctl-time-shuffled-pool"],
+         k="not gate_5 and not gate_7",
+         checks=[(3, "not pass", "unlabeled pool of random walks / time-shuffled windows"),
+                 (4, "not pass", "unlabeled pool of random walks / time-shuffled windows"),
+                 (6, "not pass", "SimpleLSTM as good as a model pretrained on nothing")]),
+    Case("destructive-augmentation", ["data/synthetic", "data/GunPoint"], config=DESTRUCTIVE,
+         checks=[(5, "not pass", "destructive pseudo-samples (jitter 3.0, ratio 3, no filter)"),
+                 (7, "not pass", "a member significantly worse than what it builds on")]),
+    Case("learnable", ["data/synthetic"],
+         checks=[(2, "pass", "deep baseline level with MiniRocket"),
+                 (4, "pass", "the unlabeled pool carries the label structure"),
+                 (5, "not fail", "the default augmentation"),
+                 (6, "pass", "pretrained model better than SimpleLSTM"),
+                 (7, "pass", "members that err on different windows")]),
+]
+
+
+def prepare(datasets: list[str]) -> None:
+    for d in datasets:
+        if not (ROOT / d).is_dir():
+            if d.startswith("data/ctl-"):
+                prepare(["data/synthetic"])
+            print(f"making {d}", flush=True)
+            subprocess.run(MOOLA + DATASETS[d], cwd=ROOT, check=True)
+
+
+def run_case(case: Case, seeds: list[int], workers: int) -> None:
+    out = OUT / case.name
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = MOOLA + ["panel", *case.datasets, "--seeds", *map(str, seeds), "--profile",
+                   "standard", "--workers", str(workers), "--out", str(out)]
+    if case.k:
+        cmd += ["-k", case.k]
+    if case.config:
+        cfg = out / "gates.toml"
+        cfg.write_text(case.config)
+        cmd += ["--gates-config", str(cfg)]
+    print("$", " ".join(cmd[2:]), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+
+
+def _records(task: dict) -> dict[str, dict]:
+    """The chain's full records (its reports directory), else the panel's compact ones."""
+    path = Path(task.get("reports") or "") / "gated_workflow_results.jsonl"
+    recs = {}
+    try:
+        for line in path.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                recs[r["gate"]] = r
+    except (OSError, ValueError):
+        recs = {r["gate"]: r for r in task.get("records", [])}
+    return recs
+
+
+def _vouched_f1(recs: dict[str, dict], gate: int) -> float | None:
+    r = recs.get(G[gate]) or {}
+    m = r.get("metrics") or {}
+    if gate == 2:  # gate 2 records the control's and the baseline's scores
+        return (r.get("comparison") or {}).get("baseline_macro_f1", m.get("baseline_macro_f1"))
+    if gate == 6:
+        return (r.get("comparison") or {}).get("finetuned_macro_f1")
+    return m.get("macro_f1", r.get("macro_f1"))
+
+
+def judge(gate: int, must: str, recs: dict[str, dict], recommended: str | None,
+          bad_member: str = "augmented") -> bool:
+    """Whether one run met the case's rule (module docstring)."""
+    status = (recs.get(G[gate]) or {}).get("status")
+    if must == "pass":
+        return status == "passed"
+    if must == "not fail":
+        return status not in ("failed", "crashed", None)
+    if gate == 7:
+        members = ((recs.get(G[7]) or {}).get("metrics") or {}).get("members_macro_f1") or {}
+        return status != "passed" and bad_member not in members
+    return status != "passed" and recommended != VOUCHED[gate]
+
+
+def table(cases: list[Case]) -> str:
+    lines = ["| gate | case | must | dataset | seeds | gate status | vouched model's macro-F1 "
+             "(median) | recommended | met |", "|---|---|---|---|---|---|---|---|---|"]
+    for case in cases:
+        tasks = [json.loads(p.read_text())
+                 for p in sorted((OUT / case.name / "tasks").glob("*.json"))]
+        for gate, must, what in case.checks:
+            for d in case.datasets:
+                runs = [t for t in tasks if t.get("data_path", "").rstrip("/").endswith(d)
+                        or t.get("dataset") == Path(d).name]
+                runs = [t for t in runs if t.get("state") == "ran"]
+                if not runs:
+                    continue
+                counts: dict[str, int] = {}
+                f1s, recs_named, met = [], {}, 0
+                for t in runs:
+                    recs = _records(t)
+                    s = (recs.get(G[gate]) or {}).get("status", "absent")
+                    counts[s] = counts.get(s, 0) + 1
+                    f = _vouched_f1(recs, gate)
+                    if isinstance(f, (int, float)):
+                        f1s.append(float(f))
+                    rec = t.get("recommended") or "nothing"
+                    recs_named[rec] = recs_named.get(rec, 0) + 1
+                    met += judge(gate, must, recs, t.get("recommended"))
+                seeds = ",".join(str(t["seed"]) for t in sorted(runs, key=lambda t: t["seed"]))
+                f1 = f"{statistics.median(f1s):.3f}" if f1s else "-"
+                word = "caught" if must == "not pass" else must.replace("not ", "did not ")
+                lines.append(
+                    f"| {gate} | {what} | {must} | {Path(d).name} | {seeds} | "
+                    f"{', '.join(f'{k} {v}' for k, v in sorted(counts.items()))} | {f1} | "
+                    f"{', '.join(f'{k} {v}' for k, v in sorted(recs_named.items()))} | "
+                    f"{word} {met}/{len(runs)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", nargs="+", choices=[c.name for c in CASES],
+                    help="the cases to run (default: all)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--table-only", action="store_true", help="print the table of what ran")
+    a = ap.parse_args(argv)
+    cases = [c for c in CASES if not a.cases or c.name in a.cases]
+    if not a.table_only:
+        for case in cases:
+            prepare(case.datasets)
+            run_case(case, a.seeds, a.workers)
+    print(table(cases))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
