@@ -1,1 +1,1 @@
-pytest_plugins = ["moola.gates.plugin"]
+pytest_plugins = ["moola.plugin"]

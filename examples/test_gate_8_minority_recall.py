@@ -10,7 +10,7 @@ each line.
 import numpy as np
 from sklearn.metrics import recall_score
 
-from moola.gates import gate, passed
+from moola.gates import gate, verdict
 
 MIN_RECALL = 0.5  # a threshold of yours (moola's own thresholds live in --gates-config)
 
@@ -25,7 +25,7 @@ def test_gate_8_minority_recall(finetuned_model, encoder, dataset):
                 for pred in finetuned_model.pred]  # one row of predictions per seed
     recall = float(np.mean(per_seed))
     name = dataset.classes[minority]
-    return passed(
+    return verdict(
         recall >= MIN_RECALL,
         f"recall of the minority class '{name}' {recall:.2f} (per seed "
         f"{', '.join(f'{r:.2f}' for r in per_seed)}) vs at least {MIN_RECALL}, on "

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable
 from filelock import FileLock
 
 import moola
-from moola.gates.verdict import jsonable
+from moola.io_utils import jsonable
 from moola.io_utils import atomic_write_json, file_sha256
 from moola.report.jsonl import append_json, scan
 

@@ -14,7 +14,6 @@ The resolved configuration is echoed into every verdict (``Config.to_dict()``).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -382,12 +381,6 @@ class Config:
         return {name: {k: list(v) if isinstance(v, tuple) else v
                        for k, v in dataclasses.asdict(getattr(self, name)).items()}
                 for name in SECTIONS}
-
-    def digest(self, *sections: str) -> str:
-        """Stable short hash of the named sections (all when none given), for cache keys."""
-        d = self.to_dict()
-        picked = {s: d[s] for s in (sections or SECTIONS)}
-        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
 
     def replace(self, section: str, **changes: Any) -> "Config":
         """A copy with some keys of one section changed (validated like any other layer)."""

@@ -4,6 +4,7 @@ Each writer puts the bytes into a temporary file in the *same directory* as the 
 final rename stays on one filesystem), flushes and fsyncs it, then ``os.replace``s it over the
 target. ``os.replace`` is atomic on POSIX and Windows: a concurrent reader sees either the old
 file or the new one, and a SIGKILL mid-write leaves at most a stray ``.<name>.*.tmp`` file.
+JSON: :func:`jsonable` is the one rule turning numpy/torch values into plain JSON ones.
 A full disk raises :class:`moola.diskspace.DiskFullError` naming the target and the bytes it
 needed; the target is untouched and the temporary file removed.
 """
@@ -17,7 +18,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+import math
+from typing import Any, Mapping
 
 from moola.diskspace import writing
 
@@ -128,3 +130,18 @@ def _fsync_dir(directory: Path) -> None:
         pass  # some filesystems refuse fsync on a directory; atomicity does not depend on it
     finally:
         os.close(fd)
+
+
+def jsonable(obj: Any) -> Any:
+    """Recursively convert numpy / torch scalars and arrays into plain JSON values."""
+    if isinstance(obj, Mapping):  # dicts, and the artifacts' read-only mappings
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return jsonable(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    return str(obj)

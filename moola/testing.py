@@ -33,22 +33,22 @@ FAILING_GATE_4_CONFTEST = """\
 import os
 from dataclasses import replace
 
-pytest_plugins = ["moola.gates.plugin"]
+pytest_plugins = ["moola.plugin"]
 
 if os.environ.get("FAIL_GATE_4"):
-    from moola.gates import builtin, passed
+    from moola.gates import builtin, verdict
     from moola.gates.registry import REGISTRY
 
     spec = REGISTRY["gate_4_finetune_enhanced"]
     REGISTRY._specs[spec.name] = replace(
-        spec, judge=lambda: passed(False, "pretraining hurts (forced by the test)"))
+        spec, judge=lambda: verdict(False, "pretraining hurts (forced by the test)"))
 """
 
 
 def write_gate_suite(root: Path) -> Path:
     """Make `root` a scratch gate project (works for pytester's directory too)."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "conftest.py").write_text('pytest_plugins = ["moola.gates.plugin"]\n')
+    (root / "conftest.py").write_text('pytest_plugins = ["moola.plugin"]\n')
     (root / "pytest.ini").write_text(SUITE_INI)
     for f in GATES_TESTS.glob("test_*.py"):  # the gates and the decision
         shutil.copyfile(f, root / f.name)
@@ -91,3 +91,11 @@ def random_ohlc(n: int = 12, T: int = 40, seed: int = 0, zscore: bool = True) ->
     if zscore:
         X = (X - X.mean(axis=(1, 2), keepdims=True)) / X.std(axis=(1, 2), keepdims=True)
     return X.astype(np.float32)
+
+
+def judged(ctx, gate: str, upstream=None):
+    """A gate's verdict with its artifacts resolved as the runner resolves them (no upstream
+    gate judged first): for tests that judge one gate on prepared work."""
+    from moola.gates.registry import REGISTRY, call_judge
+
+    return call_judge(ctx, REGISTRY[gate], upstream or {})

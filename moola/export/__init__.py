@@ -3,7 +3,7 @@ and `moola predict` applying one (or the calibrated ensemble) to new windows.
 
 * :mod:`moola.export.exporter`: which models are exported, when, and their cards;
 * :mod:`moola.export.bundle`: the directory layout, atomic writing, :func:`load_model`;
-* :mod:`moola.export.architecture`: rebuilding a module from its card;
+* :mod:`moola.models.architecture`: rebuilding a module from its card;
 * :mod:`moola.export.predict`: the `moola predict` command.
 
 The refit itself (the recipe trained on every development row) is cached work:

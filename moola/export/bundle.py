@@ -50,7 +50,7 @@ def write_model_files(out: Path, weights: Path, card: dict[str, Any],
                       markdown: Callable[[dict[str, Any]], str],
                       metrics_csv: Path | None = None) -> None:
     """Fill the (new) directory `out` with one model: weights, card.json, card.md, metrics.csv."""
-    from moola.gates.verdict import jsonable
+    from moola.io_utils import jsonable
     from moola.io_utils import copy_file
 
     out.mkdir(parents=True, exist_ok=True)
@@ -120,7 +120,7 @@ class ExportedModel:
     them as in training."""
 
     def __init__(self, directory: str | Path):
-        from moola.export.architecture import build
+        from moola.models.architecture import build
 
         self.directory = Path(directory)
         self.card = read_card(self.directory)

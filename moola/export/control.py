@@ -114,9 +114,9 @@ class ExportedControl:
 def export_control(ctx, verdict, model, final: Path) -> dict[str, Any]:
     """Refit the MiniRocket control on every development row and publish it at `final`;
     returns the gate record's ``model_export`` entry."""
-    from moola.export.exporter import _common, _verdict, card_markdown, estimate
+    from moola.export.exporter import _common, card_markdown, estimate, verdict_summary
     from moola.gates.refit import development_rows
-    from moola.gates.verdict import jsonable
+    from moola.io_utils import jsonable
     from moola.io_utils import atomic_write_json, atomic_write_text
     from moola.models import MiniRocketControl
 
@@ -132,7 +132,7 @@ def export_control(ctx, verdict, model, final: Path) -> dict[str, Any]:
         info = save_control(ctrl, tmp)
         card = jsonable({
             **_common(ctx), "kind": KIND, "name": model.name, "model": model.model,
-            "gate": model.gate, "minirocket": info, "verdict": _verdict(verdict),
+            "gate": model.gate, "minirocket": info, "verdict": verdict_summary(verdict),
             "estimate": estimate(verdict.metrics, int(len(rows)),
                                  int(len(np.unique(model.fold_of)))),
             "training": {"n_rows": int(len(rows)), "rows": "train + val rows of the split",

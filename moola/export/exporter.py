@@ -45,7 +45,7 @@ def export_after_gate(ctx, verdict) -> dict[str, Any] | None:
     """Export the model of `verdict`'s gate when it is approved; returns what the gate's
     results record says about it ({"path", ...} or {"path": None, "reason"}), or None when
     the gate has no model or did not approve it."""
-    from moola.gates.registry import ENSEMBLE_GATE, REGISTRY
+    from moola.gates.registry import REGISTRY
 
     from moola.approval import approval
 
@@ -54,7 +54,7 @@ def export_after_gate(ctx, verdict) -> dict[str, Any] | None:
     if verdict.gate not in REGISTRY:
         return None
     spec = REGISTRY[verdict.gate]
-    if verdict.gate != ENSEMBLE_GATE and (spec.produces is None or spec.producer is None):
+    if not spec.ensembles and (spec.produces is None or spec.producer is None):
         return None  # the gate trains no model
     if verdict.status == "skipped":
         return None
@@ -62,7 +62,7 @@ def export_after_gate(ctx, verdict) -> dict[str, Any] | None:
     if not ok:
         return None if verdict.status == "failed" else {
             "path": None, "reason": f"not exported: {why}: only an approved model is deployed"}
-    if verdict.gate == ENSEMBLE_GATE:
+    if spec.ensembles:
         return export_ensemble(ctx, verdict)
     t0 = time.time()
     model = spec.producer(ctx)
@@ -142,7 +142,7 @@ def export_ensemble(ctx, verdict) -> dict[str, Any] | None:
     maps = {name: calibration_map(model) for name, (_, model, _) in parts.items()}
 
     def fill(tmp: Path) -> None:
-        from moola.gates.verdict import jsonable
+        from moola.io_utils import jsonable
         from moola.io_utils import atomic_write_json, atomic_write_text
 
         for name, (v, model, r) in parts.items():
@@ -196,7 +196,7 @@ def _common(ctx) -> dict[str, Any]:
     }
 
 
-def _verdict(v) -> dict[str, Any]:
+def verdict_summary(v) -> dict[str, Any]:
     return {"gate": v.gate, "status": v.status, "reason": v.reason, "key_metric": v.key_metric}
 
 
@@ -250,13 +250,13 @@ def model_card(ctx, verdict, model, refit) -> dict[str, Any]:
     metrics = verdict.metrics or {}
     if "macro_f1" not in metrics or "n" not in metrics:
         # a user gate judged its model on something else: score its pooled predictions here
-        from moola.gates.builtin import replicated_metrics
+        from moola.gates.criteria import replicated_metrics
 
         metrics = replicated_metrics(ctx, model)
     return {
         **_common(ctx), "kind": "model", "name": model.name, "model": model.model,
         "gate": model.gate, "architecture": dict(refit.architecture or {}),
-        "verdict": _verdict(verdict),
+        "verdict": verdict_summary(verdict),
         "estimate": estimate(metrics, n_rows, int(len(np.unique(model.fold_of)))),
         "training": {**refit.info, "config": {s: cfg[s] for s in TRAINING_SECTIONS}},
         "artifacts": {"replicas": model.artifact.get("key"), "refit": refit.artifact["key"]},
@@ -272,13 +272,13 @@ def ensemble_card(ctx, verdict, members: Mapping[str, tuple[Any, Any]]) -> dict[
     return {
         **_common(ctx), "kind": "ensemble", "name": "ensemble", "model": verdict.model,
         "gate": verdict.gate, "members": list(members),
-        "member_gates": {n: _verdict(v) for n, (v, _) in members.items()},
+        "member_gates": {n: verdict_summary(v) for n, (v, _) in members.items()},
         "combination": (
             "each member's probabilities go through its isotonic map (calibration.json: one "
             "monotone curve per class, fitted on all of the member's pooled out-of-fold "
             "predictions, rows renormalised), then the members are averaged with equal "
             "weights; the predicted class is the most probable"),
-        "calibration": CALIBRATION, "verdict": _verdict(verdict),
+        "calibration": CALIBRATION, "verdict": verdict_summary(verdict),
         "estimate": estimate(verdict.metrics, int(len(development_rows(ctx))),
                              int(len(np.unique(first.fold_of))), ensemble=True),
         "config": ctx.cfg.to_dict(),

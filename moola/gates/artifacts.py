@@ -113,7 +113,7 @@ class RefittedModel:
     split, never test rows), for a fixed budget: what a run exports (moola.export).
 
     `path`: the state dict (loads with ``weights_only=True``); `architecture`: how to rebuild
-    the module (moola.export.architecture; None for a class it does not know); `info`: rows,
+    the module (moola.models.architecture; None for a class it does not know); `info`: rows,
     seed, epochs and how they were chosen, training loss and accuracy; `artifact`: cache key and
     path. :meth:`load` gives the module.
     """
@@ -291,6 +291,20 @@ def ensemble(ctx: GateContext, approved: Mapping[str, Any]) -> Ensemble:
     e = ensemble_work.calibrated_members(ctx, approved)
     return Ensemble(y=_frozen(e["y"]), fold_of=_frozen(e["fold_of"]), seeds=_frozen(e["seeds"]),
                     members=_frozen(e["members"]), artifact=_frozen(e["artifact"]))
+
+
+def approved_ensemble(ctx: GateContext) -> Ensemble:
+    """The ensemble gate's members as its verdict approved them (the `ensemble_model`
+    artifact): the ensemble gate must have been judged in this session."""
+    from moola.gates.registry import REGISTRY
+
+    spec = REGISTRY.ensemble_gate()
+    v = ctx.verdicts.get(spec.name) if spec is not None else None
+    if v is None or "approved" not in (v.metrics or {}):
+        raise LookupError("the ensemble is built by its gate; judge it first (declare your gate "
+                          "with after=\"gate_7_ensemble\" or uses=\"gate_7_ensemble\")")
+    candidates = REGISTRY.ensemble_candidates()
+    return ensemble(ctx, {n: candidates[n] for n in v.metrics["approved"]})
 
 
 def refitted(ctx: GateContext, model: TrainedModel) -> RefittedModel:

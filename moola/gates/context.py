@@ -42,7 +42,7 @@ class GateContext:
     selected: set[str] = field(default_factory=set)  # gates whose own work is rebuilt this run
     verdicts: dict[str, Any] = field(default_factory=dict)
     repairs: list[str] = field(default_factory=list)  # damaged cache entries rebuilt (cache.py)
-    # False while the decision is made at the end of a session (moola.gates.plugin): it reads
+    # False while the decision is made at the end of a session (moola.plugin): it reads
     # what the judged gates built and must never start training (moola.gates.work._build)
     build_allowed: bool = True
 
@@ -92,6 +92,7 @@ class GateContext:
             fold=self.cfg.run.fold,
             normalization=self.cfg.data.normalization,
             max_unlabeled=self.cfg.data.max_unlabeled,
+            expected_timesteps=self.cfg.data.expected_timesteps,
         )
 
     @cached_property

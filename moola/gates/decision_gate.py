@@ -2,7 +2,7 @@
 
 It uses every other gate (judged first, from the cache) but needs none of them to pass: it is
 made from whatever was judged. A session stopped early (``-x`` at a failed gate) makes it at
-its end from the gates it judged (moola.gates.plugin); ``pytest -k decision`` remakes it alone
+its end from the gates it judged (moola.plugin); ``pytest -k decision`` remakes it alone
 from the cache. Its verdict is passed when a model is recommended and failed when nothing may
 be deployed; its metrics are the whole decision, which report.json also carries under the
 top-level key ``"decision"``.
@@ -14,12 +14,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-import moola.gates.builtin  # noqa: F401  (the gates it uses are declared before it)
 from moola.approval import approval
 from moola.gates import artifacts
+from moola.gates.builtin import ENSEMBLE_GATE  # the gates it uses are declared before it
 from moola.gates.context import GateContext
-from moola.gates.registry import ENSEMBLE_GATE, REGISTRY, gate
-from moola.gates.verdict import Verdict
+from moola.gates.registry import REGISTRY, gate
+from moola.verdict import Verdict
 
 DECISION = "decision"
 
@@ -29,7 +29,7 @@ def candidates_of(ctx: GateContext, upstream: Mapping[str, Verdict]):
     judged gate produced (its pooled out-of-fold predictions, its approval), the ensemble
     when gate 7 built one, and the models that anchor a step without being candidates."""
     from moola.decision import Candidate
-    from moola.gates.builtin import ensemble_prediction
+    from moola.gates.criteria import ensemble_prediction
 
     cands, refs, absent = [], {}, {}
     for name, spec in REGISTRY.producers().items():
@@ -113,8 +113,8 @@ def make_decision(ctx: GateContext, upstream: Mapping[str, Verdict]) -> Verdict:
                    model=rec, metrics=d, config=ctx.cfg.to_dict(), key_metric=km)
 
 
-@gate(DECISION, after="gate_0_env", final=True, _builtin=True)
-def decision(ctx: GateContext, upstream: dict[str, Verdict] | None = None) -> Verdict:
+@gate(DECISION, after="gate_0_env", final=True)
+def decision(ctx: GateContext, upstream: Mapping[str, Verdict]) -> Verdict:
     """The model to deploy: the simplest of the approved, skilful models that no other beats
     significantly, and what each step bought (moola.decision)."""
-    return make_decision(ctx, upstream or {})
+    return make_decision(ctx, upstream)

@@ -15,17 +15,17 @@ import numpy as np
 
 from moola.gates import work
 from moola.gates.context import GateContext
-from moola.gates.registry import ENSEMBLE_GATE
 
 
-def calibrated_members(ctx: GateContext, approved: Mapping[str, Any]) -> dict[str, Any]:
+def calibrated_members(ctx: GateContext, approved: Mapping[str, Any],
+                       gate: str = "gate_7_ensemble") -> dict[str, Any]:
     """Raw and calibrated pooled probabilities of each approved member (cached), on the scored
-    windows. `approved`: {model name: GateSpec}; each spec's producer gives the TrainedModel."""
+    windows. `approved`: {model name: GateSpec}; each spec's producer gives the TrainedModel.
+    `gate`: the gate whose work it is (its progress and cache records)."""
     members = {name: spec.producer(ctx) for name, spec in approved.items()}
     upstream = {n: m.artifact["key"] for n, m in members.items()}
     key = work._key(ctx, "ensemble", work.CLASSIFIER_SECTIONS + ("finetune", "augment"),
                     members=upstream)
-    gate = ENSEMBLE_GATE
 
     def build(tmp: Path, workdir: Path):
         from moola.ensemble import cross_fitted_calibration

@@ -55,10 +55,10 @@ def refit(ctx: GateContext, recipe: work.Recipe,
     """Train `recipe` on every development row for the replicas' median budget (cached).
 
     Returns {"model_path", "architecture", "info", "artifact"}: the state dict's path, how to
-    rebuild the module (None for a class moola.export.architecture does not know) and what
+    rebuild the module (None for a class moola.models.architecture does not know) and what
     was trained (rows, seed, epochs, how they were chosen, final loss, accuracy on the rows).
     """
-    from moola.export.architecture import describe
+    from moola.models.architecture import describe
 
     ds = ctx.dataset
     epochs, per_replica = budget_epochs(replicas)

@@ -1,38 +1,44 @@
-"""The gate registry: one declaration per gate, built-in or yours.
+"""The gate registry: one declaration per gate and one per artifact, built-in or yours.
 
 A gate is declared once, with :func:`gate`, on the function that judges it::
 
     @gate("gate_8_minority_recall", after="gate_4_finetune_enhanced")
     def test_gate_8_minority_recall(finetuned_model, dataset):
         ...
-        return passed(recall >= 0.5, f"minority recall {recall:.2f}", metrics={...})
+        return verdict(recall >= 0.5, f"minority recall {recall:.2f}", metrics={...})
 
 The declaration says what the gate needs (`after`: gates that must pass, else this one is
 skipped), what else it reads without needing it to pass (`uses`: judged first, e.g. gate 2
 compares the control with gate 1's baseline whatever gate 1 found), what it produces
-(`produces`: the name of its model, which may then join gate 7's ensemble with
-`ensemble=True`) and how it is judged (the function). The chain is a graph of these needs: a
-failed or skipped gate skips only the gates that need it, and the others run. Everything else
-derives from it: the chain's order, each gate's upstream, the ensemble's candidate members,
-the decision's candidates. The built-in gates are declared the same way
-(:mod:`moola.gates.builtin`).
+(`produces`: the name of its model, which may then join the ensemble with `ensemble=True`)
+and how it is judged (the function). The chain is a graph of these needs: a failed or
+skipped gate skips only the gates that need it, and the others run. The chain's order, each
+gate's upstream, the ensemble's candidate members and the decision's candidates derive from
+it. The built-in gates (:mod:`moola.gates.builtin`) are declared the same way.
 
-Judges take their inputs by parameter name, the names of the artifact fixtures
-(:data:`ARTIFACT_PARAMETERS`, also ``ctx`` for the whole :class:`GateContext`), and return a
-:class:`~moola.gates.verdict.Verdict` (for instance from :func:`passed`); an ``assert`` that
-fails inside a judge is a failed verdict with the assertion's message.
+An artifact is declared once too (:func:`artifact`, or `produces=NAME`, which declares
+``NAME_model``): its name is both the pytest fixture (moola.plugin makes one per artifact) and
+the judge parameter, and the declaration names the gate that produces it (judged first) and
+its cache kind. A judge's parameters are checked when the gate is declared: each must be a
+declared artifact (or ``upstream``: the verdicts of the gates judged before it) whose
+producing gate is this gate or upstream of it.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from moola.gates.verdict import Verdict
+from moola.verdict import Verdict
 
-ENSEMBLE_GATE = "gate_7_ensemble"
+UPSTREAM = "upstream"  # the judge parameter that receives the verdicts judged before it
+
+
+class DeclarationError(ValueError):
+    """A gate or artifact declared wrongly (names the file and line, and the fix)."""
 
 
 @dataclass(frozen=True)
@@ -43,22 +49,42 @@ class GateSpec:
     judge: Callable[..., Verdict]
     after: tuple[str, ...] = ()  # needed: a failed or skipped one skips this gate
     uses: tuple[str, ...] = ()  # read, judged first, but not needed to pass
-    produces: str | None = None  # its model's name, when it trains one (an artifact fixture)
+    produces: str | None = None  # its model's name, when it trains one (artifact <name>_model)
     producer: Callable[[Any], Any] | None = None  # ctx -> TrainedModel, for `produces`
-    ensemble: bool = False  # its model may join gate 7's ensemble when the approval rule
+    ensemble: bool = False  # its model may join the ensemble when the approval rule
     # (moola.approval) approves its verdict
+    ensembles: bool = False  # it builds the ensemble: judged after every ensemble candidate
     read_only: bool = False  # writes nothing (no status.json update), like gate 0
-    summary: str = ""
     builtin: bool = False
     final: bool = False  # uses every other gate and runs after them (the decision)
 
 
+@dataclass(frozen=True)
+class ArtifactSpec:
+    """One artifact: the pytest fixture and the judge parameter of this name.
+
+    `get(ctx)` returns it (built in the content-keyed cache when missing); `gate` is the gate
+    that produces it, judged first (None: the session's own, like ``ctx``); `kind` is its cache
+    kind (moola.cache: dataset, classifier, encoder, ensemble; None when it is not cached)."""
+
+    name: str
+    get: Callable[[Any], Any]
+    gate: str | None = None
+    kind: str | None = None
+    doc: str = ""
+    builtin: bool = False
+
+
 class Registry:
-    """Gate declarations in registration order, and the chain they make."""
+    """Gate and artifact declarations in registration order, and the chain they make."""
 
     def __init__(self) -> None:
         self._specs: dict[str, GateSpec] = {}
+        self._artifacts: dict[str, ArtifactSpec] = {}
+        self.errors: list[str] = []  # users' declarations refused (a usage error at collection)
+        self.listeners: list[Callable[[ArtifactSpec], None]] = []  # told of each new artifact
 
+    # ----------------------------------------------------------------------- declaring
     def add(self, spec: GateSpec) -> GateSpec:
         """Declare a gate. Re-declaring the same gate from the same function is a no-op (a
         test module imported twice); a different gate of the same name is an error."""
@@ -66,25 +92,88 @@ class Registry:
         if old is not None and _same_function(old.judge, spec.judge):
             del self._specs[spec.name]  # the same declaration imported again: the latest wins
             old = None
+        where = _where(spec.judge)
         if old is not None:
-            raise ValueError(f"gate {spec.name!r} is declared twice ({_where(old.judge)} and "
-                             f"{_where(spec.judge)}); give one of them another name")
+            raise DeclarationError(f"gate {spec.name!r} is declared twice ({_where(old.judge)} "
+                                   f"and {where}); give one of them another name")
         for up in spec.after + spec.uses:
             if up not in self._specs:
-                raise ValueError(
-                    f"gate {spec.name!r} ({_where(spec.judge)}) runs after {up!r}, which is not "
-                    f"declared (yet); declared gates: {', '.join(self._specs)}")
+                raise DeclarationError(
+                    f"{where}: gate {spec.name!r} runs after {up!r}, which is not declared "
+                    f"(yet); declared gates: {', '.join(self._specs)}")
+        if spec.produces and spec.producer is None:
+            raise DeclarationError(f"{where}: gate {spec.name!r}: produces={spec.produces!r} "
+                                   f"needs producer=(ctx -> TrainedModel), e.g. "
+                                   f"moola.gates.artifacts.train_model")
         if spec.ensemble and not spec.produces:
-            raise ValueError(f"gate {spec.name!r}: ensemble=True needs produces=NAME and a "
-                             f"producer (the model that joins the ensemble)")
+            raise DeclarationError(f"{where}: gate {spec.name!r}: ensemble=True needs "
+                                   f"produces=NAME and a producer (the model that joins the "
+                                   f"ensemble)")
+        model = None
+        if spec.produces:
+            said = (inspect.getdoc(spec.producer) or "").split("\n")[0]
+            model = ArtifactSpec(f"{spec.produces}_model", spec.producer, gate=spec.name,
+                                 kind="classifier", builtin=spec.builtin,
+                                 doc=f"{said or spec.name + ' model ' + repr(spec.produces)} "
+                                     f"(moola.gates.artifacts.TrainedModel: out-of-fold "
+                                     f"predictions, replicas, load_models()).")
+            self._check_artifact(model, where)
+        self._check_parameters(spec, where, model)
         self._specs[spec.name] = spec
+        if model is not None:
+            self._add_artifact(model)
         return spec
 
-    def forget_user_gates(self) -> None:
-        """Drop every gate not built in (at the end of a pytest session: the next session,
-        perhaps in the same process, declares its own when it imports its test modules)."""
-        self._specs = {n: s for n, s in self._specs.items() if s.builtin}
+    def add_artifact(self, spec: ArtifactSpec, where: str = "") -> ArtifactSpec:
+        """Declare an artifact (see :func:`artifact`)."""
+        self._check_artifact(spec, where)
+        self._add_artifact(spec)
+        return spec
 
+    def _add_artifact(self, spec: ArtifactSpec) -> None:
+        self._artifacts[spec.name] = spec
+        for tell in list(self.listeners):
+            tell(spec)
+
+    def _check_artifact(self, spec: ArtifactSpec, where: str) -> None:
+        old = self._artifacts.get(spec.name)
+        if old is not None and (old.gate, old.builtin) != (spec.gate, spec.builtin):
+            raise DeclarationError(
+                f"{where}: artifact {spec.name!r} is already declared (produced by "
+                f"{old.gate or 'the session'}); give yours another name")
+        if spec.name == UPSTREAM:
+            raise DeclarationError(f"{where}: {UPSTREAM!r} is reserved (the verdicts judged "
+                                   f"before a gate)")
+
+    def _check_parameters(self, spec: GateSpec, where: str,
+                          own: ArtifactSpec | None = None) -> None:
+        """Each judge parameter is a declared artifact whose producing gate is this gate or
+        judged before it (else the judge would build an artifact no verdict vouched for)."""
+        ups = set(self._upstream_of(spec))
+        for p in inspect.signature(spec.judge).parameters.values():
+            if p.name == UPSTREAM:
+                continue
+            art = own if own is not None and own.name == p.name else self._artifacts.get(p.name)
+            if art is None:
+                raise DeclarationError(
+                    f"{where}: gate {spec.name!r} takes a parameter {p.name!r}, which is no "
+                    f"declared artifact; the artifacts: {', '.join(self._artifacts)}, "
+                    f"{UPSTREAM} (and <model>_model of a gate declared with produces=); "
+                    f"declare your own with moola.gates.artifact(...)")
+            if art.gate is not None and art.gate != spec.name and art.gate not in ups:
+                raise DeclarationError(
+                    f"{where}: gate {spec.name!r} takes {p.name!r}, which {art.gate} produces, "
+                    f"but {art.gate} is not judged before it; add after={art.gate!r} (needed) "
+                    f"or uses={art.gate!r} (read only) to its declaration")
+
+    def forget_user_gates(self) -> None:
+        """Drop every gate and artifact not built in (at the end of a pytest session: the next
+        session, perhaps in the same process, declares its own when it imports its modules)."""
+        self._specs = {n: s for n, s in self._specs.items() if s.builtin}
+        self._artifacts = {n: a for n, a in self._artifacts.items() if a.builtin}
+        self.errors = []
+
+    # ------------------------------------------------------------------------- reading
     def __contains__(self, name: str) -> bool:
         return name in self._specs
 
@@ -93,16 +182,40 @@ class Registry:
             raise KeyError(f"unknown gate {name!r}; declared gates: {', '.join(self.chain())}")
         return self._specs[name]
 
-    def direct_upstream(self, name: str) -> tuple[str, ...]:
-        """The gates `name` waits for: its `after` and `uses`, for gate 7 every ensemble
-        candidate, and for a final gate every gate that is not final."""
-        spec = self[name]
+    def artifacts(self) -> dict[str, ArtifactSpec]:
+        """{name: declaration} of every artifact, in declaration order."""
+        return dict(self._artifacts)
+
+    def artifact(self, name: str) -> ArtifactSpec:
+        if name not in self._artifacts:
+            raise KeyError(f"no artifact named {name!r}; the artifacts: "
+                           f"{', '.join(self._artifacts)}")
+        return self._artifacts[name]
+
+    def _direct(self, spec: GateSpec) -> tuple[str, ...]:
         ups = list(spec.after) + [u for u in spec.uses if u not in spec.after]
-        if name == ENSEMBLE_GATE:
-            ups += [s.name for s in self._specs.values() if s.ensemble and s.name not in ups]
+        if spec.ensembles:
+            ups += [s.name for s in self._specs.values()
+                    if s.ensemble and s.name not in ups and s.name != spec.name]
         if spec.final:
-            ups += [s.name for s in self._specs.values() if not s.final and s.name not in ups]
+            ups += [s.name for s in self._specs.values()
+                    if not s.final and s.name not in ups and s.name != spec.name]
         return tuple(ups)
+
+    def direct_upstream(self, name: str) -> tuple[str, ...]:
+        """The gates `name` waits for: its `after` and `uses`, for the gate that builds the
+        ensemble every ensemble candidate, and for a final gate every gate that is not final."""
+        return self._direct(self[name])
+
+    def _upstream_of(self, spec: GateSpec) -> set[str]:
+        seen: set[str] = set()
+        todo = list(self._direct(spec))
+        while todo:
+            up = todo.pop()
+            if up not in seen and up in self._specs:
+                seen.add(up)
+                todo += self._direct(self._specs[up])
+        return seen
 
     def needs(self, name: str) -> tuple[str, ...]:
         """Every gate that must pass before `name` runs (its `after`, transitively), in chain
@@ -132,18 +245,16 @@ class Registry:
 
     def upstream(self, name: str) -> tuple[str, ...]:
         """Every gate judged before `name` (needed or used, transitively), in chain order."""
-        seen: set[str] = set()
-        todo = list(self.direct_upstream(name))
-        while todo:
-            up = todo.pop()
-            if up not in seen:
-                seen.add(up)
-                todo += self.direct_upstream(up)
+        seen = self._upstream_of(self[name])
         return tuple(g for g in self.chain() if g in seen)
 
     def ensemble_candidates(self) -> dict[str, GateSpec]:
         """{model name: gate} of every gate whose model may join the ensemble."""
         return {s.produces: s for s in self._specs.values() if s.ensemble and s.produces}
+
+    def ensemble_gate(self) -> GateSpec | None:
+        """The gate that builds the ensemble (declared with ensembles=True), if any."""
+        return next((s for s in self._specs.values() if s.ensembles), None)
 
     def producers(self) -> dict[str, GateSpec]:
         """{model name: gate} of every gate that produces a model."""
@@ -152,68 +263,56 @@ class Registry:
 
 REGISTRY = Registry()
 
-# parameter name -> (ctx -> value): what a judge (and a fixture of the same name) receives
-ARTIFACT_PARAMETERS: dict[str, Callable[[Any], Any]] = {}
+# the modules whose declarations are moola's own (kept across sessions, not made into tests)
+BUILTIN_MODULES = ("moola.gates.builtin", "moola.gates.decision_gate", "moola.gates.artifacts")
 
 
-def _artifact_parameters() -> dict[str, Callable[[Any], Any]]:
-    if not ARTIFACT_PARAMETERS:
-        from moola.gates import artifacts
-
-        ARTIFACT_PARAMETERS.update({
-            "ctx": lambda ctx: ctx,
-            "moola_config": lambda ctx: ctx.cfg,
-            "dataset": artifacts.dataset,
-            "encoder": artifacts.encoder,
-            "baseline_model": artifacts.baseline,
-            "control_model": artifacts.control,
-            "finetuned_model": artifacts.finetuned,
-            "augmented_model": artifacts.augmented,
-            "simple_model": artifacts.simple,
-        })
-    return ARTIFACT_PARAMETERS
+def _builtin(fn: Callable) -> bool:
+    return getattr(fn, "__module__", None) in BUILTIN_MODULES
 
 
-def parameter_value(ctx, name: str) -> Any:
-    """The value of a judge parameter: an artifact, a user gate's model (`<produces>_model`),
-    or ``ctx``."""
-    params = _artifact_parameters()
-    if name in params:
-        return params[name](ctx)
-    for model, spec in REGISTRY.producers().items():
-        if name == f"{model}_model" and spec.producer is not None:
-            return spec.producer(ctx)
-    raise TypeError(f"no artifact named {name!r}; a judge's parameters are artifact names: "
-                    f"{', '.join(sorted(params))} (and <model>_model of gates declared with "
-                    f"produces=)")
+def artifact(name: str, get: Callable[[Any], Any], *, gate: str | None = None,
+             kind: str | None = None, doc: str = "") -> ArtifactSpec:
+    """Declare an artifact: `get(ctx)` returns it; `gate` produces it (judged first when a
+    fixture or a judge asks for it; None: the session's own); `kind`: its cache kind. The one
+    declaration gives the pytest fixture and the judge parameter of this name."""
+    spec = ArtifactSpec(name=name, get=get, gate=gate, kind=kind,
+                        doc=doc or (inspect.getdoc(get) or "").split("\n")[0],
+                        builtin=_builtin(get))
+    return REGISTRY.add_artifact(spec, _caller())
 
 
 def gate(name: str, *, after: str | tuple[str, ...] | list[str] = (),
          uses: str | tuple[str, ...] | list[str] = (), produces: str | None = None,
          producer: Callable[[Any], Any] | None = None, ensemble: bool = False,
-         summary: str = "", read_only: bool = False, final: bool = False,
-         _builtin: bool = False):
+         ensembles: bool = False, read_only: bool = False, final: bool = False):
     """Declare a gate judged by the decorated function (see the module docstring).
 
     In a test module, the decorated name becomes a pytest test (marked with the gate) that
-    asserts the verdict passed; elsewhere (moola's built-in gates) the function is returned
-    unchanged. `after`: the gate(s) that must pass first (default: none; a user gate normally
-    names one); a failed or skipped one skips this gate. `uses`: gates judged first whose
-    verdicts or artifacts this one reads without needing them to pass. `produces` + `producer(ctx) -> TrainedModel` (e.g.
-    :func:`moola.gates.artifacts.train_model`): the gate's model, available to later judges as
-    the parameter ``<produces>_model``; `ensemble=True` lets it join gate 7's ensemble.
+    asserts the verdict passed; in moola's own modules the function is returned unchanged.
+    `after`: the gate(s) that must pass first (a user gate normally names one); a failed or
+    skipped one skips this gate. `uses`: gates judged first whose verdicts or artifacts this
+    one reads without needing them to pass. `produces` + `producer(ctx) -> TrainedModel`
+    (e.g. :func:`moola.gates.artifacts.train_model`): the gate's model, the artifact
+    ``<produces>_model``; `ensemble=True` lets it join the ensemble. A user's declaration that
+    is refused is a usage error of the pytest session (moola.plugin), naming file and line.
     """
     ups = (after,) if isinstance(after, str) else tuple(after)
     used = (uses,) if isinstance(uses, str) else tuple(uses)
 
     def declare(fn: Callable[..., Verdict]):
-        if not _builtin:  # a user gate names built-in ones in `after`: declare those first
-            import moola.gates.builtin  # noqa: F401
-        REGISTRY.add(GateSpec(name=name, judge=fn, after=ups, uses=used, produces=produces,
-                              producer=producer, ensemble=ensemble, read_only=read_only,
-                              summary=summary or (inspect.getdoc(fn) or "").split("\n")[0],
-                              builtin=_builtin, final=final))
-        return fn if _builtin else _as_test(name, fn)
+        builtin = _builtin(fn)
+        spec = GateSpec(name=name, judge=fn, after=ups, uses=used, produces=produces,
+                        producer=producer, ensemble=ensemble, ensembles=ensembles,
+                        read_only=read_only, builtin=builtin, final=final)
+        if builtin:
+            REGISTRY.add(spec)
+            return fn
+        try:
+            REGISTRY.add(spec)
+        except DeclarationError as exc:
+            REGISTRY.errors.append(str(exc))
+        return _as_test(name, fn)
 
     return declare
 
@@ -234,14 +333,11 @@ def _as_test(name: str, fn: Callable[..., Verdict]):
 
 
 def call_judge(ctx, spec: GateSpec, upstream: Mapping[str, Verdict]) -> Verdict:
-    """Run `spec`'s judge with its parameters resolved; fill in the gate name."""
-    sig = inspect.signature(spec.judge)
+    """Run `spec`'s judge with its parameters resolved (declared artifacts, built when
+    missing; ``upstream``: the verdicts judged before it); fill in the gate name."""
     kwargs = {}
-    for p in sig.parameters.values():
-        if p.name == "upstream":
-            kwargs[p.name] = upstream
-        else:
-            kwargs[p.name] = parameter_value(ctx, p.name)
+    for p in inspect.signature(spec.judge).parameters.values():
+        kwargs[p.name] = upstream if p.name == UPSTREAM else REGISTRY.artifact(p.name).get(ctx)
     try:
         v = spec.judge(**kwargs)
     except AssertionError as exc:  # a user's assert: a failed verdict that says why
@@ -251,16 +347,16 @@ def call_judge(ctx, spec: GateSpec, upstream: Mapping[str, Verdict]) -> Verdict:
     if not isinstance(v, Verdict):
         raise TypeError(f"gate {spec.name!r} ({_where(spec.judge)}) returned "
                         f"{type(v).__name__}; a judge returns a Verdict (see "
-                        f"moola.gates.registry.passed)")
+                        f"moola.gates.verdict)")
     v.gate = spec.name
     if not v.config:
         v.config = ctx.cfg.to_dict()
     return v
 
 
-def passed(ok: bool, reason: str, *, metrics: Mapping[str, Any] | None = None,
-           model: str | None = None, key_metric: Mapping[str, Any] | None = None,
-           status: str | None = None) -> Verdict:
+def verdict(ok: bool, reason: str, *, metrics: Mapping[str, Any] | None = None,
+            model: str | None = None, key_metric: Mapping[str, Any] | None = None,
+            status: str | None = None) -> Verdict:
     """A verdict for a judge to return: passed when `ok`, failed otherwise (or `status`)."""
     return Verdict(gate="", status=status or ("passed" if ok else "failed"), reason=reason,
                    model=model, metrics=dict(metrics or {}),
@@ -277,3 +373,9 @@ def _where(fn: Callable) -> str:
         return f"{inspect.getsourcefile(fn)}:{inspect.getsourcelines(fn)[1]}"
     except (OSError, TypeError):
         return getattr(fn, "__qualname__", repr(fn))
+
+
+def _caller() -> str:
+    """file:line of the declaration that called artifact()."""
+    frame = sys._getframe(2)
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"

@@ -1,6 +1,6 @@
 """Run gates in chain order with memoised verdicts; no pytest here.
 
-``run_gate(ctx, gate)`` is what a gate test calls: it first judges the gates this one needs
+``judge(ctx, gate)`` is what a gate test calls: it first judges the gates this one needs
 (their work comes from the cache, built if missing) and returns a ``skipped`` verdict naming
 the first of them that did not pass; otherwise it judges the gates it only uses, then runs
 it. A gate listed in ``gates.skip`` is left out (skipped, saying so). This is what makes
@@ -17,23 +17,17 @@ import traceback
 from moola.diskspace import as_disk_full, is_disk_full
 from moola.gates.registry import REGISTRY, call_judge
 from moola.gates.context import GateContext
-from moola.gates.verdict import Verdict
+from moola.verdict import Verdict
 
 
 def upstream_of(gate: str) -> tuple[str, ...]:
     """The gates judged before `gate` (needed or used), in chain order (moola.gates.registry)."""
-    _load_builtin_gates()
     return REGISTRY.upstream(gate)
 
 
 def needs_of(gate: str) -> tuple[str, ...]:
     """The gates that must pass before `gate` runs, in chain order."""
-    _load_builtin_gates()
     return REGISTRY.needs(gate)
-
-
-def _load_builtin_gates() -> None:
-    import moola.gates.builtin  # noqa: F401  (declares the eight gates on import)
 
 
 def judge(ctx: GateContext, gate: str) -> Verdict:
@@ -66,11 +60,6 @@ def first_upstream_failure(ctx: GateContext, gate: str) -> Verdict | None:
         if not v.passed:
             return v
     return None
-
-
-def run_gate(ctx: GateContext, gate: str) -> Verdict:
-    """Judge `gate` for a test: same as :func:`judge`, named for the call site's intent."""
-    return judge(ctx, gate)
 
 
 def _run(ctx: GateContext, gate: str) -> Verdict:

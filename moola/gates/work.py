@@ -15,6 +15,7 @@ per-replica summaries. Gate 2's control is the same folds with one replica per f
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,7 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def _save_json(path: Path, obj: Any) -> None:
-    from moola.gates.verdict import jsonable
+    from moola.io_utils import jsonable
 
     atomic_write_json(path, jsonable(obj), indent=1, sort_keys=True, fsync=False)
 
@@ -174,19 +175,18 @@ def classifier_job(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, y_
 
     (X_stop, y_stop) is the stopping slice: training windows that early stopping and checkpoint
     selection look at, never scored. An empty slice means a fixed budget: `budget_epochs`
-    (default train.max_epochs, raised to train.min_steps), final weights. `seed` replaces
-    run.seed (replicas). Pretrained models get freeze + progressive unfreeze.
+    (default train.max_epochs; moola.train.classify.epoch_budget is the one rule for the
+    epochs a fit may run), final weights. `seed`: the replica's seed (moola.protocol.replicas.
+    replica_seeds), which seeds its training. Pretrained models get freeze + progressive
+    unfreeze.
     """
-    from moola.train.classify import steps_per_epoch
     from moola.train.together import ReplicaJob
 
     cfg = ctx.cfg if seed is None else ctx.cfg.replace("run", seed=seed)
     fixed = len(y_stop) == 0
     if fixed:  # nothing to select on: a fixed budget whose final weights are the result
-        spe = steps_per_epoch(len(y_tr), cfg.train.batch_size)
-        budget = max(budget_epochs or cfg.train.max_epochs, -(-cfg.train.min_steps // spe))
-        cfg = cfg.replace("train", max_epochs=budget, min_epochs=budget,
-                          early_stop_patience=budget + 1, checkpoint_save_top_k=0)
+        # (moola.train.classify.epoch_budget raises it to train.min_steps)
+        cfg = cfg.replace("train", max_epochs=budget_epochs or cfg.train.max_epochs)
         # the loop logs an evaluation of the final epoch: a few of the fit windows themselves
         pick = np.unique(np.linspace(0, len(y_tr) - 1, min(32, len(y_tr))).astype(int))
         X_stop, y_stop = X_tr[pick], y_tr[pick]
@@ -209,6 +209,13 @@ def classifier_job(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, y_
                      epoch_hook=epoch_hook, param_groups=param_groups,
                      eval_final_epoch_only=fixed)
     return job, extra
+
+
+def shared_recipe(ctx: GateContext, gate: str) -> dict[str, Any]:
+    """What moola.protocol.replicas.train_replicas needs to train `gate`'s replicas with the
+    shared recipe: the job factory (:func:`classifier_job`) and the run's status writer."""
+    return {"make_job": functools.partial(classifier_job, ctx, gate),
+            "status": _status_for(ctx, gate)}
 
 
 def train_classifier(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, y_tr, X_stop,
@@ -285,7 +292,8 @@ def _replicated(ctx: GateContext, gate: str, kind: str, key: str, make_model,
         from moola.protocol.replicas import train_replicas
 
         train_replicas(ctx, gate, folds(ctx), seeds(ctx), make_model, workdir, tmp,
-                       pretrained=pretrained, extend_training=extend_training)
+                       **shared_recipe(ctx, gate), pretrained=pretrained,
+                       extend_training=extend_training)
         _save_json(tmp / "fit.json", meta() if callable(meta) else meta)
         return {"replicas": len(seeds(ctx)) * len(folds(ctx))}
 

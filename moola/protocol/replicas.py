@@ -23,6 +23,9 @@ from moola.protocol.folds import Fold, pooled_index
 
 # make_model(seed) -> a fresh nn.Module (the caller's recipe); called right after seeding
 ModelFactory = Callable[[int], torch.nn.Module]
+# make_job(model, X_fit, y_fit, X_stop, y_stop, run_dir, pretrained=, seed=, name=) ->
+# (moola.train.together.ReplicaJob, transfer info): the caller's training recipe
+JobFactory = Callable[..., tuple[Any, dict]]
 # extend_training(X_fit, y_fit, fold, seed) -> (X, y, info): e.g. gate 5's pseudo-samples
 TrainingExtension = Callable[[np.ndarray, np.ndarray, Fold, int], tuple[np.ndarray, np.ndarray, dict]]
 
@@ -49,11 +52,14 @@ def replica_seeds(base_seed: int, n_seeds: int) -> list[int]:
 
 
 def train_replicas(ctx, gate: str, folds: list[Fold], seeds: list[int], make_model: ModelFactory,
-                   workdir: Path, out_dir: Path, *, pretrained: bool = False,
+                   workdir: Path, out_dir: Path, *, make_job: JobFactory, status: Any,
+                   pretrained: bool = False,
                    extend_training: TrainingExtension | None = None) -> dict[str, Any]:
     """Train every (seed, fold) replica; write the pooled predictions into `out_dir`.
 
-    The replicas not yet done train together (:mod:`moola.train.together`, when
+    `make_job` turns a replica's model and rows into a training job (the gates' shared recipe,
+    moola.gates.work.classifier_job); `status` is the run's status writer. The replicas not
+    yet done train together (:mod:`moola.train.together`, when
     ``train.replicas_together`` and the architecture allows) or one after another.
     Writes ``pooled.npz`` (score_idx, fold_of, y, proba (R, n, K), test_idx, y_test,
     test_proba (R, n_test, K) from each seed's last-fold model), ``replicas.json`` (per replica:
@@ -67,7 +73,7 @@ def train_replicas(ctx, gate: str, folds: list[Fold], seeds: list[int], make_mod
     replicas = [Replica(seed, fold) for seed in seeds for fold in folds]
     pending = [rep for rep in replicas if not (workdir / rep.name / "done.json").is_file()]
     if pending:
-        _train(ctx, gate, pending, folds, make_model, workdir, len(replicas),
+        _train(ctx, gate, pending, folds, make_model, make_job, status, workdir, len(replicas),
                pretrained=pretrained, extend_training=extend_training)
     summaries, probas, test_probas = [], {}, {}
     for rep in replicas:
@@ -96,11 +102,10 @@ def train_replicas(ctx, gate: str, folds: list[Fold], seeds: list[int], make_mod
 
 
 def _train(ctx, gate: str, pending: list[Replica], folds: list[Fold], make_model: ModelFactory,
-           workdir: Path, n_replicas: int, *, pretrained: bool,
+           make_job: JobFactory, status: Any, workdir: Path, n_replicas: int, *, pretrained: bool,
            extend_training: TrainingExtension | None) -> None:
     """Train the replicas in `pending` and write each one's model.pt, preds.npz and done.json
     (last: its presence means the replica is complete)."""
-    from moola.gates.work import _status_for, classifier_job
     from moola.train import seed_everything
     from moola.train.together import (can_train_together, fit_alone, fit_together,
                                       replica_threads)
@@ -116,13 +121,11 @@ def _train(ctx, gate: str, pending: list[Replica], folds: list[Fold], make_model
             X_fit, y_fit, info = extend_training(X_fit, y_fit, fold, rep.seed)
         seed_everything(rep.seed, ctx.cfg.run.deterministic)  # the model's initial weights
         model = make_model(rep.seed)
-        job, extra = classifier_job(
-            ctx, gate, model, X_fit, y_fit, ctx.dataset.X[fold.stop_idx],
-            ctx.dataset.y[fold.stop_idx], rdir, pretrained=pretrained, seed=rep.seed,
-            name=rep.name)
+        job, extra = make_job(model, X_fit, y_fit, ctx.dataset.X[fold.stop_idx],
+                              ctx.dataset.y[fold.stop_idx], rdir, pretrained=pretrained,
+                              seed=rep.seed, name=rep.name)
         jobs.append(job)
         infos.append({"transfer": extra, **info})
-    status = _status_for(ctx, gate)
     together = (ctx.cfg.train.replicas_together and len(jobs) > 1
                 and can_train_together([j.model for j in jobs]))
     if together:
@@ -163,6 +166,7 @@ def _save_replica(ctx, rep: Replica, job, fit, info: dict, folds: list[Fold]) ->
         "n_fit": int(len(job.y_fit)), "n_fit_real": int(len(fold.fit_idx)),
         "n_stop": int(len(fold.stop_idx)), "n_scored": int(len(fold.score_idx)),
         "train_acc": train_acc, "best_epoch": r.best_epoch, "epochs_run": r.epochs_run,
+        "max_epochs": r.max_epochs,  # the epochs it could run (train.classify.epoch_budget)
         "stopped_reason": r.stopped_reason, "resumed_from_epoch": r.resumed_from_epoch,
         "train_loss_first": fit.train_loss_first, "train_loss_last": fit.train_loss_last,
         "history": r.history,
@@ -171,7 +175,7 @@ def _save_replica(ctx, rep: Replica, job, fit, info: dict, folds: list[Fold]) ->
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    from moola.gates.verdict import jsonable
+    from moola.io_utils import jsonable
     from moola.io_utils import atomic_write_json
 
     atomic_write_json(path, jsonable(obj), indent=1, sort_keys=True, fsync=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from moola.gates.verdict import jsonable
+from moola.io_utils import jsonable
 
 
 def records_from_json_report(json_report: dict[str, Any], ctx) -> list[dict[str, Any]]:

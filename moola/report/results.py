@@ -20,7 +20,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from moola.gates.verdict import STATUSES, jsonable
+from moola.io_utils import jsonable
+from moola.verdict import STATUSES
 from moola.report.jsonl import ReadResult, append_lines, scan
 
 __all__ = ["RESULTS_FILENAME", "ReadResult", "append_records", "gate_sort_key", "latest_by_gate",

@@ -31,7 +31,7 @@ import pytest
 # Inline pytester sessions restore sys.modules afterwards; C extensions such as torch cannot be
 # imported twice in one process, so everything the gates import is loaded here first.
 import moola.data  # noqa: F401
-import moola.gates.builtin  # noqa: F401
+import moola.gates  # noqa: F401
 import moola.report.plots  # noqa: F401
 import moola.train  # noqa: F401
 from moola.testing import write_gate_suite
@@ -389,7 +389,7 @@ def test_gate_0_leaves_status_alone_and_the_next_gate_lists_it(tmp_path, monkeyp
     from moola.config import load_config
     from moola.gates import runner
     from moola.gates.context import GateContext
-    from moola.gates.verdict import Verdict
+    from moola.verdict import Verdict
 
     def fake_gate_1(ctx):
         assert ctx.status.state["gates"]["gate_0_env"]["status"] == "passed"  # live already

@@ -48,7 +48,7 @@ def test_a_value_outside_the_range_is_a_usage_error_naming_key_source_and_range(
 @pytest.mark.parametrize("option", ["--max-epochs=0", "--batch-size=0"])
 def test_impossible_counts_on_the_command_line_stop_pytest_before_anything_runs(option, tmp_path):
     r = subprocess.run([sys.executable, "-m", "pytest", "--co", "-q", option,
-                        "-p", "moola.gates.plugin"], cwd=tmp_path, capture_output=True,
+                        "-p", "moola.plugin"], cwd=tmp_path, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 4, r.stdout + r.stderr  # pytest's usage error
     assert "allowed range: >= 1" in r.stderr, r.stderr

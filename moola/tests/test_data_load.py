@@ -84,3 +84,17 @@ def test_error_message_lists_every_problem(smoke_copy):
         load_dataset(smoke_copy)
     assert len(exc.value.problems) == 2
     assert all(p in str(exc.value) for p in exc.value.problems)
+
+
+def test_the_gates_load_with_data_expected_timesteps(tmp_path):
+    """data.expected_timesteps reaches the run's dataset (it used to be documented and never
+    passed): windows of another length are refused, naming the setting."""
+    from moola.config import load_config
+    from moola.gates.context import GateContext
+
+    cfg = load_config("smoke").replace("run", data=str(FIXTURES / "smoke"))
+    ctx = GateContext(cfg=cfg.replace("data", expected_timesteps=100), run_id="t", root=tmp_path)
+    with pytest.raises(Exception, match="expected_timesteps"):
+        ctx.dataset
+    ok = GateContext(cfg=cfg.replace("data", expected_timesteps=105), run_id="t", root=tmp_path)
+    assert ok.dataset.X.shape[1] == 105

@@ -9,7 +9,7 @@ import pytest
 
 from moola.approval import approval
 from moola.decision import Candidate, balanced_loss, choose, order_key
-from moola.gates.verdict import Verdict
+from moola.verdict import Verdict
 from moola.metrics import classification_metrics, paired_delta_ci
 
 ORDER = ("control", "simple", "baseline", "finetuned", "augmented", "ensemble")

@@ -15,7 +15,7 @@ import torch
 from moola.data.normalize import window_zscore
 from moola.diskspace import DiskFullError
 from moola.export import ModelDirError, load_model
-from moola.export.architecture import build, describe
+from moola.models.architecture import build, describe
 from moola.export.bundle import FORMAT, check_windows, publish, write_model_files
 from moola.gates.refit import budget_epochs
 from moola.models import EncoderConfig, EnhancedSimpleLSTM, SimpleLSTM

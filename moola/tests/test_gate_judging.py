@@ -17,10 +17,12 @@ from moola.config import load_config
 from moola.gates import builtin, ensemble_work, work
 from moola.gates.context import GateContext
 from moola.gates.registry import REGISTRY
+from moola.testing import judged
 
 CLASSES = ["consolidation", "retracement"]
 # 30 validation windows, 17/13, like the smoke split
 Y_VAL = np.array([0] * 17 + [1] * 13)
+
 
 
 def _good_pred() -> np.ndarray:
@@ -82,7 +84,7 @@ def _patch(monkeypatch, baseline, finetuned, augmented=None, simple=None, random
 
 def test_gate_1_fails_one_class_model_and_names_majority_baseline(ctx, monkeypatch):
     _patch(monkeypatch, _classifier_work(_one_class_pred()), None)
-    v = builtin.gate_1_smoke_enhanced(ctx)
+    v = judged(ctx, "gate_1_smoke_enhanced")
     assert v.status == "failed"
     assert "predicts essentially one class" in v.reason
     assert "majority-class baseline" in v.reason
@@ -93,7 +95,7 @@ def test_gate_1_fails_one_class_model_and_names_majority_baseline(ctx, monkeypat
 
 def test_gate_1_passes_skilful_model(ctx, monkeypatch):
     _patch(monkeypatch, _classifier_work(_good_pred()), None)
-    v = builtin.gate_1_smoke_enhanced(ctx)
+    v = judged(ctx, "gate_1_smoke_enhanced")
     assert v.status == "passed", v.reason
     for key in ("macro_f1", "majority_baseline", "predicted_distribution", "ci", "seed_spread"):
         assert key in v.metrics
@@ -103,7 +105,7 @@ def test_gate_1_passes_skilful_model(ctx, monkeypatch):
 def test_gate_1_says_when_the_outcome_differs_across_seeds(ctx, monkeypatch):
     coin = np.array([0, 1] * 15)  # right on half the windows: no skill at this seed
     _patch(monkeypatch, _classifier_work(_good_pred(), coin), None)
-    v = builtin.gate_1_smoke_enhanced(ctx)
+    v = judged(ctx, "gate_1_smoke_enhanced")
     assert "differs across seeds" in v.reason and "pass at seeds 17 and fail at seeds 1017" in v.reason, v.reason
 
 
@@ -112,7 +114,7 @@ def test_gate_4_cannot_pass_one_class_model_even_with_positive_delta(ctx, monkey
     bad_base = np.ones_like(Y_VAL)
     _patch(monkeypatch, _classifier_work(bad_base),
            _classifier_work(_one_class_pred(), load_report=LOAD_OK))
-    v = builtin.gate_4_finetune_enhanced(ctx)
+    v = judged(ctx, "gate_4_finetune_enhanced")
     assert v.comparison["delta"] > 0
     assert v.status == "failed"
     assert "one class" in v.reason
@@ -122,7 +124,7 @@ def test_gate_4_fails_incomplete_encoder_load(ctx, monkeypatch):
     lr = {"ok": False, "loaded": 8, "total": 16, "ratio": 0.5, "message": "layer 1 missing"}
     _patch(monkeypatch, _classifier_work(_one_class_pred()),
            _classifier_work(_good_pred(), load_report=lr))
-    v = builtin.gate_4_finetune_enhanced(ctx)
+    v = judged(ctx, "gate_4_finetune_enhanced")
     assert v.status == "failed"
     assert "8/16" in v.reason
 
@@ -130,7 +132,7 @@ def test_gate_4_fails_incomplete_encoder_load(ctx, monkeypatch):
 def test_gate_5_cannot_pass_one_class_model(ctx, monkeypatch):
     one = _classifier_work(_one_class_pred(), pseudo=PSEUDO_OK)
     _patch(monkeypatch, None, _classifier_work(_one_class_pred(), load_report=LOAD_OK), one)
-    v = builtin.gate_5_augment(ctx)
+    v = judged(ctx, "gate_5_augment")
     assert v.comparison["drop_pp"] == 0  # no drop versus gate 4: the old tool passed this
     assert v.status == "failed"
     assert "one class" in v.reason
@@ -139,13 +141,13 @@ def test_gate_5_cannot_pass_one_class_model(ctx, monkeypatch):
 def test_gate_6_is_inconclusive_when_simple_model_matches(ctx, monkeypatch):
     simple = _classifier_work(_good_pred(), param_devices=["cpu"], device="cpu")
     _patch(monkeypatch, None, _classifier_work(_good_pred(), load_report=LOAD_OK), None, simple)
-    v = builtin.gate_6_baseline_simplelstm(ctx)
+    v = judged(ctx, "gate_6_baseline_simplelstm")
     assert v.status == "inconclusive" and v.passed
     assert "predict all 30 scored windows identically" in v.reason  # no evidence either way
     near = _good_pred()
     near[20] = 0  # one window apart: a difference too small for 30 windows
     _patch(monkeypatch, None, _classifier_work(near, load_report=LOAD_OK), None, simple)
-    v = builtin.gate_6_baseline_simplelstm(ctx)
+    v = judged(ctx, "gate_6_baseline_simplelstm")
     assert v.status == "inconclusive" and "could only detect" in v.reason, v.reason
 
 
@@ -154,16 +156,16 @@ def test_gate_6_warns_when_simple_model_is_significantly_better(ctx, monkeypatch
     worse = Y_VAL.copy()
     worse[17:27] = 0  # ten retracements missed
     _patch(monkeypatch, None, _classifier_work(worse, load_report=LOAD_OK), None, simple)
-    v = builtin.gate_6_baseline_simplelstm(ctx)
+    v = judged(ctx, "gate_6_baseline_simplelstm")
     assert v.status == "warning" and "significantly better" in v.reason, v.reason
     ctx.cfg = ctx.cfg.replace("gates", simple_policy="fail")
-    assert builtin.gate_6_baseline_simplelstm(ctx).status == "failed"
+    assert judged(ctx, "gate_6_baseline_simplelstm").status == "failed"
 
 
 def test_gate_6_fails_parameters_off_device(ctx, monkeypatch):
     simple = _classifier_work(_good_pred(), param_devices=["cpu", "cuda"], device="cuda")
     _patch(monkeypatch, None, _classifier_work(_good_pred(), load_report=LOAD_OK), None, simple)
-    v = builtin.gate_6_baseline_simplelstm(ctx)
+    v = judged(ctx, "gate_6_baseline_simplelstm")
     assert v.status == "failed"
     assert "off-device" in v.reason
 
@@ -178,7 +180,7 @@ def test_gate_7_fails_when_every_member_is_one_class(ctx, monkeypatch):
     one = np.stack([_proba(_one_class_pred())] * 2)
     fake = _ensemble_work({"baseline": one, "finetuned": one})
     monkeypatch.setattr(ensemble_work, "calibrated_members", lambda ctx, approved: fake)
-    v = builtin.gate_7_ensemble(ctx, {})
+    v = judged(ctx, "gate_7_ensemble", {})
     assert v.status == "failed"
     assert "no member remains" in v.reason and "one class" in v.reason
     assert set(v.metrics["excluded"]) == {"baseline", "finetuned"}
@@ -189,7 +191,7 @@ def test_gate_7_leaves_a_degenerate_member_out_with_the_reason(ctx, monkeypatch)
     one = np.stack([_proba(_one_class_pred())] * 2)
     fake = _ensemble_work({"baseline": one, "finetuned": good, "simple": good})
     monkeypatch.setattr(ensemble_work, "calibrated_members", lambda ctx, approved: fake)
-    v = builtin.gate_7_ensemble(ctx, {})
+    v = judged(ctx, "gate_7_ensemble", {})
     assert v.passed, v.reason
     assert set(v.metrics["members_macro_f1"]) == {"finetuned", "simple"}
     assert "left out of the ensemble" in v.reason and "'baseline'" in v.reason
@@ -201,9 +203,9 @@ def test_thresholds_come_from_configuration(ctx, monkeypatch):
            _classifier_work(_good_pred(), load_report=LOAD_OK))
     ctx.cfg = ctx.cfg.replace("gates", min_delta=0.0)
     # identical predictions: delta 0 with a CI of [0, 0], not above 0, not below -max_harm
-    assert builtin.gate_4_finetune_enhanced(ctx).status == "inconclusive"
+    assert judged(ctx, "gate_4_finetune_enhanced").status == "inconclusive"
     ctx.cfg = ctx.cfg.replace("gates", min_delta=-0.01)
-    v = builtin.gate_4_finetune_enhanced(ctx)
+    v = judged(ctx, "gate_4_finetune_enhanced")
     assert v.status == "passed", v.reason
     assert v.config["gates"]["min_delta"] == -0.01  # the config is echoed into the verdict
 
@@ -212,16 +214,16 @@ def test_gate_4_three_outcomes(ctx, monkeypatch):
     worse = Y_VAL.copy()
     worse[17:27] = 0  # ten retracements missed by the baseline
     _patch(monkeypatch, _classifier_work(worse), _classifier_work(Y_VAL.copy(), load_report=LOAD_OK))
-    v = builtin.gate_4_finetune_enhanced(ctx)
+    v = judged(ctx, "gate_4_finetune_enhanced")
     assert v.status == "passed" and "pretraining helps, significantly" in v.reason, v.reason
     _patch(monkeypatch, _classifier_work(Y_VAL.copy()), _classifier_work(worse, load_report=LOAD_OK))
     ctx.cfg = ctx.cfg.replace("gates", max_harm=0.0)
-    v = builtin.gate_4_finetune_enhanced(ctx)
+    v = judged(ctx, "gate_4_finetune_enhanced")
     assert v.status == "failed" and "pretraining hurts" in v.reason, v.reason
     noisy = Y_VAL.copy()
     noisy[20] = 0  # one window apart: the data cannot tell
     _patch(monkeypatch, _classifier_work(Y_VAL.copy()), _classifier_work(noisy, load_report=LOAD_OK))
-    v = builtin.gate_4_finetune_enhanced(ctx)
+    v = judged(ctx, "gate_4_finetune_enhanced")
     assert v.status == "inconclusive" and "could only detect" in v.reason, v.reason
     assert v.comparison["detectable"] > 0
 
@@ -231,13 +233,13 @@ def test_gate_5_drop_fails_only_when_significant(ctx, monkeypatch):
     noisy = _good_pred()
     noisy[20] = 0  # one more mistake: a drop of a few pp, within noise
     _patch(monkeypatch, None, fine, _classifier_work(noisy, pseudo=PSEUDO_OK))
-    v = builtin.gate_5_augment(ctx)
+    v = judged(ctx, "gate_5_augment")
     assert v.comparison["drop_pp"] > ctx.cfg.gates.max_drop_pp
     assert v.status == "inconclusive" and "could only detect" in v.reason
     bad = _good_pred()
     bad[17:24] = 0  # seven retracements missed: a real, significant drop
     _patch(monkeypatch, None, fine, _classifier_work(bad, pseudo=PSEUDO_OK))
-    v = builtin.gate_5_augment(ctx)
+    v = judged(ctx, "gate_5_augment")
     assert v.status == "failed" and "significant" in v.reason
 
 
@@ -247,7 +249,7 @@ def test_a_comparison_says_when_one_seed_would_decide_otherwise(ctx, monkeypatch
     # seed 17 of the finetuned model is perfect (helps); seed 1017 is as bad as the baseline
     _patch(monkeypatch, _classifier_work(worse),
            _classifier_work(Y_VAL.copy(), worse, load_report=LOAD_OK))
-    v = builtin.gate_4_finetune_enhanced(ctx)
+    v = judged(ctx, "gate_4_finetune_enhanced")
     assert v.comparison["pretraining"]["per_seed_outcome"] == {17: "passed", 1017: "inconclusive"}
     assert "differs across seeds" in v.reason, v.reason
 
@@ -284,7 +286,7 @@ def test_a_reconstruction_significantly_not_better_than_interpolation_follows_it
     monkeypatch.setattr(work, "encoder", lambda ctx: enc)
     ctx.cfg = ctx.cfg.replace("gates", recon_margin=0.0, recon_policy=policy)
     enc["reconstruction"] = _recon([1.01, 1.02, 1.03] * 10)  # worse on every window
-    v = REGISTRY["gate_3_pretrain_bilstm"].judge(ctx)
+    v = judged(ctx, "gate_3_pretrain_bilstm")
     assert v.status == status, v.reason
     assert "does not beat interpolation" in v.reason and f"policy '{policy}'" in v.reason
     assert "30 held-out windows that chose no epoch" in v.reason
@@ -292,7 +294,7 @@ def test_a_reconstruction_significantly_not_better_than_interpolation_follows_it
     assert 1.0 < lo < hi < 1.04 and "per_window" not in v.metrics["reconstruction"]
     # better on every window: the check passes
     enc["reconstruction"] = _recon([0.97, 0.98, 0.99] * 10)
-    assert REGISTRY["gate_3_pretrain_bilstm"].judge(ctx).status == "passed"
+    assert judged(ctx, "gate_3_pretrain_bilstm").status == "passed"
 
 
 def test_a_reconstruction_the_windows_cannot_tell_from_interpolation_is_inconclusive(
@@ -301,7 +303,7 @@ def test_a_reconstruction_the_windows_cannot_tell_from_interpolation_is_inconclu
     monkeypatch.setattr(work, "encoder", lambda ctx: enc)
     ctx.cfg = ctx.cfg.replace("gates", recon_margin=0.01, recon_policy="fail")
     enc["reconstruction"] = _recon([0.7, 1.3, 0.8, 1.25, 0.9, 1.1, 0.95, 1.05])  # 8 windows
-    v = REGISTRY["gate_3_pretrain_bilstm"].judge(ctx)
+    v = judged(ctx, "gate_3_pretrain_bilstm")
     assert v.status == "inconclusive", v.reason
     assert "whether the reconstruction beats interpolation by 1%" in v.reason
     lo, hi = v.metrics["reconstruction"]["ratio_ci"]
@@ -321,7 +323,7 @@ def _verdicts_of_every_gate(ctx, monkeypatch) -> list:
     p = np.stack([_proba(_good_pred())] * 2)
     monkeypatch.setattr(ensemble_work, "calibrated_members",
                         lambda ctx, approved: _ensemble_work({"finetuned": p, "simple": p}))
-    return [REGISTRY[name].judge(ctx) for name in REGISTRY.chain()
+    return [judged(ctx, name) for name in REGISTRY.chain()
             if name not in ("gate_0_env", "decision")]
 
 
@@ -386,7 +388,7 @@ def test_no_skill_fails_gate_1_but_leaves_later_gates_inconclusive(ctx, monkeypa
     from moola.export.exporter import export_after_gate
 
     _patch(monkeypatch, _classifier_work(COIN), None)
-    v = builtin.gate_1_smoke_enhanced(ctx)
+    v = judged(ctx, "gate_1_smoke_enhanced")
     assert v.status == "failed" and "no significant skill" in v.reason, v.reason
     # what these windows could have shown: "no skill shown" is not "no signal in your data"
     assert "was needed to show skill at gates.skill_alpha = 0.01" in v.reason, v.reason
@@ -394,7 +396,7 @@ def test_no_skill_fails_gate_1_but_leaves_later_gates_inconclusive(ctx, monkeypa
     all_wrong = 1 - Y_VAL  # a worse baseline: the finetuned coin beats it significantly
     _patch(monkeypatch, _classifier_work(all_wrong),
            _classifier_work(COIN, load_report=LOAD_OK))
-    v = builtin.gate_4_finetune_enhanced(ctx)
+    v = judged(ctx, "gate_4_finetune_enhanced")
     assert v.comparison["delta_ci"][0] > ctx.cfg.gates.min_delta  # the comparison alone passes
     assert v.status == "inconclusive", v.reason
     assert "no significant skill" in v.reason and "neither exported" in v.reason, v.reason
@@ -407,7 +409,7 @@ def test_no_skill_fails_gate_1_but_leaves_later_gates_inconclusive(ctx, monkeypa
     ctx.cfg = ctx.cfg.replace("gates", max_drop_pp=100.0)  # no drop bound can fail gate 5
     _patch(monkeypatch, None, _classifier_work(COIN, load_report=LOAD_OK),
            _classifier_work(COIN, pseudo=PSEUDO_OK))
-    v = builtin.gate_5_augment(ctx)
+    v = judged(ctx, "gate_5_augment")
     assert v.status == "inconclusive" and "no significant skill" in v.reason, v.reason
     assert v.metrics["skill_shown"] is False and export_after_gate(ctx, v)["path"] is None
 
@@ -422,7 +424,7 @@ def test_a_model_significantly_worse_than_what_it_builds_on_fails_gate_5_and_is_
     ctx.cfg = ctx.cfg.replace("gates", max_drop_pp=100.0)
     _patch(monkeypatch, None, _classifier_work(_good_pred(), load_report=LOAD_OK),
            _classifier_work(COIN, pseudo=PSEUDO_OK))
-    v = builtin.gate_5_augment(ctx)
+    v = judged(ctx, "gate_5_augment")
     assert v.status == "failed", v.reason
     assert "significantly worse than gate_4_finetune_enhanced's model: macro-F1" in v.reason
     assert v.comparison["builds_on"] == "gate_4_finetune_enhanced"
@@ -440,7 +442,7 @@ def test_no_verdict_without_shown_skill_is_exported(ctx, gate, status):
     """Whatever its status, a verdict recording skill_shown False exports nothing: the check
     comes before the ensemble's branch and before any refit."""
     from moola.export.exporter import export_after_gate
-    from moola.gates.verdict import Verdict
+    from moola.verdict import Verdict
 
     v = Verdict(gate=gate, status=status, reason="r", metrics={"skill_shown": False,
                                                                 "members_macro_f1": {"a": 0.9}})
@@ -452,14 +454,14 @@ def test_a_degenerate_later_model_still_fails(ctx, monkeypatch):
     _patch(monkeypatch, _classifier_work(_good_pred()),
            _classifier_work(_one_class_pred(), load_report=LOAD_OK))
     ctx.cfg = ctx.cfg.replace("gates", max_harm=1.0)  # the comparison cannot fail it
-    v = builtin.gate_4_finetune_enhanced(ctx)
+    v = judged(ctx, "gate_4_finetune_enhanced")
     assert v.status == "failed" and "one class" in v.reason
     assert "no significant skill" not in v.reason  # one reason, not two
     assert v.metrics["skill_shown"] is False  # recorded as measured, whatever fails the gate
 
 
 def test_a_member_without_shown_skill_never_joins_the_ensemble(ctx, monkeypatch):
-    from moola.gates.verdict import Verdict
+    from moola.verdict import Verdict
 
     good = np.stack([_proba(_good_pred())] * 2)
     seen = {}
@@ -472,7 +474,7 @@ def test_a_member_without_shown_skill_never_joins_the_ensemble(ctx, monkeypatch)
     upstream = {"gate_4_finetune_enhanced": Verdict(
         gate="gate_4_finetune_enhanced", status="inconclusive", reason="no skill shown",
         metrics={"skill_shown": False})}
-    v = builtin.gate_7_ensemble(ctx, upstream)
+    v = judged(ctx, "gate_7_ensemble", upstream)
     assert "finetuned" not in seen["approved"] and "baseline" in seen["approved"]
     assert "finetuned" in v.metrics["excluded"], v.reason
     assert "skill over chance is not shown" in v.reason, v.reason
@@ -482,18 +484,18 @@ def test_a_member_without_shown_skill_never_joins_the_ensemble(ctx, monkeypatch)
 def test_gate_6_records_a_simplelstm_without_shown_skill(ctx, monkeypatch):
     simple = _classifier_work(COIN, param_devices=["cpu"], device="cpu")
     _patch(monkeypatch, None, _classifier_work(_good_pred(), load_report=LOAD_OK), None, simple)
-    v = builtin.gate_6_baseline_simplelstm(ctx)
+    v = judged(ctx, "gate_6_baseline_simplelstm")
     assert v.metrics["skill_shown"] is False  # not a gate 6 criterion: status from the comparison
     assert "SimpleLSTM is neither exported nor ensembled" in v.reason, v.reason
     good = _classifier_work(_good_pred(), param_devices=["cpu"], device="cpu")
     _patch(monkeypatch, None, _classifier_work(_good_pred(), load_report=LOAD_OK), None, good)
-    assert builtin.gate_6_baseline_simplelstm(ctx).metrics["skill_shown"] is True
+    assert judged(ctx, "gate_6_baseline_simplelstm").metrics["skill_shown"] is True
 
 
 def test_gate_2_judges_the_control_alone_when_gate_1_was_left_out(ctx, monkeypatch):
     """gates.skip = ["gate_1_smoke_enhanced"]: the baseline is neither trained nor read; the
     control is judged on its own, so it can still be the answer."""
-    from moola.gates.verdict import Verdict
+    from moola.verdict import Verdict
 
     control = {"y": Y_VAL, "pred": _good_pred()[None], "proba": _proba(_good_pred())[None],
                "score_idx": np.arange(30), "seeds": np.array([17]), "train_acc": [0.8, 1.0],
@@ -506,6 +508,6 @@ def test_gate_2_judges_the_control_alone_when_gate_1_was_left_out(ctx, monkeypat
     monkeypatch.setattr(work, "baseline", no_baseline)
     left_out = Verdict(gate="gate_1_smoke_enhanced", status="skipped",
                        reason="skipped: left out on purpose (gates.skip)")
-    v = builtin.gate_2_control_minirocket(ctx, {"gate_1_smoke_enhanced": left_out})
+    v = judged(ctx, "gate_2_control_minirocket", {"gate_1_smoke_enhanced": left_out})
     assert v.status == "passed" and "gate 1 was left out" in v.reason, v.reason
     assert v.metrics["skill_shown"] and v.metrics["model_failed"] is False and v.comparison is None

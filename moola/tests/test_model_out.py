@@ -94,7 +94,7 @@ def _refit(ctx, name: str):
     from moola.gates import artifacts
     from moola.gates.registry import REGISTRY
 
-    import moola.gates.builtin  # noqa: F401  (declares the gates and their producers)
+    import moola.gates  # noqa: F401  (declares the gates and their producers)
 
     model = REGISTRY.producers()[name].producer(ctx)
     r = artifacts.refitted(ctx, model)

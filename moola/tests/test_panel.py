@@ -221,7 +221,7 @@ def test_a_crashed_chain_is_a_row_that_says_so_exit_1_and_is_retried_on_resume(
     panel; the command exits 1 and a rerun with the same --out runs that chain again."""
     root = tmp_path / "proj"
     (root / "suite").mkdir(parents=True)
-    (root / "suite" / "conftest.py").write_text('pytest_plugins = ["moola.gates.plugin"]\n')
+    (root / "suite" / "conftest.py").write_text('pytest_plugins = ["moola.plugin"]\n')
     (root / "suite" / "test_boom.py").write_text(
         "import os\n\ndef test_boom():\n    print('about to die', flush=True)\n    os._exit(3)\n")
     monkeypatch.chdir(root)

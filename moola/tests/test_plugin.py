@@ -15,7 +15,7 @@ import pytest
 # Inline pytester sessions restore sys.modules afterwards; C extensions such as torch cannot be
 # imported twice in one process, so everything the gates import is loaded here first.
 import moola.data  # noqa: F401
-import moola.gates.builtin  # noqa: F401
+import moola.gates  # noqa: F401
 import moola.train  # noqa: F401
 from moola.testing import SUITE_INI, read_results, write_gate_suite
 
@@ -146,15 +146,15 @@ def test_report_json_is_written_atomically_by_moola(project, monkeypatch):
 
 def test_pytest_s_footer_counts_inconclusive_and_warned_gates_apart_from_passed(project):
     project.makepyfile(test_gate_9_mine='''
-        from moola.gates import gate, passed
+        from moola.gates import gate, verdict
 
         @gate("gate_9_unsure", after="gate_0_env")
         def test_gate_9_unsure():
-            return passed(True, "cannot be told", status="inconclusive")
+            return verdict(True, "cannot be told", status="inconclusive")
 
         @gate("gate_9_warned", after="gate_0_env")
         def test_gate_9_warned():
-            return passed(True, "careful", status="warning")
+            return verdict(True, "careful", status="warning")
     ''')
     r = project.runpytest("--profile", "smoke", f"--data={SMOKE}", "-k", "gate_0 or gate_9",
                           "-p", "no:randomly")

@@ -11,10 +11,10 @@ import pytest
 
 # loaded before any inline pytester session (see test_plugin.py: C extensions load once)
 import moola.data  # noqa: F401
-import moola.gates.builtin  # noqa: F401
+import moola.gates  # noqa: F401
 import moola.train  # noqa: F401
 from moola.config import load_config
-from moola.gates.plugin import KNOBS, _schema_type
+from moola.plugin.options import KNOBS, _schema_type
 from moola.testing import SUITE_INI, read_results, write_gate_suite
 
 pytest_plugins = ["pytester"]

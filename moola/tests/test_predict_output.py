@@ -27,7 +27,7 @@ import torch
 
 from moola.cli import main
 from moola.export import load_model
-from moola.export.architecture import describe
+from moola.models.architecture import describe
 from moola.export.bundle import FORMAT, publish, write_model_files
 from moola.models import SimpleLSTM
 from moola.tests.test_data_from_csv import bars_frame, label_frame

@@ -16,6 +16,8 @@ from moola.gates.context import GateContext
 from moola.models.encoder import BiLSTMEncoder, EncoderConfig
 from moola.pretrain import probe_baselines
 from moola.protocol import walk_forward_folds
+from moola.testing import judged
+
 
 
 def _separable(n: int = 90, T: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +77,7 @@ def _encoder_work(out: dict) -> dict:
 def test_gate_3_fails_an_encoder_worse_than_the_raw_windows(tmp_path, monkeypatch, probes):
     out, _ = probes
     monkeypatch.setattr(work, "encoder", lambda ctx: _encoder_work(out))
-    v = builtin.gate_3_pretrain_bilstm(_ctx(tmp_path))
+    v = judged(_ctx(tmp_path), "gate_3_pretrain_bilstm")
     assert v.status == "failed"
     assert "significantly worse for a linear probe than the raw normalised windows" in v.reason
     assert set(v.metrics["probe_macro_f1"]) == {"encoder", "raw", "random_encoder"}
@@ -89,7 +91,7 @@ def test_gate_3_is_inconclusive_when_the_encoder_adds_nothing_over_a_random_one(
     # a skilful probe, but exactly what a random encoder (and the raw windows) give
     a["encoder"], a["random_encoder"] = a["raw"].copy(), a["raw"].copy()
     monkeypatch.setattr(work, "encoder", lambda ctx: _encoder_work({"arrays": a}))
-    v = builtin.gate_3_pretrain_bilstm(_ctx(tmp_path))
+    v = judged(_ctx(tmp_path), "gate_3_pretrain_bilstm")
     assert v.status == "inconclusive", v.reason
     # identical predictions: the reason says so (not "could only detect about 0.00")
     assert "predict all" in v.reason and "identically" in v.reason, v.reason

@@ -16,8 +16,10 @@ from moola.gates import work
 from moola.gates.context import GateContext
 from moola.protocol import folds_for_dataset, walk_forward_folds
 from moola.protocol.replicas import replica_seeds, train_replicas
+from moola.testing import judged
 
 SMOKE = Path(__file__).resolve().parents[2] / "fixtures" / "smoke"
+
 
 
 @pytest.mark.parametrize("n, k, purge", [(98, 4, 1), (50, 3, 2), (67, 4, 0), (30, 2, 1)])
@@ -92,7 +94,8 @@ def _train_fold0(tmp_path: Path, dataset, name: str) -> tuple[dict, np.ndarray]:
     train_replicas(ctx, "gate_1_smoke_enhanced", [fold], [17],
                    lambda seed: work.build_enhanced(ctx, len(dataset.classes),
                                                     dataset.X.shape[2]),
-                   tmp_path / f"{name}.work", out)
+                   tmp_path / f"{name}.work", out,
+                   **work.shared_recipe(ctx, "gate_1_smoke_enhanced"))
     state = torch.load(out / "models" / "seed17_fold0.pt", weights_only=True)
     with np.load(out / "pooled.npz") as z:
         proba = z["proba"]
@@ -195,7 +198,7 @@ def _gate_0(data: Path):
 
     ctx = GateContext(cfg=load_config("standard", overrides={"run.data": str(data)}),
                       run_id="g0", root=data.parent)
-    return builtin.gate_0_env(ctx)
+    return judged(ctx, "gate_0_env")
 
 
 def test_gate_0_fails_when_every_fold_fits_on_one_class(tmp_path):

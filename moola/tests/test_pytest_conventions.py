@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import moola.data  # noqa: F401  (see test_plugin.py: torch & co. imported once, up front)
-import moola.gates.builtin  # noqa: F401
+import moola.gates  # noqa: F401
 import moola.train  # noqa: F401
 from moola.testing import read_results, write_gate_suite
 

@@ -23,7 +23,7 @@ import torch
 # Inline pytester sessions restore sys.modules afterwards; C extensions such as torch cannot be
 # imported twice in one process, so everything the gates import is loaded here first.
 import moola.data  # noqa: F401
-import moola.gates.builtin  # noqa: F401
+import moola.gates  # noqa: F401
 import moola.report.plots  # noqa: F401
 import moola.train  # noqa: F401
 from moola.testing import write_gate_suite

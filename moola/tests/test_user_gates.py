@@ -34,7 +34,7 @@ ARGS = ("--profile", "smoke", f"--data={SMOKE_DATA}", "-p", "no:randomly")
 GATE_9 = textwrap.dedent('''
     """gate_9_tiny_lstm: a model of the user's own, trained with moola's protocol, that joins
     the ensemble."""
-    from moola.gates import gate, passed
+    from moola.gates import gate, verdict
     from moola.gates.artifacts import train_model
 
 
@@ -52,12 +52,28 @@ GATE_9 = textwrap.dedent('''
     def test_gate_9_tiny_lstm(tiny_model):
         """A tiny LSTM: any model that trained becomes an ensemble candidate."""
         assert tiny_model.proba.shape[1] == len(tiny_model.y), "one prediction per window"
-        return passed(True, f"tiny LSTM trained: {len(tiny_model.replicas)} replicas")
+        return verdict(True, f"tiny LSTM trained: {len(tiny_model.replicas)} replicas")
 ''')
 
 PLAIN_TEST = textwrap.dedent('''
     def test_my_plain_check(finetuned_model):
         assert finetuned_model.proba.min() >= 0
+
+
+    def test_my_model_is_a_fixture_too(tiny_model):  # declared by gate 9's produces="tiny"
+        assert tiny_model.gate == "gate_9_tiny_lstm"
+''')
+
+# a gate that reads the ensemble: the artifact `ensemble_model`, produced by gate 7
+GATE_10 = textwrap.dedent('''
+    from moola.gates import gate, verdict
+
+
+    @gate("gate_10_ensemble_members", after="gate_7_ensemble")
+    def test_gate_10_ensemble_members(ensemble_model):
+        members = sorted(ensemble_model.members)
+        return verdict(len(members) >= 2, f"{len(members)} calibrated members: {members}",
+                       metrics={"members": members})
 ''')
 
 CONFTEST = FAILING_GATE_4_CONFTEST  # gate 4 fails on request (FAIL_GATE_4=1)
@@ -70,6 +86,7 @@ def project(tmp_path_factory) -> Path:
                     root / "test_gate_8_minority_recall.py")
     (root / "test_gate_9_tiny_lstm.py").write_text(GATE_9)
     (root / "test_zz_plain.py").write_text(PLAIN_TEST)
+    (root / "test_gate_10_ensemble_members.py").write_text(GATE_10)
     (root / "conftest.py").write_text(CONFTEST)
     return root
 
@@ -96,6 +113,13 @@ def test_user_gates_run_in_chain_order_and_appear_in_every_output(project, full_
     # gate 9's model joined the ensemble
     g7 = recs["gate_7_ensemble"]
     assert "tiny" in g7["metrics"]["approved"], g7["metrics"]["approved"]
+    # a user gate reading the ensemble through the artifact `ensemble_model`
+    g10 = recs["gate_10_ensemble_members"]
+    assert g10["status"] == "passed", g10["reason"]
+    assert set(g10["metrics"]["members"]) <= set(g7["metrics"]["approved"])
+    # a user's model is a fixture as well as a judge parameter (one declaration)
+    outcome = {t["nodeid"]: t["outcome"] for t in report["tests"]}
+    assert outcome["test_zz_plain.py::test_my_model_is_a_fixture_too"] == "passed", outcome
     assert "tiny" in g7["metrics"]["ece"], g7["reason"]
     # a user gate's model is exported like a built-in one, its card scoring its predictions
     card = json.loads((Path(recs["gate_9_tiny_lstm"]["artifacts"]["model_export"]["path"])
@@ -177,12 +201,39 @@ def test_an_undeclared_gate_marker_is_a_usage_error(pytester):
 
 
 
+@pytest.mark.parametrize("judge, said", [
+    ("def test_gate_8_bad(finetuned_modle):", "takes a parameter 'finetuned_modle', which is no "
+                                              "declared artifact"),
+    ("def test_gate_8_bad(simple_model):", "takes 'simple_model', which gate_6_baseline_simplelstm "
+                                           "produces, but gate_6_baseline_simplelstm is not "
+                                           "judged before it"),
+])
+def test_a_judge_parameter_that_is_no_upstream_artifact_is_a_usage_error(pytester, judge, said):
+    """Checked when the gate is declared (collection), naming the file and line: never a
+    failed gate, never an artifact built without its gate judged."""
+    write_gate_suite(pytester.path)
+    pytester.makepyfile(test_gate_8_bad=f'''
+        from moola.gates import gate, verdict
+
+
+        @gate("gate_8_bad", after="gate_4_finetune_enhanced")
+        {judge}
+            return verdict(True, "never")
+    ''')
+    r = pytester.runpytest("--profile", "smoke", f"--data={SMOKE_DATA}")
+    assert r.ret == pytest.ExitCode.USAGE_ERROR, r.stdout.str()
+    err = r.stderr.str()
+    assert "test_gate_8_bad.py:4: gate 'gate_8_bad' " in err and said in err, err
+    assert not (pytester.path / "reports" / "gated_workflow_results.jsonl").exists()
+
+
 def test_pytest_fixtures_lists_the_artifacts_with_their_docstrings(pytester):
     write_gate_suite(pytester.path)
     r = pytester.runpytest("--profile", "smoke", f"--data={SMOKE_DATA}", "--fixtures")
     out = r.stdout.str()
     for name in ("moola_config", "dataset", "baseline_model", "control_model", "encoder",
-                 "finetuned_model", "augmented_model", "simple_model", "ensemble_model"):
+                 "finetuned_model", "random_init_model", "augmented_model", "simple_model",
+                 "ensemble_model"):
         assert f"{name} [session scope]" in out, name
     r.stdout.fnmatch_lines(["*Gate 3's pretrained encoder*",
-                            "*Gate 4's finetuned EnhancedSimpleLSTM*"])
+                            "*Gate 4's EnhancedSimpleLSTM started from the pretrained encoder*"])

@@ -330,11 +330,11 @@ def test_moola_status_fits_the_terminal_width(tmp_path, columns):
 
 @pytest.mark.parametrize("together", [False, True])
 def test_the_real_writers_say_which_gate_and_which_replica(tmp_path, monkeypatch, together):
-    import moola.gates.builtin  # noqa: F401  (the eight gates, declared on import)
+    import moola.gates  # noqa: F401  (the eight gates, declared on import)
     from moola.config import load_config
     from moola.gates import runner, work
     from moola.gates.context import GateContext
-    from moola.gates.registry import REGISTRY, GateSpec, passed
+    from moola.gates.registry import REGISTRY, GateSpec, verdict
     from moola.protocol.replicas import train_replicas
 
     smoke = __import__("pathlib").Path(__file__).resolve().parents[2] / "fixtures" / "smoke"
@@ -352,8 +352,9 @@ def test_the_real_writers_say_which_gate_and_which_replica(tmp_path, monkeypatch
         out.mkdir()
         train_replicas(ctx, "gate_8_replicas", work.folds(ctx)[:1], [17, 1017],
                        lambda seed: work.build_enhanced(ctx, len(ds.classes), ds.X.shape[2]),
-                       tmp_path / "work", out)
-        return passed(True, "trained")
+                       tmp_path / "work", out,
+                       **work.shared_recipe(ctx, "gate_8_replicas"))
+        return verdict(True, "trained")
 
     REGISTRY.add(GateSpec(name="gate_8_replicas", judge=replicas, after=("gate_0_env",)))
     try:

@@ -190,13 +190,25 @@ def steps_per_epoch(n_windows: int, batch_size: int) -> int:
     return max(1, -(-int(n_windows) // int(batch_size)))
 
 
-def step_budget(settings: LoopSettings, steps_per_epoch: int, min_steps: int) -> LoopSettings:
-    """Raise min_epochs so that early stopping cannot fire before `min_steps` optimizer steps,
-    and max_epochs so that the run can get past them by a full patience."""
-    if min_steps <= 0 or steps_per_epoch <= 0:
-        return settings
-    min_epochs = max(settings.min_epochs, -(-min_steps // steps_per_epoch))
-    max_epochs = max(settings.max_epochs, min_epochs + settings.early_stop_patience)
+def epoch_budget(settings: LoopSettings, steps_per_epoch: int, min_steps: int, *,
+                 fixed: bool = False) -> LoopSettings:
+    """The one rule for the epochs a fit may run (recorded per replica as ``max_epochs``).
+
+    Early stopping (`fixed` False): min_epochs is raised so that stopping cannot fire before
+    `min_steps` optimizer steps, and max_epochs so that the run can get past them by a full
+    patience; ``train.max_epochs`` is a floor, not a cap, on a few dozen windows. A fixed
+    budget (`fixed`: no stopping slice, final weights): exactly max_epochs epochs, raised to
+    `min_steps` steps, with nothing to stop on."""
+    spe = max(1, int(steps_per_epoch))
+    floor = -(-int(min_steps) // spe) if min_steps > 0 else 0
+    if fixed:
+        n = max(settings.max_epochs, floor)
+        return dataclasses.replace(settings, min_epochs=n, max_epochs=n,
+                                   early_stop_patience=n + 1, checkpoint_save_top_k=0,
+                                   eval_final_epoch_only=True)
+    min_epochs = max(settings.min_epochs, floor)
+    max_epochs = max(settings.max_epochs, min_epochs + settings.early_stop_patience
+                     if floor else settings.max_epochs)
     return dataclasses.replace(settings, min_epochs=min_epochs, max_epochs=max_epochs)
 
 
@@ -259,11 +271,8 @@ def prepare_fit(model: torch.nn.Module, X_train: np.ndarray, y_train: np.ndarray
     loader = DataLoader(data, batch_size=cfg.train.batch_size, shuffle=True, drop_last=False,
                         generator=torch.Generator().manual_seed(cfg.run.seed),
                         num_workers=cfg.run.num_workers)
-    settings = LoopSettings.from_config(cfg, "train", monitor="val_loss", mode="min")
-    if not eval_final_epoch_only:
-        settings = step_budget(settings, len(loader), getattr(cfg.train, "min_steps", 0))
-    if eval_final_epoch_only:
-        settings = dataclasses.replace(settings, eval_final_epoch_only=True)
+    settings = epoch_budget(LoopSettings.from_config(cfg, "train", monitor="val_loss", mode="min"),
+                            len(loader), cfg.train.min_steps, fixed=eval_final_epoch_only)
     trainer = Trainer(settings, run_dir, device, gate, status=status, on_checkpoint=on_checkpoint,
                       on_eval=on_eval)
     trainer.shard_generators = module.shard_generators  # their states go into checkpoints

@@ -126,6 +126,7 @@ class FitResult:
     best_checkpoint: str | None = None
     last_checkpoint: str | None = None
     metrics_csv: str | None = None
+    max_epochs: int = 0  # the epochs it could run (moola.train.classify.epoch_budget)
 
 
 def _val_name(key: str) -> str:
@@ -322,7 +323,8 @@ class Trainer(CheckpointMixin):
                         self.gate, s.monitor)
         result = FitResult(
             best_score=self.early.best_score, best_epoch=self.early.best_epoch,
-            epochs_run=len(self.history), stopped_reason=stopped, history=list(self.history),
+            epochs_run=len(self.history), max_epochs=s.max_epochs, stopped_reason=stopped,
+            history=list(self.history),
             steps=self.step, duration_s=time.perf_counter() - t_start,
             timed_out_evals=self.timed_out_evals, resumed_from_epoch=resumed_from,
             best_checkpoint=str(self.keeper.best_path) if self.keeper.best_path else None,

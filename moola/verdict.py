@@ -1,10 +1,14 @@
-"""The verdict a gate returns: passed or not, why, and the evidence."""
+"""The verdict a gate returns: passed or not, why, and the evidence.
+
+A plain record type at the bottom of the package: the gates produce verdicts, the report,
+the approval rule and the exporter read them (docs/DESIGN.md, "Layers")."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
+
+from moola.io_utils import jsonable  # noqa: F401  (re-exported: the verdict's JSON rule)
 
 STATUSES = ("passed", "failed", "warning", "inconclusive", "skipped")
 
@@ -50,18 +54,3 @@ class Verdict:
     def from_dict(cls, d: dict[str, Any]) -> "Verdict":
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         return cls(**known)
-
-
-def jsonable(obj: Any) -> Any:
-    """Recursively convert numpy / torch scalars and arrays into plain JSON values."""
-    if isinstance(obj, Mapping):  # dicts, and the artifacts' read-only mappings
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
-        return jsonable(obj.tolist())
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, (str, int, bool)) or obj is None:
-        return obj
-    return str(obj)
