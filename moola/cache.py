@@ -89,6 +89,12 @@ class CacheEntry:
     manifest: dict[str, Any]
     repaired: str | None = None  # why an earlier entry was not served and this one was rebuilt
 
+    def record(self, **extra: Any) -> dict[str, Any]:
+        """What a verdict's `artifacts` say about this entry: path, key, whether it was a cache
+        hit and the run that built it, plus `extra`."""
+        return {"path": str(self.path), "key": self.key, "cache_hit": self.hit,
+                "built_by_run": self.manifest.get("run_id"), **extra}
+
 
 class CacheDamagedError(RuntimeError):
     """A cache entry failed verification and could not be moved aside or rebuilt."""

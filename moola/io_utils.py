@@ -145,3 +145,9 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, (str, int, bool)) or obj is None:
         return obj
     return str(obj)
+
+
+def save_json(path: str | os.PathLike, obj: Any) -> None:
+    """Any value as JSON (:func:`jsonable`), atomically, not fsynced: the work files of a cache
+    build (rebuilt if a crash loses them; the entry's publication is what is made durable)."""
+    atomic_write_json(path, jsonable(obj), indent=1, sort_keys=True, fsync=False)

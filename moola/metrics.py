@@ -176,7 +176,7 @@ def _units(n: int, block: int) -> int:
     return -(-n // max(1, min(int(block), n)))
 
 
-def _bootstrap(
+def window_bootstrap(
     statistic: Callable[[np.ndarray], np.ndarray],
     n: int,
     *,
@@ -330,7 +330,7 @@ def classification_metrics(
     one_class = k > 1 and int((pred_counts > 0).sum()) == 1
 
     def ci_of(metric: str) -> list[float]:
-        return _bootstrap(
+        return window_bootstrap(
             lambda idx: _stat_from_confusion(_replica_confusion(t_one, P, idx, k), metric),
             n,
             n_bootstrap=n_bootstrap,
@@ -463,7 +463,7 @@ def paired_delta_ci(
 
     va = float(_stat_from_confusion(_replica_confusion(t, a, full, n_classes), metric)[0])
     vb = float(_stat_from_confusion(_replica_confusion(t, b, full, n_classes), metric)[0])
-    ci, se = _bootstrap(delta, t.size, n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed,
+    ci, se = window_bootstrap(delta, t.size, n_bootstrap=n_bootstrap, ci_level=ci_level, seed=seed,
                         block=block)
     # the z of the level the CI is read at (expanded_level), so "could only detect" matches it
     level = expanded_level(ci_level, _units(t.size, block))

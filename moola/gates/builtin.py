@@ -270,7 +270,8 @@ def gate_3_pretrain_bilstm(ctx: GateContext, encoder: artifacts.Encoder) -> Verd
     threshold = 1 - g.recon_margin
     if per is not None:
         r["ratio_ci"] = list(ratio_ci(per["mae_sq"], per["interp_sq"], n_bootstrap=g.n_bootstrap,
-                                      ci_level=g.ci_level, seed=ctx.cfg.run.seed))
+                                      ci_level=g.ci_level, seed=ctx.cfg.run.seed,
+                                      block=g.bootstrap_block))
     lo, hi = r.get("ratio_ci") or (r["ratio"], r["ratio"])
     recon_text = (f"masked reconstruction MSE {r['mae_mse']:.4f} vs linear interpolation "
                   f"{r['interp_mse']:.4f} (ratio {r['ratio']:.3f}, {g.ci_level:.0%} CI "

@@ -163,6 +163,11 @@ def replicated_metrics(ctx: GateContext, w: TrainedModel) -> dict[str, Any]:
     m["n_folds"] = int(len(np.unique(w.fold_of)))
     reps = w.replicas
     m["one_class_replicas"] = [r["replica"] for r in reps if _one_class(w, r)]
+    # per replica: its seed (moola.protocol.replicas.replica_seeds) and the epochs it could run
+    # (moola.train.classify.epoch_budget) and ran: `--max-epochs` is a floor on small data
+    m["replica_epochs"] = {r["replica"]: {"seed": int(r["seed"]),
+                                          "max_epochs": r.get("max_epochs"),
+                                          "epochs_run": r.get("epochs_run")} for r in reps}
     if len(w.test_idx):
         # held-out confirmation: each seed's last-fold model on test_idx; no gate decision uses it
         t = score(ctx, w.y_test, w.test_proba.mean(axis=0).argmax(axis=1))

@@ -48,6 +48,5 @@ def calibrated_members(ctx: GateContext, approved: Mapping[str, Any],
     out = {"y": z["y"], "fold_of": z["fold_of"], "seeds": z["seeds"], "members": {}}
     for name in members:
         out["members"][name] = {"raw": z[f"{name}__raw"], "calibrated": z[f"{name}__cal"]}
-    out["artifact"] = {"path": str(entry.path), "key": entry.key, "cache_hit": entry.hit,
-                       "members": upstream}
+    out["artifact"] = entry.record(members=upstream)
     return out

@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from moola.cache import code_version, make_key
+from moola.io_utils import save_json
 from moola.gates import work
 from moola.gates.context import GateContext
 
@@ -96,7 +97,7 @@ def refit(ctx: GateContext, recipe: work.Recipe,
         pred = predict_proba(module, ds.X[rows], "cpu").argmax(axis=1)
         if (workdir / "metrics.csv").is_file():  # not metrics.csv: that name is the gate's curve
             copy_file(workdir / "metrics.csv", tmp / "refit_metrics.csv")
-        work._save_json(tmp / "refit.json", {
+        save_json(tmp / "refit.json", {
             "architecture": describe(module),
             "info": {
                 "rows": f"train + val rows of splits/fold_{ds.fold}.json, never its test rows",
@@ -119,6 +120,5 @@ def refit(ctx: GateContext, recipe: work.Recipe,
     entry = work._build(ctx, recipe.gate, "refit", key, build)
     out = work._load_json(entry.path / "refit.json")
     out["model_path"] = entry.path / "model.pt"
-    out["artifact"] = {"path": str(entry.path), "key": entry.key, "cache_hit": entry.hit,
-                       "replicas_key": recipe.key, "built_by_run": entry.manifest.get("run_id")}
+    out["artifact"] = entry.record(replicas_key=recipe.key)
     return out

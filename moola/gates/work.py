@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from moola.cache import CacheEntry, code_version, make_key
-from moola.io_utils import atomic_save_npz, atomic_write_json, copy_file
+from moola.io_utils import atomic_save_npz, copy_file, save_json
 from moola.gates.context import GateContext
 
 # moola modules whose source is part of every trained artifact's key
@@ -86,12 +86,6 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
                 f"{path}: refused, it holds pickled Python objects (object arrays), which moola "
                 f"never writes and never loads; the cache entry was altered - delete "
                 f"{path.parent} or rerun with --rebuild") from None
-
-
-def _save_json(path: Path, obj: Any) -> None:
-    from moola.io_utils import jsonable
-
-    atomic_write_json(path, jsonable(obj), indent=1, sort_keys=True, fsync=False)
 
 
 def _load_json(path: Path) -> Any:
@@ -256,8 +250,7 @@ def _load_classifier(entry: CacheEntry) -> dict[str, Any]:
     out["pred"] = out["proba"].argmax(axis=2)
     out["replicas"] = _load_json(entry.path / "replicas.json")
     out.update(_load_json(entry.path / "fit.json"))
-    out["artifact"] = {"path": str(entry.path), "key": entry.key, "cache_hit": entry.hit,
-                       "built_by_run": entry.manifest.get("run_id")}
+    out["artifact"] = entry.record()
     out["model_paths"] = sorted((entry.path / "models").glob("*.pt"))
     return out
 
@@ -294,7 +287,7 @@ def _replicated(ctx: GateContext, gate: str, kind: str, key: str, make_model,
         train_replicas(ctx, gate, folds(ctx), seeds(ctx), make_model, workdir, tmp,
                        **shared_recipe(ctx, gate), pretrained=pretrained,
                        extend_training=extend_training)
-        _save_json(tmp / "fit.json", meta() if callable(meta) else meta)
+        save_json(tmp / "fit.json", meta() if callable(meta) else meta)
         return {"replicas": len(seeds(ctx)) * len(folds(ctx))}
 
     out = _load_classifier(_build(ctx, gate, kind, key, build))
@@ -357,7 +350,7 @@ def control(ctx: GateContext) -> dict[str, Any]:
                   y_test=ds.y[ds.test_idx],
                   test_proba=(tprobas if tprobas is not None else np.zeros((0, k)))[None],
                   seeds=np.asarray([ctx.cfg.run.seed]))
-        _save_json(tmp / "fit.json", {"model": "MiniRocket+RidgeClassifierCV",
+        save_json(tmp / "fit.json", {"model": "MiniRocket+RidgeClassifierCV",
                                       "train_acc": train_acc})  # per fold
 
     entry = _build(ctx, "gate_2_control_minirocket", "control", key, build)
@@ -365,7 +358,7 @@ def control(ctx: GateContext) -> dict[str, Any]:
     fit = _load_json(entry.path / "fit.json")
     out["train_acc"], out["model"] = fit["train_acc"], fit["model"]
     out["pred"] = out["proba"].argmax(axis=2)
-    out["artifact"] = {"path": str(entry.path), "key": entry.key, "cache_hit": entry.hit}
+    out["artifact"] = entry.record()
     return out
 
 
@@ -391,7 +384,7 @@ def encoder(ctx: GateContext) -> dict[str, Any]:
         recon = reconstruction_report(mae, X_scored, res.score_masks, ctx.device,
                                       per_window=True)
         r = res.fit
-        _save_json(tmp / "report.json", {
+        save_json(tmp / "report.json", {
             "reconstruction": recon, "history": r.history,
             "epochs_run": r.epochs_run, "stopped_reason": r.stopped_reason,
             "resumed_from_epoch": r.resumed_from_epoch,
@@ -405,8 +398,7 @@ def encoder(ctx: GateContext) -> dict[str, Any]:
     entry = _build(ctx, gate, "encoder", key, build)
     out = _load_json(entry.path / "report.json")
     out["encoder_path"] = entry.path / "encoder.pt"
-    out["artifact"] = {"path": str(entry.path), "key": entry.key, "cache_hit": entry.hit,
-                       "built_by_run": entry.manifest.get("run_id")}
+    out["artifact"] = entry.record()
     out.update(probes(ctx, out))
     return out
 
@@ -427,7 +419,7 @@ def probes(ctx: GateContext, enc: dict[str, Any]) -> dict[str, Any]:
         out = probe_baselines(encoder.to(ctx.device), enc_cfg, ds.X, ds.y, folds(ctx),
                               ctx.device, seed=ctx.cfg.run.seed)
         _save_npz(tmp / "probes.npz", **out.pop("arrays"))
-        _save_json(tmp / "probe.json", out)
+        save_json(tmp / "probe.json", out)
 
     entry = _build(ctx, "gate_3_pretrain_bilstm", "probes", key, build)
     return {"probe": _load_json(entry.path / "probe.json"),

@@ -21,7 +21,9 @@ KNOBS = [
     ("seed", "run.seed", "N", "base seed; replicas train at N, N + 1000, ..."),
     ("fold", "run.fold", "N", "split file splits/fold_<N>.json: its train + val rows are "
                               "folded, its test rows held out"),
-    ("max-epochs", "train.max_epochs", "N", "epochs of the shared supervised recipe"),
+    ("max-epochs", "train.max_epochs", "N", "epochs of the shared supervised recipe, raised to "
+                                            "fit train.min_steps and a patience (each replica "
+                                            "records the epochs it could run)"),
     ("batch-size", "train.batch_size", "N", "batch size of the shared supervised recipe"),
     ("num-workers", "run.num_workers", "N", "DataLoader workers"),
     ("torch-threads", "run.torch_threads", "N", "torch intra-op threads (0 = torch's default)"),
@@ -145,7 +147,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"moola: run {ctx.run_id} profile={c.run.profile} data={c.run.data} "
         f"accelerator={c.run.accelerator} seed={c.run.seed} deterministic={c.run.deterministic}",
-        f"moola: train max_epochs={c.train.max_epochs} batch_size={c.train.batch_size} "
+        f"moola: train max_epochs={c.train.max_epochs} (raised to min_steps + patience) "
+        f"batch_size={c.train.batch_size} "
         f"lr={c.train.lr} patience={c.train.early_stop_patience} top_k="
         f"{c.train.checkpoint_save_top_k} min_steps={c.train.min_steps}; model hidden="
         f"{c.model.hidden} layers={c.model.layers}",

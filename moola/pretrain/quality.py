@@ -170,15 +170,14 @@ def reconstruction_report(
 
 
 def ratio_ci(mae_sq: Any, interp_sq: Any, *, n_bootstrap: int, ci_level: float,
-             seed: int) -> tuple[float, float]:
+             seed: int, block: int = 1) -> tuple[float, float]:
     """Percentile CI of sum(mae_sq) / sum(interp_sq) (the masked-MSE ratio: both sums run over
-    the same masked values) by a paired bootstrap over windows (``scipy.stats.bootstrap``),
-    its percentiles read at :func:`moola.metrics.expanded_level` for the number of windows
-    (gate 3 may score only 8: a plain percentile interval covers about 0.90 there). One
-    window, or windows whose interpolation error is all zero, give the point value twice."""
-    from scipy.stats import bootstrap
-
-    from moola.metrics import expanded_level
+    the same masked values) by the windows' bootstrap every verdict uses
+    (:func:`moola.metrics.window_bootstrap`: paired over windows, moving blocks of `block`
+    windows (gates.bootstrap_block), read at the expanded level for the number of units drawn:
+    gate 3 may score only 8 windows). One window, or windows whose interpolation error is all
+    zero, give the point value twice."""
+    from moola.metrics import window_bootstrap
 
     a = np.asarray(mae_sq, dtype=np.float64)
     b = np.asarray(interp_sq, dtype=np.float64)
@@ -186,14 +185,12 @@ def ratio_ci(mae_sq: Any, interp_sq: Any, *, n_bootstrap: int, ci_level: float,
     if len(a) < 2 or not np.isfinite(point) or (np.all(a == a[0]) and np.all(b == b[0])):
         return point, point
 
-    def ratio(a, b, axis):
+    def ratio(idx: np.ndarray) -> np.ndarray:  # (B, n) resampled window indices -> (B,)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return a.sum(axis=axis) / b.sum(axis=axis)
+            return a[idx].sum(axis=-1) / b[idx].sum(axis=-1)
 
-    res = bootstrap((a, b), ratio, paired=True, vectorized=True, n_resamples=n_bootstrap,
-                    confidence_level=expanded_level(ci_level, len(a)), method="percentile",
-                    random_state=np.random.default_rng(seed))
-    lo, hi = res.confidence_interval
+    (lo, hi), _ = window_bootstrap(ratio, len(a), n_bootstrap=n_bootstrap, ci_level=ci_level,
+                                   seed=seed, block=block)
     return float(lo), float(hi)
 
 

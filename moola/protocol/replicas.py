@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from moola.io_utils import atomic_save_npz, atomic_torch_save, copy_file
+from moola.io_utils import atomic_save_npz, atomic_torch_save, copy_file, save_json
 from moola.protocol.folds import Fold, pooled_index
 
 # make_model(seed) -> a fresh nn.Module (the caller's recipe); called right after seeding
@@ -93,7 +93,7 @@ def train_replicas(ctx, gate: str, folds: list[Fold], seeds: list[int], make_mod
     atomic_save_npz(out_dir / "pooled.npz", score_idx=score_idx, fold_of=fold_of, y=ds.y[score_idx],
              proba=proba, test_idx=test_idx, y_test=ds.y[test_idx], test_proba=test_proba,
              seeds=np.asarray(seeds))
-    _write_json(out_dir / "replicas.json", summaries)
+    save_json(out_dir / "replicas.json", summaries)
     # the learning curve people see first: the first seed's last fold (trained on the most rows)
     rep_csv = out_dir / "replicas" / f"seed{seeds[0]}_fold{last}.csv"
     if rep_csv.is_file():
@@ -171,11 +171,4 @@ def _save_replica(ctx, rep: Replica, job, fit, info: dict, folds: list[Fold]) ->
         "train_loss_first": fit.train_loss_first, "train_loss_last": fit.train_loss_last,
         "history": r.history,
         "param_devices": sorted({p.device.type for p in fit.model.parameters()}), **info}
-    _write_json(rdir / "done.json", summary)  # last: its presence means the replica is complete
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    from moola.io_utils import jsonable
-    from moola.io_utils import atomic_write_json
-
-    atomic_write_json(path, jsonable(obj), indent=1, sort_keys=True, fsync=False)
+    save_json(rdir / "done.json", summary)  # last: its presence means the replica is complete

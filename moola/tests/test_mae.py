@@ -427,15 +427,18 @@ def test_torch_interpolation_matches_numpy_and_mae_starts_at_it():
                                    atol=1e-6)
 
 
-def test_ratio_ci_is_read_at_the_expanded_level():
+def test_ratio_ci_is_read_at_the_expanded_level(monkeypatch):
     """8 scored windows (GunPoint's case): the interval is wider than a plain 95% percentile
-    interval of the same resamples and contains it."""
-    from scipy.stats import bootstrap
+    interval of the same resamples and contains it; it is the windows' bootstrap of every
+    verdict (moola.metrics.window_bootstrap), moving blocks included."""
+    import moola.metrics
 
     rng = np.random.default_rng(4)
     a, b = rng.exponential(1.0, 8), rng.exponential(1.0, 8)
     lo, hi = ratio_ci(a, b, n_bootstrap=1000, ci_level=0.95, seed=0)
-    plain = bootstrap((a, b), lambda x, y, axis: x.sum(axis=axis) / y.sum(axis=axis),
-                      paired=True, vectorized=True, n_resamples=1000, confidence_level=0.95,
-                      method="percentile", random_state=np.random.default_rng(0))
-    assert lo < plain.confidence_interval.low and hi > plain.confidence_interval.high
+    monkeypatch.setattr(moola.metrics, "expanded_level", lambda level, n: level)
+    plain = ratio_ci(a, b, n_bootstrap=1000, ci_level=0.95, seed=0)
+    assert lo < plain[0] and hi > plain[1]
+    monkeypatch.undo()
+    blocks = ratio_ci(a, b, n_bootstrap=1000, ci_level=0.95, seed=0, block=4)
+    assert blocks != (lo, hi)  # gates.bootstrap_block reaches gate 3's interval

@@ -270,7 +270,7 @@ def test_small_sample_ci_covers_its_level():
     expanded = plain = 0
     for t in range(300):
         x = rng.exponential(1.0, 8)  # true mean 1
-        (lo, hi), _ = M._bootstrap(lambda idx: x[idx].mean(axis=-1), 8, n_bootstrap=1000,
+        (lo, hi), _ = M.window_bootstrap(lambda idx: x[idx].mean(axis=-1), 8, n_bootstrap=1000,
                                    ci_level=0.95, seed=t)
         expanded += lo <= 1.0 <= hi
         ci = stats.bootstrap((x,), np.mean, n_resamples=1000, confidence_level=0.95,

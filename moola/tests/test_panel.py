@@ -68,15 +68,17 @@ def _attempts(root: Path, dataset: str, seed: int) -> list[Path]:
 
 
 def _kill_a_running_chain(root: Path, killed: dict) -> None:
-    """SIGKILL the worker process whose chain (a pytest subprocess) has been running 1 s."""
+    """SIGKILL the worker process whose chain (a pytest subprocess in `root`: never another
+    panel's on the same machine) has been running 1 s."""
     import psutil
 
     deadline = time.time() + 60
     while time.time() < deadline:
-        for p in psutil.process_iter(["cmdline", "ppid", "create_time"]):
+        for p in psutil.process_iter(["cmdline", "ppid", "create_time", "cwd"]):
             cmd = p.info["cmdline"] or []
             reports = [a for a in cmd if a.startswith("--reports=reports/panel/")]
-            if reports and "pytest" in cmd and time.time() - p.info["create_time"] > 1.0:
+            ours = p.info["cwd"] is not None and Path(p.info["cwd"]).resolve() == root.resolve()
+            if reports and ours and "pytest" in cmd and time.time() - p.info["create_time"] > 1.0:
                 killed.update(worker_pid=p.info["ppid"], reports=reports[0].split("=", 1)[1])
                 os.kill(p.info["ppid"], signal.SIGKILL)
                 return
