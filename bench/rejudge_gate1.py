@@ -39,7 +39,7 @@ def main(datasets: list[str]) -> None:
                     continue
             manifest = json.loads((d.parent / "manifest.json").read_text())
             entry = CacheEntry("baseline", d.parent.name, d.parent, True, manifest)
-            w = work._load_classifier(entry)
+            w = work.load_classifier(entry)
             work_baseline, work.baseline = work.baseline, (lambda ctx, w=w: w)
             try:
                 v = builtin.gate_1_smoke_enhanced(ctx)

@@ -334,7 +334,7 @@ def train_model(ctx: GateContext, gate: str, name: str,
     `key_extra` (put anything that changes your model in it, e.g. its hyper-parameters).
     A user gate declared with ``produces=`` returns this to add its model to the ensemble.
     """
-    key = work._key(ctx, name, tuple(sections), user=dict(key_extra or {}))
-    w = work._replicated(ctx, gate, name, key, make_model, {"model": name})
+    key = work.cache_key(ctx, name, tuple(sections), user=dict(key_extra or {}))
+    w = work.replicated(ctx, gate, name, key, make_model, {"model": name})
     n_seeds = len(w["seeds"])
     return trained_model(name, gate, w, lambda: make_model(int(w["seeds"][0]) if n_seeds else 0))

@@ -43,7 +43,7 @@ class GateContext:
     verdicts: dict[str, Any] = field(default_factory=dict)
     repairs: list[str] = field(default_factory=list)  # damaged cache entries rebuilt (cache.py)
     # False while the decision is made at the end of a session (moola.plugin): it reads
-    # what the judged gates built and must never start training (moola.gates.work._build)
+    # what the judged gates built and must never start training (moola.gates.building.build_entry)
     build_allowed: bool = True
 
     # -- paths --------------------------------------------------------------------------------

@@ -117,8 +117,8 @@ def refit(ctx: GateContext, recipe: work.Recipe,
             }})
         return {"of": recipe.kind, "replicas": recipe.key}
 
-    entry = work._build(ctx, recipe.gate, "refit", key, build)
-    out = work._load_json(entry.path / "refit.json")
+    entry = work.build_entry(ctx, recipe.gate, "refit", key, build)
+    out = work.load_json(entry.path / "refit.json")
     out["model_path"] = entry.path / "model.pt"
     out["artifact"] = entry.record(replicas_key=recipe.key)
     return out

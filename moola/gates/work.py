@@ -16,7 +16,6 @@ per-replica summaries. Gate 2's control is the same folds with one replica per f
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -24,111 +23,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from moola.cache import CacheEntry, code_version, make_key
-from moola.io_utils import atomic_save_npz, copy_file, save_json
+from moola.cache import CacheEntry
+from moola.gates.building import (build_entry, cache_key, load_json, load_npz, save_npz,
+                                  status_for)
 from moola.gates.context import GateContext
-
-# moola modules whose source is part of every trained artifact's key
-TRAIN_CODE = ["models", "train", "data", "transfer", "pretrain", "augment", "pseudo", "ensemble",
-              "protocol", "gates.work", "gates.ensemble_work"]
-
-# torch's intra-op thread count when the gates' work is first imported (run.torch_threads, if
-# set, is applied before). Every build runs with it: numba, inside sktime's MiniRocket (gate 2),
-# resets the OpenMP thread count that torch shares, and another count sums floats in another
-# order, so gate 4 trained after gate 2 in one process differed from gate 4 trained alone.
-_TORCH_THREADS = torch.get_num_threads()
-# artifacts trained with the supervised recipe: they run with train.torch_threads
-SUPERVISED_KINDS = frozenset({"baseline", "finetuned", "random_init", "augmented", "simple",
-                              "ensemble", "refit"})
-
-
-# ---------------------------------------------------------------------------------------------
-# small helpers
-# ---------------------------------------------------------------------------------------------
-
-
-def _key(ctx: GateContext, kind: str, sections: tuple[str, ...], **extra: Any) -> str:
-    cfg = ctx.cfg
-    run = cfg.run
-    config = {s: dict(cfg.to_dict()[s]) for s in sections}
-    if "train" in config:  # how many threads share the replicas changes no weight (tested);
-        config["train"].pop("replica_threads", None)
-        # the refit's shards change the refit only: moola.gates.refit puts them in its key
-        config["train"].pop("refit_shards", None)
-    return make_key(
-        {
-            "kind": kind,
-            "config": config,
-            # the seed and determinism change results; the rest of `run` does not
-            "seed": run.seed,
-            "deterministic": run.deterministic,
-            "device": ctx.device.type,
-            "data": ctx.dataset.fingerprint,
-            "code": code_version(TRAIN_CODE),
-            **extra,
-        }
-    )
-
-
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    atomic_save_npz(path, **arrays)
-
-
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    """Arrays of a cached .npz; one holding pickled objects (moola never writes any) is refused."""
-    with np.load(path, allow_pickle=False) as z:  # never unpickle cached data
-        try:
-            return {k: z[k] for k in z.files}
-        except ValueError as exc:
-            if "allow_pickle" not in str(exc):
-                raise
-            raise ValueError(
-                f"{path}: refused, it holds pickled Python objects (object arrays), which moola "
-                f"never writes and never loads; the cache entry was altered - delete "
-                f"{path.parent} or rerun with --rebuild") from None
-
-
-def _load_json(path: Path) -> Any:
-    return json.loads(path.read_text())
-
-
-def _build(ctx: GateContext, gate: str, kind: str, key: str,
-           build: Callable[[Path, Path], dict | None]) -> CacheEntry:
-    def seeded_build(tmp: Path, workdir: Path):
-        # seed before any model is constructed: weights must not depend on what ran earlier
-        # in this process (other gates, cache hits or misses, xdist scheduling)
-        from moola.train import seed_everything
-
-        seed_everything(ctx.cfg.run.seed, ctx.cfg.run.deterministic)
-        threads = ctx.cfg.train.torch_threads if kind in SUPERVISED_KINDS else 0
-        torch.set_num_threads(threads or ctx.cfg.run.torch_threads or _TORCH_THREADS)
-        return build(tmp, workdir)
-
-    if not ctx.build_allowed:  # read what exists, never train (the session-end decision)
-        found = ctx.cache.lookup(kind, key)
-        if found is None:
-            raise LookupError(f"the {kind} artifact for {gate} is not in the cache (its gate "
-                              f"did not finish building it)")
-        return found
-    entry = ctx.cache.get_or_build(kind, key, seeded_build, fresh_for_run=ctx.fresh(gate))
-    if entry.repaired:
-        ctx.repairs.append(entry.repaired)  # the runner puts it into the verdict being judged
-    _publish_run_files(ctx, gate, entry.path)
-    return entry
-
-
-def _publish_run_files(ctx: GateContext, gate: str, artifact: Path) -> None:
-    """Copy the artifact's metrics.csv into reports/runs/<run_id>/<gate>/ for people to read."""
-    src = artifact / "metrics.csv"
-    if src.exists():
-        copy_file(src, ctx.gate_dir(gate) / "metrics.csv")
-
-
-def _status_for(ctx: GateContext, gate: str):
-    st = ctx.status
-    st.gate = gate
-    return st
-
+from moola.io_utils import copy_file, save_json
 
 # ---------------------------------------------------------------------------------------------
 # supervised training shared by gates 1, 4, 5 and 6 (every replica)
@@ -209,7 +108,7 @@ def shared_recipe(ctx: GateContext, gate: str) -> dict[str, Any]:
     """What moola.protocol.replicas.train_replicas needs to train `gate`'s replicas with the
     shared recipe: the job factory (:func:`classifier_job`) and the run's status writer."""
     return {"make_job": functools.partial(classifier_job, ctx, gate),
-            "status": _status_for(ctx, gate)}
+            "status": status_for(ctx, gate)}
 
 
 def train_classifier(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, y_tr, X_stop,
@@ -223,7 +122,7 @@ def train_classifier(ctx: GateContext, gate: str, model: torch.nn.Module, X_tr, 
     job, extra = classifier_job(ctx, gate, model, X_tr, y_tr, X_stop, y_stop, run_dir,
                                 pretrained=pretrained, seed=seed, budget_epochs=budget_epochs)
     job.shards = shards
-    return fit_alone(job, ctx.device, gate, status=_status_for(ctx, gate),
+    return fit_alone(job, ctx.device, gate, status=status_for(ctx, gate),
                      **ctx.training_hooks()), extra
 
 
@@ -244,12 +143,12 @@ def seeds(ctx: GateContext) -> list[int]:
     return replica_seeds(ctx.cfg.run.seed, ctx.cfg.protocol.seeds)
 
 
-def _load_classifier(entry: CacheEntry) -> dict[str, Any]:
+def load_classifier(entry: CacheEntry) -> dict[str, Any]:
     """Pooled predictions of a replicated classifier: proba (R, n, K), pred (R, n), y (n,), ..."""
-    out = _load_npz(entry.path / "pooled.npz")
+    out = load_npz(entry.path / "pooled.npz")
     out["pred"] = out["proba"].argmax(axis=2)
-    out["replicas"] = _load_json(entry.path / "replicas.json")
-    out.update(_load_json(entry.path / "fit.json"))
+    out["replicas"] = load_json(entry.path / "replicas.json")
+    out.update(load_json(entry.path / "fit.json"))
     out["artifact"] = entry.record()
     out["model_paths"] = sorted((entry.path / "models").glob("*.pt"))
     return out
@@ -273,7 +172,7 @@ class Recipe:
     extend_training: Callable | None = None
 
 
-def _replicated(ctx: GateContext, gate: str, kind: str, key: str, make_model,
+def replicated(ctx: GateContext, gate: str, kind: str, key: str, make_model,
                 meta: dict | Callable[[], dict], *, pretrained: bool = False,
                 extend_training=None) -> dict[str, Any]:
     """Build (or load) the cached replicas of one recipe and return the pooled predictions
@@ -290,7 +189,7 @@ def _replicated(ctx: GateContext, gate: str, kind: str, key: str, make_model,
         save_json(tmp / "fit.json", meta() if callable(meta) else meta)
         return {"replicas": len(seeds(ctx)) * len(folds(ctx))}
 
-    out = _load_classifier(_build(ctx, gate, kind, key, build))
+    out = load_classifier(build_entry(ctx, gate, kind, key, build))
     out["recipe"] = Recipe(gate, kind, key, make_model, pretrained, extend_training)
     return out
 
@@ -305,8 +204,8 @@ CLASSIFIER_SECTIONS = ("data", "model", "train", "protocol")
 def baseline(ctx: GateContext) -> dict[str, Any]:
     """Gate 1: EnhancedSimpleLSTM from scratch with the shared recipe, every replica."""
     ds = ctx.dataset
-    key = _key(ctx, "baseline", CLASSIFIER_SECTIONS)
-    return _replicated(ctx, "gate_1_smoke_enhanced", "baseline", key,
+    key = cache_key(ctx, "baseline", CLASSIFIER_SECTIONS)
+    return replicated(ctx, "gate_1_smoke_enhanced", "baseline", key,
                        lambda seed: build_enhanced(ctx, len(ds.classes), ds.X.shape[2]),
                        {"model": "EnhancedSimpleLSTM"})
 
@@ -314,7 +213,7 @@ def baseline(ctx: GateContext) -> dict[str, Any]:
 def control(ctx: GateContext) -> dict[str, Any]:
     """Gate 2: sktime MiniRocket + RidgeClassifierCV on the same folds (one replica per fold)."""
     ds = ctx.dataset
-    key = _key(ctx, "control", ("data", "protocol"))
+    key = cache_key(ctx, "control", ("data", "protocol"))
 
     def build(tmp: Path, workdir: Path):
         from moola.models import MiniRocketControl
@@ -345,7 +244,7 @@ def control(ctx: GateContext) -> dict[str, Any]:
         from moola.protocol.folds import pooled_index
 
         score_idx, fold_of = pooled_index(fs)
-        _save_npz(tmp / "pooled.npz", score_idx=score_idx, y=ds.y[score_idx], fold_of=fold_of,
+        save_npz(tmp / "pooled.npz", score_idx=score_idx, y=ds.y[score_idx], fold_of=fold_of,
                   proba=np.concatenate(probas)[None], test_idx=ds.test_idx,
                   y_test=ds.y[ds.test_idx],
                   test_proba=(tprobas if tprobas is not None else np.zeros((0, k)))[None],
@@ -353,9 +252,9 @@ def control(ctx: GateContext) -> dict[str, Any]:
         save_json(tmp / "fit.json", {"model": "MiniRocket+RidgeClassifierCV",
                                       "train_acc": train_acc})  # per fold
 
-    entry = _build(ctx, "gate_2_control_minirocket", "control", key, build)
-    out = _load_npz(entry.path / "pooled.npz")
-    fit = _load_json(entry.path / "fit.json")
+    entry = build_entry(ctx, "gate_2_control_minirocket", "control", key, build)
+    out = load_npz(entry.path / "pooled.npz")
+    fit = load_json(entry.path / "fit.json")
     out["train_acc"], out["model"] = fit["train_acc"], fit["model"]
     out["pred"] = out["proba"].argmax(axis=2)
     out["artifact"] = entry.record()
@@ -365,7 +264,7 @@ def control(ctx: GateContext) -> dict[str, Any]:
 def encoder(ctx: GateContext) -> dict[str, Any]:
     """Gate 3: masked-autoencoder pretraining, reconstruction check and linear probes."""
     ds = ctx.dataset
-    key = _key(ctx, "encoder", ("data", "model", "pretrain"))
+    key = cache_key(ctx, "encoder", ("data", "model", "pretrain"))
     gate = "gate_3_pretrain_bilstm"
 
     def build(tmp: Path, workdir: Path):
@@ -374,7 +273,7 @@ def encoder(ctx: GateContext) -> dict[str, Any]:
 
         seed_everything(ctx.cfg.run.seed, ctx.cfg.run.deterministic)
         res = pretrain_encoder(ds.X_unlabeled, ctx.cfg, workdir, ctx.device,
-                               status=_status_for(ctx, gate), **ctx.training_hooks())
+                               status=status_for(ctx, gate), **ctx.training_hooks())
         mae = res.mae
         save_encoder(tmp / "encoder.pt", mae.encoder, res.encoder_cfg,
                      normalization=ctx.cfg.data.normalization,
@@ -395,8 +294,8 @@ def encoder(ctx: GateContext) -> dict[str, Any]:
         if (workdir / "metrics.csv").exists():
             copy_file(workdir / "metrics.csv", tmp / "metrics.csv")
 
-    entry = _build(ctx, gate, "encoder", key, build)
-    out = _load_json(entry.path / "report.json")
+    entry = build_entry(ctx, gate, "encoder", key, build)
+    out = load_json(entry.path / "report.json")
     out["encoder_path"] = entry.path / "encoder.pt"
     out["artifact"] = entry.record()
     out.update(probes(ctx, out))
@@ -407,7 +306,7 @@ def probes(ctx: GateContext, enc: dict[str, Any]) -> dict[str, Any]:
     """Gate 3's linear probes on the protocol's folds: pretrained encoder, raw windows, random
     encoder (their own artifact: a protocol change re-probes without re-pretraining)."""
     ds = ctx.dataset
-    key = _key(ctx, "probes", ("data", "protocol"), encoder=enc["artifact"]["key"])
+    key = cache_key(ctx, "probes", ("data", "protocol"), encoder=enc["artifact"]["key"])
 
     def build(tmp: Path, workdir: Path):
         from moola.models import BiLSTMEncoder
@@ -418,24 +317,24 @@ def probes(ctx: GateContext, enc: dict[str, Any]) -> dict[str, Any]:
         encoder.load_state_dict(state)
         out = probe_baselines(encoder.to(ctx.device), enc_cfg, ds.X, ds.y, folds(ctx),
                               ctx.device, seed=ctx.cfg.run.seed)
-        _save_npz(tmp / "probes.npz", **out.pop("arrays"))
+        save_npz(tmp / "probes.npz", **out.pop("arrays"))
         save_json(tmp / "probe.json", out)
 
-    entry = _build(ctx, "gate_3_pretrain_bilstm", "probes", key, build)
-    return {"probe": _load_json(entry.path / "probe.json"),
-            "probe_predictions": _load_npz(entry.path / "probes.npz")}
+    entry = build_entry(ctx, "gate_3_pretrain_bilstm", "probes", key, build)
+    return {"probe": load_json(entry.path / "probe.json"),
+            "probe_predictions": load_npz(entry.path / "probes.npz")}
 
 
 def finetuned(ctx: GateContext) -> dict[str, Any]:
     """Gate 4: the gate-1 recipe, starting from the pretrained encoder, every replica."""
     ds = ctx.dataset
     enc = encoder(ctx)
-    key = _key(ctx, "finetuned", CLASSIFIER_SECTIONS + ("finetune",),
+    key = cache_key(ctx, "finetuned", CLASSIFIER_SECTIONS + ("finetune",),
                encoder=enc["artifact"]["key"])
     def make(seed):
         return build_pretrained(ctx, enc["encoder_path"], len(ds.classes))[0]
 
-    return _replicated(ctx, "gate_4_finetune_enhanced", "finetuned", key, make, lambda: {
+    return replicated(ctx, "gate_4_finetune_enhanced", "finetuned", key, make, lambda: {
         "model": "EnhancedSimpleLSTM (pretrained encoder)",
         "load_report": build_pretrained(ctx, enc["encoder_path"],
                                         len(ds.classes))[1].to_dict()}, pretrained=True)
@@ -451,7 +350,7 @@ def random_init(ctx: GateContext) -> dict[str, Any]:
     ds = ctx.dataset
     enc = encoder(ctx)
     enc_cfg = EncoderConfig.from_dict(enc["encoder_config"])
-    key = _key(ctx, "random_init", CLASSIFIER_SECTIONS + ("finetune",),
+    key = cache_key(ctx, "random_init", CLASSIFIER_SECTIONS + ("finetune",),
                encoder_config=enc_cfg.to_dict())
     m = ctx.cfg.model
 
@@ -459,7 +358,7 @@ def random_init(ctx: GateContext) -> dict[str, Any]:
         return EnhancedSimpleLSTM(enc_cfg, len(ds.classes), attention_heads=m.attention_heads,
                                   head_hidden=m.head_hidden, dropout=m.dropout)
 
-    return _replicated(ctx, "gate_4_finetune_enhanced", "random_init", key, make,
+    return replicated(ctx, "gate_4_finetune_enhanced", "random_init", key, make,
                        {"model": "EnhancedSimpleLSTM (random encoder, gate 4's recipe)"},
                        pretrained=True)
 
@@ -468,7 +367,7 @@ def augmented(ctx: GateContext) -> dict[str, Any]:
     """Gate 5: the gate-4 recipe on real + accepted pseudo-samples (each fold's fit rows only)."""
     ds = ctx.dataset
     enc = encoder(ctx)
-    key = _key(ctx, "augmented", CLASSIFIER_SECTIONS + ("finetune", "augment"),
+    key = cache_key(ctx, "augmented", CLASSIFIER_SECTIONS + ("finetune", "augment"),
                encoder=enc["artifact"]["key"])
 
     def extend(X_fit, y_fit, fold, seed):
@@ -490,7 +389,7 @@ def augmented(ctx: GateContext) -> dict[str, Any]:
     def make(seed):
         return build_pretrained(ctx, enc["encoder_path"], len(ds.classes))[0]
 
-    return _replicated(ctx, "gate_5_augment", "augmented", key, make, {
+    return replicated(ctx, "gate_5_augment", "augmented", key, make, {
         "model": "EnhancedSimpleLSTM (pretrained encoder + pseudo-samples)"}, pretrained=True,
         extend_training=extend)
 
@@ -498,8 +397,8 @@ def augmented(ctx: GateContext) -> dict[str, Any]:
 def simple(ctx: GateContext) -> dict[str, Any]:
     """Gate 6: unidirectional SimpleLSTM from scratch, same recipe, on the selected device."""
     ds = ctx.dataset
-    key = _key(ctx, "simple", CLASSIFIER_SECTIONS)
-    return _replicated(ctx, "gate_6_baseline_simplelstm", "simple", key,
+    key = cache_key(ctx, "simple", CLASSIFIER_SECTIONS)
+    return replicated(ctx, "gate_6_baseline_simplelstm", "simple", key,
                        lambda seed: build_simple(ctx, len(ds.classes),
                                                  ds.X.shape[2]).to(ctx.device),
                        {"model": "SimpleLSTM", "device": ctx.device.type})

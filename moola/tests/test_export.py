@@ -75,7 +75,7 @@ def test_the_refit_s_key_holds_its_shards(tmp_path, monkeypatch):
         keys.append(key)
         raise LookupError("not built in this test")
 
-    monkeypatch.setattr(work, "_build", record)
+    monkeypatch.setattr(work, "build_entry", record)
     recipe = work.Recipe("gate_1_smoke_enhanced", "baseline", "replicas-key", lambda seed: None)
     for shards in (1, 2, 2):
         cfg = load_config("smoke", overrides={"run.data": str(SMOKE_DATA),

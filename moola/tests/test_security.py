@@ -29,7 +29,7 @@ import moola.train  # noqa: F401
 from moola.testing import write_gate_suite
 from moola.cache import ArtifactCache
 from moola.config import load_config
-from moola.gates.work import _load_npz
+from moola.gates.building import load_npz as _load_npz
 from moola.models import BiLSTMEncoder, EncoderConfig, SimpleLSTM
 from moola.pretrain.artifact import CheckpointError, load_encoder_checkpoint, save_encoder
 from moola.train import fit_classifier

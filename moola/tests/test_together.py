@@ -231,7 +231,7 @@ def test_the_thread_count_is_not_part_of_the_cache_key(tmp_path):
         cfg = load_config("smoke", overrides={"run.data": str(SMOKE_DATA),
                                               **{f"train.{k}": v for k, v in train.items()}})
         ctx = GateContext(cfg=cfg, run_id="t", root=tmp_path)
-        return work._key(ctx, "baseline", work.CLASSIFIER_SECTIONS)
+        return work.cache_key(ctx, "baseline", work.CLASSIFIER_SECTIONS)
 
     assert key(replica_threads=1) == key(replica_threads=2) == key()
     # the refit's shards change the refit only (its own key, moola.gates.refit)
