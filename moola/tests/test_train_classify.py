@@ -84,3 +84,21 @@ def test_validation_metrics_and_predict_proba_keep_mode():
     model.train()
     proba = predict_proba(model, X, CPU, batch_size=3)
     assert proba.shape == (10, 2) and model.training
+
+
+def test_epoch_budget_is_one_rule_for_both_kinds_of_fit():
+    """Early stopping: --max-epochs is a floor raised so that min_steps and a full patience
+    fit; a fixed budget (no stopping slice): exactly that many epochs, raised to min_steps,
+    nothing to stop on. The number is what a replica records as max_epochs."""
+    from moola.train import LoopSettings
+    from moola.train.classify import epoch_budget
+
+    s = LoopSettings(max_epochs=40, min_epochs=1, early_stop_patience=8)
+    es = epoch_budget(s, steps_per_epoch=2, min_steps=200)
+    assert (es.min_epochs, es.max_epochs) == (100, 108)  # 200 steps / 2 per epoch + patience
+    assert epoch_budget(s, steps_per_epoch=50, min_steps=200).max_epochs == 40  # floor holds
+    assert epoch_budget(s, steps_per_epoch=2, min_steps=0) == s
+    fixed = epoch_budget(s, steps_per_epoch=2, min_steps=200, fixed=True)
+    assert (fixed.min_epochs, fixed.max_epochs) == (100, 100) and fixed.eval_final_epoch_only
+    assert fixed.early_stop_patience > fixed.max_epochs and fixed.checkpoint_save_top_k == 0
+    assert epoch_budget(s, steps_per_epoch=50, min_steps=200, fixed=True).max_epochs == 40

@@ -113,6 +113,10 @@ def test_user_gates_run_in_chain_order_and_appear_in_every_output(project, full_
     # gate 9's model joined the ensemble
     g7 = recs["gate_7_ensemble"]
     assert "tiny" in g7["metrics"]["approved"], g7["metrics"]["approved"]
+    # each replica's seed and the epochs it could run and ran, in the verdict (one rule each)
+    reps = recs["gate_1_smoke_enhanced"]["metrics"]["replica_epochs"]
+    assert reps and all(0 < r["epochs_run"] <= r["max_epochs"] for r in reps.values()), reps
+    assert sorted({r["seed"] for r in reps.values()}) == recs["gate_1_smoke_enhanced"]["metrics"]["seeds"]
     # a user gate reading the ensemble through the artifact `ensemble_model`
     g10 = recs["gate_10_ensemble_members"]
     assert g10["status"] == "passed", g10["reason"]
