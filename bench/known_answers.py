@@ -134,12 +134,24 @@ def _records(task: dict) -> dict[str, dict]:
 
 def _vouched_f1(recs: dict[str, dict], gate: int) -> float | None:
     r = recs.get(G[gate]) or {}
-    m = r.get("metrics") or {}
+    m, c = r.get("metrics") or {}, r.get("comparison") or {}
     if gate == 2:  # gate 2 records the control's and the baseline's scores
-        return (r.get("comparison") or {}).get("baseline_macro_f1", m.get("baseline_macro_f1"))
+        return c.get("baseline_macro_f1", m.get("baseline_macro_f1"))
     if gate == 6:
-        return (r.get("comparison") or {}).get("finetuned_macro_f1")
+        return c.get("finetuned_macro_f1")
     return m.get("macro_f1", r.get("macro_f1"))
+
+
+def _delta(recs: dict[str, dict], gate: int) -> tuple[float, list] | None:
+    """The gate's paired comparison: (delta, CI) of the vouched model minus its reference
+    (gate 2: baseline - control; 4: pretrained - random encoder; 5: augmented - finetuned;
+    6: pretrained - SimpleLSTM; 7: ensemble - best member)."""
+    c = (recs.get(G[gate]) or {}).get("comparison") or {}
+    if gate == 4:
+        c = c.get("pretraining") or {}
+    if gate == 3 or "delta" not in c:
+        return None
+    return c["delta"], c.get("delta_ci") or []
 
 
 def judge(gate: int, must: str, recs: dict[str, dict], recommended: str | None,
@@ -158,7 +170,8 @@ def judge(gate: int, must: str, recs: dict[str, dict], recommended: str | None,
 
 def table(cases: list[Case]) -> str:
     lines = ["| gate | case | must | dataset | seeds | gate status | vouched model's macro-F1 "
-             "(median) | recommended | met |", "|---|---|---|---|---|---|---|---|---|"]
+             "(median) | its paired delta per seed (CI) | recommended | met |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for case in cases:
         tasks = [json.loads(p.read_text())
                  for p in sorted((OUT / case.name / "tasks").glob("*.json"))]
@@ -170,14 +183,19 @@ def table(cases: list[Case]) -> str:
                 if not runs:
                     continue
                 counts: dict[str, int] = {}
-                f1s, recs_named, met = [], {}, 0
-                for t in runs:
+                f1s, recs_named, met, deltas = [], {}, 0, []
+                for t in sorted(runs, key=lambda t: t["seed"]):
                     recs = _records(t)
                     s = (recs.get(G[gate]) or {}).get("status", "absent")
                     counts[s] = counts.get(s, 0) + 1
                     f = _vouched_f1(recs, gate)
                     if isinstance(f, (int, float)):
                         f1s.append(float(f))
+                    pair = _delta(recs, gate)
+                    if pair is not None:
+                        delta, ci = pair
+                        within = f" ({ci[0]:+.2f}..{ci[1]:+.2f})" if len(ci) == 2 else ""
+                        deltas.append(f"{delta:+.3f}{within}")
                     rec = t.get("recommended") or "nothing"
                     recs_named[rec] = recs_named.get(rec, 0) + 1
                     met += judge(gate, must, recs, t.get("recommended"))
@@ -187,6 +205,7 @@ def table(cases: list[Case]) -> str:
                 lines.append(
                     f"| {gate} | {what} | {must} | {Path(d).name} | {seeds} | "
                     f"{', '.join(f'{k} {v}' for k, v in sorted(counts.items()))} | {f1} | "
+                    f"{'; '.join(deltas) or '-'} | "
                     f"{', '.join(f'{k} {v}' for k, v in sorted(recs_named.items()))} | "
                     f"{word} {met}/{len(runs)} |")
     return "\n".join(lines)
