@@ -219,8 +219,10 @@ class GateThresholds:
     recon_policy: str = "fail"
     probe_min_macro_f1: float = 0.55
     # gate 4
-    # "pretraining helps" = the CI of (finetuned - baseline) macro-F1 lies above min_delta;
-    # "pretraining hurts" (failed) = the CI lies below -max_harm; otherwise inconclusive
+    # "pretraining helps" = the CI of (finetuned - the same recipe from a randomly initialised
+    # encoder) macro-F1 lies above min_delta; "pretraining hurts" (failed) = the CI lies below
+    # -max_harm, or the finetuned model lies that far below gate 1's baseline; otherwise
+    # inconclusive
     min_delta: float = 0.0
     max_harm: float = 0.0
     # gate 6: what happens when the simple SimpleLSTM is significantly better than gate 4's model
