@@ -1,11 +1,13 @@
-"""The eight built-in gates: each one's declaration and judgement, in chain order.
+"""The eight built-in gates and the built-in artifacts: each one's declaration and judgement.
 
-Each gate is a plain function ``gate_N(ctx) -> Verdict`` declared with
-:func:`moola.gates.registry.gate` (what runs before it, what it produces, whether its model may
-join the ensemble); the pytest suite in ``gates_tests/`` only runs them and asserts. What a gate
-judges comes from :mod:`moola.gates.artifacts` (typed, read-only; the same objects the
-fixtures hand to user gates), built by :mod:`moola.gates.work` and cached; judging is cheap and
-always recomputed, so a threshold change in ``--gates-config`` takes effect at once.
+Declared exactly as a user's gate is (docs/WRITE_YOUR_OWN_GATE.md): ``@gate(name, after=...,
+uses=..., produces=..., ensemble=...)`` on a judge whose parameters are artifacts by name
+(``baseline_model``, ``encoder``, ...; ``ctx``; ``upstream``), returning a Verdict; the pytest
+suite in ``gates_tests/`` only runs them and asserts. The artifacts are typed, read-only views
+(:mod:`moola.gates.artifacts`: the same objects the fixtures hand to user gates), built by
+:mod:`moola.gates.work` and cached; judging is cheap and always recomputed, so a threshold
+change in ``--gates-config`` takes effect at once. The rules every judge applies are in
+:mod:`moola.gates.criteria`.
 
 Every classifier verdict carries macro-F1 with its bootstrap CI, the majority-class baseline
 and the predicted-class distribution, and a model that predicts (almost) one class fails.
