@@ -241,3 +241,38 @@ def test_pytest_fixtures_lists_the_artifacts_with_their_docstrings(pytester):
         assert f"{name} [session scope]" in out, name
     r.stdout.fnmatch_lines(["*Gate 3's pretrained encoder*",
                             "*Gate 4's EnhancedSimpleLSTM started from the pretrained encoder*"])
+
+
+def test_an_artifact_of_your_own_is_a_judge_parameter_and_a_fixture(pytester):
+    """moola.gates.artifact(...) declared once in a test module: the judge and a plain test
+    both receive it; gate 0 is judged first (its producing gate)."""
+    write_gate_suite(pytester.path)
+    pytester.makepyfile(test_gate_8_windows='''
+        from moola.gates import artifact, gate, verdict
+
+
+        def windows_per_class(ctx):
+            import numpy as np
+
+            return np.bincount(ctx.dataset.y).tolist()
+
+
+        artifact("windows_per_class", windows_per_class, gate="gate_0_env",
+                 doc="Labeled windows per class.")
+
+
+        @gate("gate_8_windows", after="gate_0_env")
+        def test_gate_8_windows(windows_per_class):
+            return verdict(min(windows_per_class) >= 2, f"per class: {windows_per_class}",
+                           metrics={"per_class": windows_per_class})
+
+
+        def test_plain(windows_per_class):
+            assert sum(windows_per_class) > 0
+    ''')
+    r = pytester.runpytest("--profile", "smoke", f"--data={SMOKE_DATA}", "-p", "no:randomly",
+                           "-k", "gate_0 or gate_8 or plain")
+    r.assert_outcomes(passed=3)
+    recs = {x["gate"]: x for x in read_results(pytester.path)}
+    assert recs["gate_8_windows"]["status"] == "passed"
+    assert sum(recs["gate_8_windows"]["metrics"]["per_class"]) > 0
