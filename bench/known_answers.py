@@ -68,7 +68,7 @@ class Case:
     datasets: list[str]
     k: str | None = None
     config: str | None = None  # TOML text for --gates-config
-    # (gate, must, what): must is "not pass", "pass" or "not fail"
+    # (gate, must, what): must is "not pass", "pass", "not fail" or "report" (shown, not counted)
     checks: list[tuple[int, str, str]] = field(default_factory=list)
 
 
@@ -81,7 +81,10 @@ CASES = [
          k="not gate_5 and not gate_7",
          checks=[(3, "not pass", "unlabeled pool of random walks / time-shuffled windows"),
                  (4, "not pass", "unlabeled pool of random walks / time-shuffled windows"),
-                 (6, "not pass", "SimpleLSTM as good as a model pretrained on nothing")]),
+                 # not a known answer for gate 6: gate 6 asks whether the pretrained machinery
+                 # (encoder, attention, bidirectional LSTM) beats SimpleLSTM, and the machinery
+                 # may beat it without pretraining helping; shown, not counted
+                 (6, "report", "the pretrained machinery vs SimpleLSTM, pretraining on nothing")]),
     Case("destructive-augmentation", ["data/synthetic", "data/GunPoint"], config=DESTRUCTIVE,
          checks=[(5, "not pass", "destructive pseudo-samples (jitter 3.0, ratio 3, no filter)"),
                  (7, "not pass", "a member significantly worse than what it builds on")]),
@@ -162,6 +165,8 @@ def judge(gate: int, must: str, recs: dict[str, dict], recommended: str | None,
         return status == "passed"
     if must == "not fail":
         return status not in ("failed", "crashed", None)
+    if must == "report":
+        return False
     if gate == 7:
         members = ((recs.get(G[7]) or {}).get("metrics") or {}).get("members_macro_f1") or {}
         return status != "passed" and bad_member not in members
@@ -202,12 +207,13 @@ def table(cases: list[Case]) -> str:
                 seeds = ",".join(str(t["seed"]) for t in sorted(runs, key=lambda t: t["seed"]))
                 f1 = f"{statistics.median(f1s):.3f}" if f1s else "-"
                 word = "caught" if must == "not pass" else must.replace("not ", "did not ")
+                result = "-" if must == "report" else f"{word} {met}/{len(runs)}"
                 lines.append(
                     f"| {gate} | {what} | {must} | {Path(d).name} | {seeds} | "
                     f"{', '.join(f'{k} {v}' for k, v in sorted(counts.items()))} | {f1} | "
                     f"{'; '.join(deltas) or '-'} | "
                     f"{', '.join(f'{k} {v}' for k, v in sorted(recs_named.items()))} | "
-                    f"{word} {met}/{len(runs)} |")
+                    f"{result} |")
     return "\n".join(lines)
 
 
