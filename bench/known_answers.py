@@ -89,8 +89,8 @@ CASES = [
          checks=[(5, "not pass", "destructive pseudo-samples (jitter 3.0, ratio 3, no filter)"),
                  (7, "not pass", "a member significantly worse than what it builds on")]),
     Case("learnable", ["data/synthetic"],
-         checks=[(2, "pass", "deep baseline level with MiniRocket"),
-                 (4, "pass", "the unlabeled pool carries the label structure"),
+         # (no gate-2 "level" case: MiniRocket is ahead on the synthetic data too, docs/JUDGING.md)
+         checks=[(4, "pass", "the unlabeled pool carries the label structure"),
                  (5, "not fail", "the default augmentation"),
                  (6, "pass", "pretrained model better than SimpleLSTM"),
                  (7, "pass", "members that err on different windows")]),
