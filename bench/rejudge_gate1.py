@@ -20,8 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from moola.cache import CacheEntry  # noqa: E402
 from moola.config import load_config  # noqa: E402
-from moola.gates import builtin, work  # noqa: E402
+from moola.gates import work  # noqa: E402
 from moola.gates.context import GateContext  # noqa: E402
+from moola.testing import judged
 
 
 def main(datasets: list[str]) -> None:
@@ -42,7 +43,7 @@ def main(datasets: list[str]) -> None:
             w = work.load_classifier(entry)
             work_baseline, work.baseline = work.baseline, (lambda ctx, w=w: w)
             try:
-                v = builtin.gate_1_smoke_enhanced(ctx)
+                v = judged(ctx, "gate_1_smoke_enhanced")
             finally:
                 work.baseline = work_baseline
             rows.append((int(w["seeds"][0]), v.status, v.metrics["macro_f1"],

@@ -404,7 +404,7 @@ def _skill_null(y_true: Any, y_pred: Any, n_classes: int, n_permutations: int,
     return float(pooled(t[None, :])[0]), pooled(perm)
 
 
-def skill_over_chance(metrics: dict[str, Any], alpha: float = 0.01) -> tuple[bool, float, float]:
+def skill_over_chance(metrics: dict[str, Any], alpha: float) -> tuple[bool, float, float]:
     """(significant, p, chance): does balanced accuracy beat chance 1/K at level `alpha`?
 
     `metrics` is a :func:`classification_metrics` result; the test is its permutation p-value

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from moola.gates import work
+from moola.gates import building, work
 from moola.gates.context import GateContext
 
 
@@ -288,7 +288,10 @@ def ensemble(ctx: GateContext, approved: Mapping[str, Any]) -> Ensemble:
     producers give the models; cached, keyed by the members' artifacts)."""
     from moola.gates import ensemble_work
 
-    e = ensemble_work.calibrated_members(ctx, approved)
+    from moola.gates.registry import REGISTRY
+
+    spec = REGISTRY.ensemble_gate()
+    e = ensemble_work.calibrated_members(ctx, approved, spec.name if spec else "ensemble")
     return Ensemble(y=_frozen(e["y"]), fold_of=_frozen(e["fold_of"]), seeds=_frozen(e["seeds"]),
                     members=_frozen(e["members"]), artifact=_frozen(e["artifact"]))
 
@@ -301,8 +304,8 @@ def approved_ensemble(ctx: GateContext) -> Ensemble:
     spec = REGISTRY.ensemble_gate()
     v = ctx.verdicts.get(spec.name) if spec is not None else None
     if v is None or "approved" not in (v.metrics or {}):
-        raise LookupError("the ensemble is built by its gate; judge it first (declare your gate "
-                          "with after=\"gate_7_ensemble\" or uses=\"gate_7_ensemble\")")
+        raise LookupError(f"the ensemble is built by its gate; judge it first (declare your gate "
+                          f"with after={spec.name if spec else 'the ensemble gate'!r})")
     candidates = REGISTRY.ensemble_candidates()
     return ensemble(ctx, {n: candidates[n] for n in v.metrics["approved"]})
 
@@ -334,7 +337,7 @@ def train_model(ctx: GateContext, gate: str, name: str,
     `key_extra` (put anything that changes your model in it, e.g. its hyper-parameters).
     A user gate declared with ``produces=`` returns this to add its model to the ensemble.
     """
-    key = work.cache_key(ctx, name, tuple(sections), user=dict(key_extra or {}))
+    key = building.cache_key(ctx, name, tuple(sections), user=dict(key_extra or {}))
     w = work.replicated(ctx, gate, name, key, make_model, {"model": name})
     n_seeds = len(w["seeds"])
     return trained_model(name, gate, w, lambda: make_model(int(w["seeds"][0]) if n_seeds else 0))

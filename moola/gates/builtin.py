@@ -41,14 +41,14 @@ artifact("ctx", lambda ctx: ctx, doc="The session's GateContext (config, data, c
 artifact("moola_config", lambda ctx: ctx.cfg,
          doc="The run's resolved configuration (moola.config.Config; frozen), as every result "
              "echoes it.")
-artifact("dataset", artifacts.dataset, gate="gate_0_env", kind="dataset",
+artifact("dataset", artifacts.dataset, gate="gate_0_env",
          doc="The run's windows, labels, split and folds (moola.gates.artifacts.DatasetView); "
              "gate 0.")
 artifact("encoder", artifacts.encoder, gate="gate_3_pretrain_bilstm", kind="encoder",
          doc="Gate 3's pretrained encoder (artifacts.Encoder: load(), config, reconstruction, "
              "probes).")
 artifact("random_init_model", artifacts.random_init, gate="gate_4_finetune_enhanced",
-         kind="classifier",
+         kind="random_init",
          doc="Gate 4's control: the same finetune recipe from a randomly initialised encoder "
              "(artifacts.TrainedModel).")
 artifact("ensemble_model", artifacts.approved_ensemble, gate=ENSEMBLE_GATE, kind="ensemble",
@@ -61,6 +61,7 @@ def gate_0_env(ctx: GateContext) -> Verdict:
     """Device available, dataset and split valid, and the protocol's folds can be built and
     fit on more than one class (moola.gates.builtin._fold_class_gaps)."""
     from moola.data import validate_dataset
+    from moola.data.schema import DataError
     from moola.gates import work
     from moola.train import DeviceError
 
@@ -77,7 +78,7 @@ def gate_0_env(ctx: GateContext) -> Verdict:
         try:
             folds = work.folds(ctx)
             metrics["folds"] = [f.describe() for f in folds]
-        except ValueError as exc:
+        except (ValueError, DataError) as exc:  # DataError: data.expected_timesteps, ...
             problems.append(f"{ctx.data_dir}: {exc}")
         else:
             one_class, unseen = _fold_class_gaps(ctx, folds)
@@ -133,8 +134,6 @@ def _fold_class_gaps(ctx: GateContext, folds) -> tuple[list[str], list[str]]:
       producer=artifacts.baseline, ensemble=True)
 def gate_1_smoke_enhanced(ctx: GateContext, baseline_model: TrainedModel) -> Verdict:
     """EnhancedSimpleLSTM from scratch: loss finite and falling, not degenerate, skilful."""
-    from moola.metrics import skill_over_chance
-
     gate, g = "gate_1_smoke_enhanced", ctx.cfg.gates
     w = baseline_model
     m = replicated_metrics(ctx, w)
@@ -157,10 +156,10 @@ def gate_1_smoke_enhanced(ctx: GateContext, baseline_model: TrainedModel) -> Ver
                         f"{t.min_steps}) or train.lr (now {t.lr:g})")
     problems += classifier_problems("the baseline EnhancedSimpleLSTM", m, alpha=g.skill_alpha)
     notes = []
-    if not m["degenerate"] and not skill_over_chance(m, g.skill_alpha)[0]:
+    if not m["degenerate"] and not skill_shown(m, g.skill_alpha):
         notes.append(detectable_note(ctx, w, m, g.skill_alpha))
     differs = seed_disagreement(
-        ctx, w, lambda ms: skill_over_chance(ms, g.skill_alpha)[0] and not ms["degenerate"])
+        ctx, w, lambda ms: skill_shown(ms, g.skill_alpha) and not ms["degenerate"])
     if differs:
         notes.append(differs)
     if m["one_class_replicas"]:

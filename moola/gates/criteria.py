@@ -5,7 +5,7 @@ Scoring with CIs (:func:`score`, :func:`replicated_metrics`), the one-class and 
 comparisons routed to passed / inconclusive / failed (:func:`compare`, :func:`decide_comparison`),
 what a model builds on (:func:`builds_on`) and which models may join the ensemble
 (:func:`approved_members`, with :mod:`moola.approval`). Thresholds come from the configuration
-(``gates.*``), never from defaults written here.
+(``gates.*``, passed in by the caller), never from defaults written here.
 """
 
 from __future__ import annotations
@@ -37,15 +37,17 @@ def score(ctx: GateContext, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str,
 
 
 def classifier_problems(name: str, m: dict[str, Any], require_skill: bool = True,
-                        alpha: float = 0.01) -> list[str]:
-    """Why a classifier cannot pass: one-class predictions, or no skill over chance (the
-    permutation test of balanced accuracy at level `alpha`, gates.skill_alpha)."""
+                        alpha: float | None = None) -> list[str]:
+    """Why a classifier cannot pass: one-class predictions, or (`require_skill`) no skill over
+    chance (the permutation test of balanced accuracy at level `alpha`, gates.skill_alpha)."""
+    if require_skill and alpha is None:
+        raise ValueError("classifier_problems: require_skill needs alpha (gates.skill_alpha)")
     problems = []
     if m["degenerate"]:
         dist = ", ".join(f"{k}: {v}" for k, v in m["predicted_distribution"].items())
         problems.append(
             f"{name} predicts essentially one class (predicted {dist}; more than "
-            f"gates.max_predicted_share = {m.get('max_predicted_share', 0.95)} of them "
+            f"gates.max_predicted_share = {m['max_predicted_share']} of them "
             f"one class); {_baseline_text(m)}; a constant predictor is not a model: check "
             f"normalisation, class weighting and the learning rate")
     no_skill = skill_not_shown(name, m, alpha) if require_skill else None
@@ -219,8 +221,8 @@ def check_same_windows(*works: TrainedModel) -> None:
     for w in works[1:]:
         if not np.array_equal(w.score_idx, first.score_idx):
             raise ValueError(
-                f"paired comparison of artifacts {first['artifact'].get('key')} and "
-                f"{w['artifact'].get('key')}: they scored different windows (built under other "
+                f"paired comparison of artifacts {first.artifact.get('key')} and "
+                f"{w.artifact.get('key')}: they scored different windows (built under other "
                 f"folds); rerun with --rebuild")
 
 

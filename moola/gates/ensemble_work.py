@@ -13,18 +13,18 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from moola.gates import work
+from moola.gates import building, work
 from moola.gates.context import GateContext
 
 
 def calibrated_members(ctx: GateContext, approved: Mapping[str, Any],
-                       gate: str = "gate_7_ensemble") -> dict[str, Any]:
+                       gate: str) -> dict[str, Any]:
     """Raw and calibrated pooled probabilities of each approved member (cached), on the scored
     windows. `approved`: {model name: GateSpec}; each spec's producer gives the TrainedModel.
     `gate`: the gate whose work it is (its progress and cache records)."""
     members = {name: spec.producer(ctx) for name, spec in approved.items()}
     upstream = {n: m.artifact["key"] for n, m in members.items()}
-    key = work.cache_key(ctx, "ensemble", work.CLASSIFIER_SECTIONS + ("finetune", "augment"),
+    key = building.cache_key(ctx, "ensemble", work.CLASSIFIER_SECTIONS + ("finetune", "augment"),
                     members=upstream)
 
     def build(tmp: Path, workdir: Path):
@@ -39,12 +39,12 @@ def calibrated_members(ctx: GateContext, approved: Mapping[str, Any],
                                  f"the others; rebuild with --rebuild")
             arrays[f"{name}__raw"] = m.proba
             arrays[f"{name}__cal"] = cross_fitted_calibration(m.proba, m.y, m.fold_of)
-        work.save_npz(tmp / "ensemble.npz", y=ref.y, fold_of=ref.fold_of,
+        building.save_npz(tmp / "ensemble.npz", y=ref.y, fold_of=ref.fold_of,
                        score_idx=ref.score_idx, seeds=ref.seeds, **arrays)
         return {"members": list(members)}
 
-    entry = work.build_entry(ctx, gate, "ensemble", key, build)
-    z = work.load_npz(entry.path / "ensemble.npz")
+    entry = building.build_entry(ctx, gate, "ensemble", key, build)
+    z = building.load_npz(entry.path / "ensemble.npz")
     out = {"y": z["y"], "fold_of": z["fold_of"], "seeds": z["seeds"], "members": {}}
     for name in members:
         out["members"][name] = {"raw": z[f"{name}__raw"], "calibrated": z[f"{name}__cal"]}

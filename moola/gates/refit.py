@@ -29,10 +29,10 @@ import numpy as np
 
 from moola.cache import code_version, make_key
 from moola.io_utils import save_json
-from moola.gates import work
+from moola.gates import building, work
 from moola.gates.context import GateContext
 
-REFIT_CODE = ["gates.refit", "export.architecture"]
+REFIT_CODE = ["gates.refit", "models.architecture"]
 
 
 def budget_epochs(replicas: Sequence[Mapping[str, Any]]) -> tuple[int, list[int]]:
@@ -117,8 +117,8 @@ def refit(ctx: GateContext, recipe: work.Recipe,
             }})
         return {"of": recipe.kind, "replicas": recipe.key}
 
-    entry = work.build_entry(ctx, recipe.gate, "refit", key, build)
-    out = work.load_json(entry.path / "refit.json")
+    entry = building.build_entry(ctx, recipe.gate, "refit", key, build)
+    out = building.load_json(entry.path / "refit.json")
     out["model_path"] = entry.path / "model.pt"
     out["artifact"] = entry.record(replicas_key=recipe.key)
     return out

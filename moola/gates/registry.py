@@ -21,7 +21,7 @@ An artifact is declared once too (:func:`artifact`, or `produces=NAME`, which de
 the judge parameter, and the declaration names the gate that produces it (judged first) and
 its cache kind. A judge's parameters are checked when the gate is declared: each must be a
 declared artifact (or ``upstream``: the verdicts of the gates judged before it) whose
-producing gate is this gate or upstream of it.
+producing gate is this gate or one it needs (`after`, transitively).
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class Registry:
         if spec.produces:
             said = (inspect.getdoc(spec.producer) or "").split("\n")[0]
             model = ArtifactSpec(f"{spec.produces}_model", spec.producer, gate=spec.name,
-                                 kind="classifier", builtin=spec.builtin,
+                                 kind=spec.produces, builtin=spec.builtin,
                                  doc=f"{said or spec.name + ' model ' + repr(spec.produces)} "
                                      f"(moola.gates.artifacts.TrainedModel: out-of-fold "
                                      f"predictions, replicas, load_models()).")
@@ -137,7 +137,8 @@ class Registry:
 
     def _check_artifact(self, spec: ArtifactSpec, where: str) -> None:
         old = self._artifacts.get(spec.name)
-        if old is not None and (old.gate, old.builtin) != (spec.gate, spec.builtin):
+        # the same declaration imported again (a test module imported twice) replaces itself
+        if old is not None and not (old.gate == spec.gate and _same_function(old.get, spec.get)):
             raise DeclarationError(
                 f"{where}: artifact {spec.name!r} is already declared (produced by "
                 f"{old.gate or 'the session'}); give yours another name")
@@ -147,9 +148,16 @@ class Registry:
 
     def _check_parameters(self, spec: GateSpec, where: str,
                           own: ArtifactSpec | None = None) -> None:
-        """Each judge parameter is a declared artifact whose producing gate is this gate or
-        judged before it (else the judge would build an artifact no verdict vouched for)."""
-        ups = set(self._upstream_of(spec))
+        """Each judge parameter is a declared artifact whose producing gate is this gate or one
+        it needs (its `after`, transitively): a gate it only `uses` may have failed or been
+        left out, and the judge would build an artifact no verdict vouched for."""
+        needed: set[str] = set()
+        todo = list(spec.after)
+        while todo:
+            up = todo.pop()
+            if up not in needed and up in self._specs:
+                needed.add(up)
+                todo += self._specs[up].after
         for p in inspect.signature(spec.judge).parameters.values():
             if p.name == UPSTREAM:
                 continue
@@ -160,11 +168,16 @@ class Registry:
                     f"declared artifact; the artifacts: {', '.join(self._artifacts)}, "
                     f"{UPSTREAM} (and <model>_model of a gate declared with produces=); "
                     f"declare your own with moola.gates.artifact(...)")
-            if art.gate is not None and art.gate != spec.name and art.gate not in ups:
+            if art.gate is not None and art.gate != spec.name and art.gate not in self._specs:
+                raise DeclarationError(
+                    f"{where}: gate {spec.name!r} takes {p.name!r}, whose producing gate "
+                    f"{art.gate!r} is not declared; declared gates: {', '.join(self._specs)}")
+            if art.gate is not None and art.gate != spec.name and art.gate not in needed:
                 raise DeclarationError(
                     f"{where}: gate {spec.name!r} takes {p.name!r}, which {art.gate} produces, "
-                    f"but {art.gate} is not judged before it; add after={art.gate!r} (needed) "
-                    f"or uses={art.gate!r} (read only) to its declaration")
+                    f"but {spec.name!r} does not need {art.gate}; add after={art.gate!r} to its "
+                    f"declaration (a gate it only uses may fail or be left out: read such an "
+                    f"artifact in the judge from ctx, as gate 2 reads gate 1's baseline)")
 
     def forget_user_gates(self) -> None:
         """Drop every gate and artifact not built in (at the end of a pytest session: the next
@@ -264,7 +277,7 @@ class Registry:
 REGISTRY = Registry()
 
 # the modules whose declarations are moola's own (kept across sessions, not made into tests)
-BUILTIN_MODULES = ("moola.gates.builtin", "moola.gates.decision_gate", "moola.gates.artifacts")
+BUILTIN_MODULES = ("moola.gates.builtin", "moola.gates.decision_gate")
 
 
 def _builtin(fn: Callable) -> bool:
@@ -276,9 +289,10 @@ def artifact(name: str, get: Callable[[Any], Any], *, gate: str | None = None,
     """Declare an artifact: `get(ctx)` returns it; `gate` produces it (judged first when a
     fixture or a judge asks for it; None: the session's own); `kind`: its cache kind. The one
     declaration gives the pytest fixture and the judge parameter of this name."""
+    declaring = sys._getframe(1).f_globals.get("__name__")
     spec = ArtifactSpec(name=name, get=get, gate=gate, kind=kind,
                         doc=doc or (inspect.getdoc(get) or "").split("\n")[0],
-                        builtin=_builtin(get))
+                        builtin=declaring in BUILTIN_MODULES)
     return REGISTRY.add_artifact(spec, _caller())
 
 

@@ -41,7 +41,8 @@ def artifact_fixture(spec: ArtifactSpec):
         return spec.get(ctx)
 
     fixture.__name__ = spec.name
-    fixture.__doc__ = spec.doc + (f" Produced by {spec.gate}." if spec.gate else "")
+    fixture.__doc__ = (spec.doc + (f" Produced by {spec.gate}." if spec.gate else "")
+                       + (f" Cached as '{spec.kind}' (run.cache/{spec.kind}/)." if spec.kind else ""))
     return pytest.fixture(scope="session", name=spec.name)(fixture)
 
 
@@ -53,7 +54,8 @@ def fixture_plugin(spec: ArtifactSpec) -> types.ModuleType:
 
 
 # the built-in artifacts' fixtures: attributes of this module, which moola.plugin re-exports
-BUILTIN_FIXTURES = {name: artifact_fixture(spec) for name, spec in REGISTRY.artifacts().items()}
+BUILTIN_FIXTURES = {name: artifact_fixture(spec) for name, spec in REGISTRY.artifacts().items()
+                    if spec.builtin}
 globals().update(BUILTIN_FIXTURES)
 
 

@@ -15,7 +15,7 @@ SESSION_KEY = pytest.StashKey["Any"]()  # the running session (to stop it on a f
 DISK_FULL_KEY = pytest.StashKey[list]()  # DiskFullErrors met writing records / report.json
 NO_DECISION_KEY = pytest.StashKey["Any"]()  # a session-end decision without candidates
 EXPORT_ERRORS_KEY = pytest.StashKey[list]()  # controller: records whose model export failed
-DECISION = "decision"  # the chain's last gate (moola.gates.decision_gate)
+from moola.gates.decision_gate import DECISION  # noqa: E402,F401  (the chain's last gate)
 VERDICT_KEY = pytest.StashKey["Any"]()
 
 

@@ -98,3 +98,15 @@ def test_the_gates_load_with_data_expected_timesteps(tmp_path):
         ctx.dataset
     ok = GateContext(cfg=cfg.replace("data", expected_timesteps=105), run_id="t", root=tmp_path)
     assert ok.dataset.X.shape[1] == 105
+
+
+def test_gate_0_fails_cleanly_on_windows_of_another_length(tmp_path):
+    from moola.config import load_config
+    from moola.gates.context import GateContext
+    from moola.testing import judged
+
+    cfg = load_config("smoke").replace("run", data=str(FIXTURES / "smoke"))
+    ctx = GateContext(cfg=cfg.replace("data", expected_timesteps=100), run_id="t", root=tmp_path)
+    v = judged(ctx, "gate_0_env")
+    assert v.status == "failed" and "expected_timesteps" in v.reason, v.reason
+    assert "traceback" not in v.artifacts

@@ -65,7 +65,7 @@ def test_the_refit_budget_is_the_median_of_the_replicas_kept_epochs():
 
 def test_the_refit_s_key_holds_its_shards(tmp_path, monkeypatch):
     from moola.config import load_config
-    from moola.gates import refit, work
+    from moola.gates import building, refit, work
     from moola.gates.context import GateContext
     from moola.testing import SMOKE_DATA
 
@@ -75,7 +75,7 @@ def test_the_refit_s_key_holds_its_shards(tmp_path, monkeypatch):
         keys.append(key)
         raise LookupError("not built in this test")
 
-    monkeypatch.setattr(work, "build_entry", record)
+    monkeypatch.setattr(building, "build_entry", record)
     recipe = work.Recipe("gate_1_smoke_enhanced", "baseline", "replicas-key", lambda seed: None)
     for shards in (1, 2, 2):
         cfg = load_config("smoke", overrides={"run.data": str(SMOKE_DATA),

@@ -179,7 +179,7 @@ def _ensemble_work(members: dict[str, np.ndarray]) -> dict:
 def test_gate_7_fails_when_every_member_is_one_class(ctx, monkeypatch):
     one = np.stack([_proba(_one_class_pred())] * 2)
     fake = _ensemble_work({"baseline": one, "finetuned": one})
-    monkeypatch.setattr(ensemble_work, "calibrated_members", lambda ctx, approved: fake)
+    monkeypatch.setattr(ensemble_work, "calibrated_members", lambda ctx, approved, gate: fake)
     v = judged(ctx, "gate_7_ensemble", {})
     assert v.status == "failed"
     assert "no member remains" in v.reason and "one class" in v.reason
@@ -190,7 +190,7 @@ def test_gate_7_leaves_a_degenerate_member_out_with_the_reason(ctx, monkeypatch)
     good = np.stack([_proba(_good_pred())] * 2)
     one = np.stack([_proba(_one_class_pred())] * 2)
     fake = _ensemble_work({"baseline": one, "finetuned": good, "simple": good})
-    monkeypatch.setattr(ensemble_work, "calibrated_members", lambda ctx, approved: fake)
+    monkeypatch.setattr(ensemble_work, "calibrated_members", lambda ctx, approved, gate: fake)
     v = judged(ctx, "gate_7_ensemble", {})
     assert v.passed, v.reason
     assert set(v.metrics["members_macro_f1"]) == {"finetuned", "simple"}
@@ -322,7 +322,7 @@ def _verdicts_of_every_gate(ctx, monkeypatch) -> list:
     monkeypatch.setattr(work, "encoder", lambda ctx: _encoder_work(_good_pred()))
     p = np.stack([_proba(_good_pred())] * 2)
     monkeypatch.setattr(ensemble_work, "calibrated_members",
-                        lambda ctx, approved: _ensemble_work({"finetuned": p, "simple": p}))
+                        lambda ctx, approved, gate: _ensemble_work({"finetuned": p, "simple": p}))
     return [judged(ctx, name) for name in REGISTRY.chain()
             if name not in ("gate_0_env", "decision")]
 
@@ -466,7 +466,7 @@ def test_a_member_without_shown_skill_never_joins_the_ensemble(ctx, monkeypatch)
     good = np.stack([_proba(_good_pred())] * 2)
     seen = {}
 
-    def members(ctx, approved):
+    def members(ctx, approved, gate):
         seen["approved"] = set(approved)
         return _ensemble_work({n: good for n in approved})
 

@@ -33,7 +33,7 @@ def test_constant_predictor_is_exposed():
     assert m["predicted_distribution"] == {"A": 20, "B": 0}
     assert m["chance_balanced_accuracy"] == 0.5
     assert m["ci"]["balanced_accuracy"][1] <= 0.5  # never exceeds chance
-    significant, p, chance = M.skill_over_chance(m)
+    significant, p, chance = M.skill_over_chance(m, 0.01)
     assert (significant, p, chance) == (False, 1.0, 0.5)  # 1/K under every permutation
     base = m["majority_baseline"]
     assert base["class"] == "A" and base["share"] == pytest.approx(0.7)
@@ -47,7 +47,7 @@ def test_perfect_predictor():
         assert m[key] == 1.0, key
     assert all(m["ci"][k] == [1.0, 1.0] for k in M.CI_METRICS)  # degenerate bootstrap -> [v, v]
     assert m["degenerate"] is False
-    assert M.skill_over_chance(m)[0] is True
+    assert M.skill_over_chance(m, 0.01)[0] is True
     assert m["confusion_matrix"] == [[14, 0], [0, 6]]
 
 
@@ -60,7 +60,7 @@ def test_guesser_beats_majority_macro_f1_but_shows_no_skill():
     assert m["macro_f1"] > m["majority_baseline"]["macro_f1"]
     assert m["balanced_accuracy"] == pytest.approx(0.5)
     assert m["degenerate"] is False
-    assert M.skill_over_chance(m)[0] is False
+    assert M.skill_over_chance(m, 0.01)[0] is False
 
 
 def test_random_guessers_are_rarely_significant():
@@ -77,7 +77,7 @@ def test_real_skill_is_significant():
     pred = y.copy()
     pred[::6] = (pred[::6] + 1) % 3  # 15 of 90 wrong
     m = M.classification_metrics(y, pred, 3)
-    ok, p, chance = M.skill_over_chance(m)
+    ok, p, chance = M.skill_over_chance(m, 0.01)
     assert ok and p < 0.001 and chance == pytest.approx(1 / 3)
 
 
@@ -204,7 +204,7 @@ def test_ece_multiclass_and_edges():
         (lambda: M.classification_metrics(["a"], ["a"], 2), "integer"),
         (lambda: M.expected_calibration_error([0, 1], [[0.5, 0.5]]), "rows"),
         (lambda: M.expected_calibration_error([0], [[np.nan, 1.0]]), "finite"),
-        (lambda: M.skill_over_chance({}), "classification_metrics"),
+        (lambda: M.skill_over_chance({}, 0.01), "classification_metrics"),
     ],
     ids=["length", "range", "empty", "strings", "ece-rows", "ece-nan", "skill-input"],
 )

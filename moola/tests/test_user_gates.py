@@ -209,8 +209,9 @@ def test_an_undeclared_gate_marker_is_a_usage_error(pytester):
     ("def test_gate_8_bad(finetuned_modle):", "takes a parameter 'finetuned_modle', which is no "
                                               "declared artifact"),
     ("def test_gate_8_bad(simple_model):", "takes 'simple_model', which gate_6_baseline_simplelstm "
-                                           "produces, but gate_6_baseline_simplelstm is not "
-                                           "judged before it"),
+                                           "produces, but 'gate_8_bad' does not need "
+                                           "gate_6_baseline_simplelstm; add "
+                                           "after='gate_6_baseline_simplelstm'"),
 ])
 def test_a_judge_parameter_that_is_no_upstream_artifact_is_a_usage_error(pytester, judge, said):
     """Checked when the gate is declared (collection), naming the file and line: never a
