@@ -28,6 +28,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from moola.testing import write_easy_trend
+
 ROOT = Path(__file__).resolve().parents[1]
 MOOLA = [sys.executable, "-m", "moola.cli"]
 OUT = Path("reports/known")
@@ -85,6 +87,10 @@ CASES = [
                  # (encoder, attention, bidirectional LSTM) beats SimpleLSTM, and the machinery
                  # may beat it without pretraining helping; shown, not counted
                  (6, "report", "the pretrained machinery vs SimpleLSTM, pretraining on nothing")]),
+    Case("easy-for-every-model", ["data/ka-easy-trend-1", "data/ka-easy-trend-2"],
+         k="not gate_5 and not gate_7",
+         checks=[(6, "not pass", "SimpleLSTM as good as the pretrained model (both read it)"),
+                 (2, "pass", "the deep baseline level with MiniRocket (both read it)")]),
     Case("destructive-augmentation", ["data/synthetic", "data/GunPoint"], config=DESTRUCTIVE,
          checks=[(5, "not pass", "destructive pseudo-samples (jitter 3.0, ratio 3, no filter)"),
                  (7, "not pass", "a member significantly worse than what it builds on")]),
@@ -99,7 +105,10 @@ CASES = [
 
 def prepare(datasets: list[str]) -> None:
     for d in datasets:
-        if not (ROOT / d).is_dir():
+        if d.startswith("data/ka-easy-trend-") and not (ROOT / d).is_dir():
+            print(f"making {d}", flush=True)
+            write_easy_trend(ROOT / d, int(d.rsplit("-", 1)[1]))
+        elif not (ROOT / d).is_dir():
             if d.startswith("data/ctl-"):
                 prepare(["data/synthetic"])
             print(f"making {d}", flush=True)

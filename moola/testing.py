@@ -99,3 +99,29 @@ def judged(ctx, gate: str, upstream=None):
     from moola.gates.registry import REGISTRY, call_judge
 
     return call_judge(ctx, REGISTRY[gate], upstream or {})
+
+
+def write_easy_trend(out: Path, seed: int) -> Path:
+    """A dataset every model reads perfectly (a known answer, docs/JUDGING.md): 98 windows of
+    105 steps, a random walk (steps of sd 1) plus a drift of +0.5 or -0.5 per step by class
+    (about 52 against the walk's sd of about 10 over a window); unlabeled: 2,000 driftless
+    walks. Whatever the architecture the answer is "level": the deep baseline with MiniRocket
+    (gate 2 may pass), SimpleLSTM with the pretrained model (gate 6 must not call it beaten).
+    Written through `moola data from-numpy`, as a user's arrays would be."""
+    import tempfile
+
+    rng = np.random.default_rng(seed)
+    n, t = 98, 105
+    y = rng.permutation(np.arange(n) % 2)
+    drift = np.where(y == 1, 0.5, -0.5)[:, None] * np.arange(t)[None, :]
+    X = 100 + np.cumsum(rng.normal(0, 1, (n, t)), axis=1) + drift
+    U = 100 + np.cumsum(rng.normal(0, 1, (2000, t)), axis=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, a in (("X", X[..., None]), ("y", np.array(["down", "up"])[y]),
+                        ("U", U[..., None])):
+            np.save(Path(tmp) / f"{name}.npy", a)
+        subprocess.run([sys.executable, "-m", "moola.cli", "data", "from-numpy",
+                        f"{tmp}/X.npy", f"{tmp}/y.npy", "--unlabeled", f"{tmp}/U.npy",
+                        "--out", str(out), "--feature-names", "close"], check=True,
+                       capture_output=True, text=True, timeout=300)
+    return Path(out)
