@@ -16,7 +16,7 @@ import torch
 
 from moola.cache import CacheEntry, code_version, make_key
 from moola.gates.context import GateContext
-from moola.io_utils import atomic_save_npz, copy_file
+from moola.io_utils import copy_file
 
 # moola modules whose source is part of every trained artifact's key
 TRAIN_CODE = ["models", "train", "data", "transfer", "pretrain", "augment", "pseudo", "ensemble",
@@ -58,10 +58,6 @@ def cache_key(ctx: GateContext, kind: str, sections: tuple[str, ...], **extra: A
             **extra,
         }
     )
-
-
-def save_npz(path: Path, **arrays: np.ndarray) -> None:
-    atomic_save_npz(path, **arrays)
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:

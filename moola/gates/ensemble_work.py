@@ -15,6 +15,7 @@ import numpy as np
 
 from moola.gates import building, work
 from moola.gates.context import GateContext
+from moola.io_utils import atomic_save_npz
 
 
 def calibrated_members(ctx: GateContext, approved: Mapping[str, Any],
@@ -39,7 +40,7 @@ def calibrated_members(ctx: GateContext, approved: Mapping[str, Any],
                                  f"the others; rebuild with --rebuild")
             arrays[f"{name}__raw"] = m.proba
             arrays[f"{name}__cal"] = cross_fitted_calibration(m.proba, m.y, m.fold_of)
-        building.save_npz(tmp / "ensemble.npz", y=ref.y, fold_of=ref.fold_of,
+        atomic_save_npz(tmp / "ensemble.npz", y=ref.y, fold_of=ref.fold_of,
                        score_idx=ref.score_idx, seeds=ref.seeds, **arrays)
         return {"members": list(members)}
 

@@ -151,13 +151,7 @@ class Registry:
         """Each judge parameter is a declared artifact whose producing gate is this gate or one
         it needs (its `after`, transitively): a gate it only `uses` may have failed or been
         left out, and the judge would build an artifact no verdict vouched for."""
-        needed: set[str] = set()
-        todo = list(spec.after)
-        while todo:
-            up = todo.pop()
-            if up not in needed and up in self._specs:
-                needed.add(up)
-                todo += self._specs[up].after
+        needed = self._needed(spec.after)
         for p in inspect.signature(spec.judge).parameters.values():
             if p.name == UPSTREAM:
                 continue
@@ -233,14 +227,19 @@ class Registry:
     def needs(self, name: str) -> tuple[str, ...]:
         """Every gate that must pass before `name` runs (its `after`, transitively), in chain
         order: a failed or skipped one skips `name`."""
+        seen = self._needed(self[name].after)
+        return tuple(g for g in self.chain() if g in seen)
+
+    def _needed(self, after: tuple[str, ...]) -> set[str]:
+        """`after` and the gates they need, transitively (declared gates only)."""
         seen: set[str] = set()
-        todo = list(self[name].after)
+        todo = list(after)
         while todo:
             up = todo.pop()
-            if up not in seen:
+            if up not in seen and up in self._specs:
                 seen.add(up)
-                todo += self[up].after
-        return tuple(g for g in self.chain() if g in seen)
+                todo += self._specs[up].after
+        return seen
 
     def chain(self) -> tuple[str, ...]:
         """Every gate in run order: each after its upstream, ties in declaration order."""

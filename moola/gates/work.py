@@ -24,10 +24,9 @@ import numpy as np
 import torch
 
 from moola.cache import CacheEntry
-from moola.gates.building import (build_entry, cache_key, load_json, load_npz, save_npz,
-                                  status_for)
+from moola.gates.building import build_entry, cache_key, load_json, load_npz, status_for
 from moola.gates.context import GateContext
-from moola.io_utils import copy_file, save_json
+from moola.io_utils import atomic_save_npz, copy_file, save_json
 
 # ---------------------------------------------------------------------------------------------
 # supervised training shared by gates 1, 4, 5 and 6 (every replica)
@@ -244,7 +243,7 @@ def control(ctx: GateContext) -> dict[str, Any]:
         from moola.protocol.folds import pooled_index
 
         score_idx, fold_of = pooled_index(fs)
-        save_npz(tmp / "pooled.npz", score_idx=score_idx, y=ds.y[score_idx], fold_of=fold_of,
+        atomic_save_npz(tmp / "pooled.npz", score_idx=score_idx, y=ds.y[score_idx], fold_of=fold_of,
                   proba=np.concatenate(probas)[None], test_idx=ds.test_idx,
                   y_test=ds.y[ds.test_idx],
                   test_proba=(tprobas if tprobas is not None else np.zeros((0, k)))[None],
@@ -317,7 +316,7 @@ def probes(ctx: GateContext, enc: dict[str, Any]) -> dict[str, Any]:
         encoder.load_state_dict(state)
         out = probe_baselines(encoder.to(ctx.device), enc_cfg, ds.X, ds.y, folds(ctx),
                               ctx.device, seed=ctx.cfg.run.seed)
-        save_npz(tmp / "probes.npz", **out.pop("arrays"))
+        atomic_save_npz(tmp / "probes.npz", **out.pop("arrays"))
         save_json(tmp / "probe.json", out)
 
     entry = build_entry(ctx, "gate_3_pretrain_bilstm", "probes", key, build)
