@@ -108,20 +108,50 @@ def write_easy_trend(out: Path, seed: int) -> Path:
     walks. Whatever the architecture the answer is "level": the deep baseline with MiniRocket
     (gate 2 may pass), SimpleLSTM with the pretrained model (gate 6 must not call it beaten).
     Written through `moola data from-numpy`, as a user's arrays would be."""
-    import tempfile
-
     rng = np.random.default_rng(seed)
     n, t = 98, 105
     y = rng.permutation(np.arange(n) % 2)
-    drift = np.where(y == 1, 0.5, -0.5)[:, None] * np.arange(t)[None, :]
-    X = 100 + np.cumsum(rng.normal(0, 1, (n, t)), axis=1) + drift
-    U = 100 + np.cumsum(rng.normal(0, 1, (2000, t)), axis=1)
+    X = _trending_walks(rng, np.where(y == 1, 0.5, -0.5), t)
+    U = _trending_walks(rng, np.zeros(2000), t)
+    return _from_numpy(out, X[..., None], np.array(["down", "up"])[y], U[..., None], ["close"])
+
+
+def write_split_views(out: Path, seed: int, n: int = 300, views: int = 7,
+                      flip: float = 0.25, t: int = 60) -> Path:
+    """Members that err on different windows, by construction (gate 7's known answer,
+    docs/JUDGING.md): `n` windows of `views` channels; each channel is a random walk whose
+    drift (+0.5 or -0.5 per step, plain to any model) gives the label flipped with
+    probability `flip`, independently per channel and window. A model reading one channel
+    can score at best 1 - flip (0.75); the majority of the `views` channels is right with
+    probability P(Binomial(views, 1 - flip) > views / 2) (0.896 for 5 channels at 0.25), so
+    an ensemble of one-channel members beats its best member by about 0.15. Unlabeled: 500
+    driftless walks. Written through `moola data from-numpy`."""
+    rng = np.random.default_rng(seed)
+    y = rng.permutation(np.arange(n) % 2)
+    seen = np.where(rng.random((n, views)) < flip, 1 - y[:, None], y[:, None])
+    X = np.stack([_trending_walks(rng, np.where(seen[:, c] == 1, 0.5, -0.5), t)
+                  for c in range(views)], axis=2)
+    U = np.stack([_trending_walks(rng, np.zeros(500), t) for _ in range(views)], axis=2)
+    return _from_numpy(out, X, np.array(["down", "up"])[y], U,
+                       [f"view{c}" for c in range(views)])
+
+
+def _trending_walks(rng: np.random.Generator, drift: np.ndarray, t: int) -> np.ndarray:
+    """(len(drift), t): 100 + a random walk of unit steps + drift[i] per step."""
+    steps = rng.normal(0, 1, (len(drift), t))
+    return 100 + np.cumsum(steps, axis=1) + drift[:, None] * np.arange(t)[None, :]
+
+
+def _from_numpy(out: Path, X: np.ndarray, y: np.ndarray, U: np.ndarray,
+                features: list[str]) -> Path:
+    """Write arrays as a dataset with `moola data from-numpy`, as a user would."""
+    import tempfile
+
     with tempfile.TemporaryDirectory() as tmp:
-        for name, a in (("X", X[..., None]), ("y", np.array(["down", "up"])[y]),
-                        ("U", U[..., None])):
+        for name, a in (("X", X), ("y", y), ("U", U)):
             np.save(Path(tmp) / f"{name}.npy", a)
         subprocess.run([sys.executable, "-m", "moola.cli", "data", "from-numpy",
                         f"{tmp}/X.npy", f"{tmp}/y.npy", "--unlabeled", f"{tmp}/U.npy",
-                        "--out", str(out), "--feature-names", "close"], check=True,
-                       capture_output=True, text=True, timeout=300)
+                        "--out", str(out), "--feature-names", ",".join(features)],
+                       check=True, capture_output=True, text=True, timeout=300)
     return Path(out)

@@ -1,16 +1,23 @@
-"""A known answer at smoke size, on data (docs/JUDGING.md, "Known answers"): a set every
-model reads perfectly (moola.testing.write_easy_trend). The deep baseline is level with
-MiniRocket, so gate 2 passes; SimpleLSTM is as good as the pretrained model, so gate 6 must
-not call it beaten, and the decision must not deploy the pretrained model for it. The
-standard-profile panel of every case is bench/known_answers.py."""
+"""Known answers at smoke size, on data (docs/JUDGING.md, "Known answers"); the
+standard-profile panel of every case is bench/known_answers.py.
+
+* A set every model reads perfectly (moola.testing.write_easy_trend): the deep baseline is
+  level with MiniRocket, so gate 2 passes; SimpleLSTM is as good as the pretrained model, so
+  gate 6 must not call it beaten, and the decision must not deploy the pretrained model for it.
+* Members that err on different windows (moola.testing.write_split_views, seven one-channel
+  members declared as user gates by bench/known_gates/): gate 7's ensemble must beat its best
+  member, and the decision deploys it.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
-from moola.testing import read_results, run_gate_session, write_easy_trend, write_gate_suite
+from moola.testing import (REPO, read_results, run_gate_session, write_easy_trend,
+                           write_gate_suite, write_split_views)
 
 pytestmark = pytest.mark.slow
 
@@ -29,3 +36,24 @@ def test_every_model_reads_an_easy_trend_so_gate_2_passes_and_gate_6_does_not(tm
     assert g6["comparison"]["simple_macro_f1"] == g6["comparison"]["finetuned_macro_f1"]
     decision = json.loads((root / "reports" / "report.json").read_text())["decision"]
     assert decision["recommended"] not in ("finetuned", None), decision["reason"]
+
+
+def test_members_that_err_on_different_windows_make_an_ensemble_that_passes_gate_7(tmp_path):
+    root = write_gate_suite(tmp_path / "project")
+    shutil.copy(REPO / "bench" / "known_gates" / "test_gate_8_one_view_members.py", root)
+    write_split_views(root / "views", seed=1)
+    # only the one-channel members: the built-in models read every channel (their majority)
+    (root / "views.toml").write_text(
+        '[gates]\nskip = ["gate_1_smoke_enhanced", "gate_2_control_minirocket", '
+        '"gate_3_pretrain_bilstm"]\n')
+    r = run_gate_session(root, "--profile", "smoke", "--data=views", "-p", "no:randomly",
+                         "--gates-config", "views.toml")
+    assert r.returncode == 0, r.stdout[-3000:]
+    g7 = {x["gate"]: x for x in read_results(root)}["gate_7_ensemble"]
+    members = g7["metrics"]["members_macro_f1"]
+    assert sorted(members) == [f"view{c}" for c in range(7)], g7["reason"]
+    assert max(members.values()) < 0.86  # one channel: at best about 0.75 (+ sampling)
+    assert g7["status"] == "passed", g7["reason"]
+    assert g7["comparison"]["delta_ci"][0] > 0
+    decision = json.loads((root / "reports" / "report.json").read_text())["decision"]
+    assert decision["recommended"] == "ensemble", decision["reason"]
