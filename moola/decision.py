@@ -18,7 +18,8 @@ pooled out-of-fold predictions of the same scored windows. The decision compares
    significantly (an ineligible one, e.g. without shown skill, is not compared).
 3. **Parsimony**: among those, the first in ``gates.parsimony_order`` (MiniRocket's linear
    model on fixed random features first, then SimpleLSTM, the baseline, the finetuned and the
-   augmented models, the ensemble; models not named come last, in chain order).
+   augmented models, the ensemble; models not named come after the named ones, in chain order,
+   but before the ensemble, which may contain them and is never simpler than a member).
 
 The per-window loss is the **class-balanced 0-1 loss** averaged over the candidate's seeds:
 window i of class c costs ``mean_r [pred_ri != y_i] * n / (K * n_c)``, so the mean loss over
@@ -81,12 +82,15 @@ def balanced_loss(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray
     return (p != y[None, :]).mean(axis=0) * weight
 
 
-def order_key(order: Sequence[str], chain: Sequence[str]):
-    """Sort key of the parsimony order: listed names first, in that order, then the rest in
-    chain order."""
+def order_key(order: Sequence[str], chain: Sequence[str], ensemble: str = "ensemble"):
+    """Sort key of the parsimony order: listed names in that order, the rest in chain order
+    after them but before `ensemble` (when listed): an ensemble runs its members, a user's
+    models among them, so it is never the simpler of the two."""
     rank = {n: i for i, n in enumerate(order)}
     later = {n: i for i, n in enumerate(chain)}
-    return lambda name: (0, rank[name]) if name in rank else (1, later.get(name, len(later)))
+    unnamed = rank.get(ensemble, len(order)) - 0.5
+    return lambda name: (rank[name], 0) if name in rank else (unnamed,
+                                                              later.get(name, len(later)))
 
 
 def choose(candidates: Sequence[Candidate], *, n_classes: int, order: Sequence[str],

@@ -117,18 +117,21 @@ def write_easy_trend(out: Path, seed: int) -> Path:
 
 
 def write_split_views(out: Path, seed: int, n: int = 300, views: int = 7,
-                      flip: float = 0.25, t: int = 60) -> Path:
+                      flip: float = 0.25, t: int = 60, independent: bool = True) -> Path:
     """Members that err on different windows, by construction (gate 7's known answer,
     docs/JUDGING.md): `n` windows of `views` channels; each channel is a random walk whose
     drift (+0.5 or -0.5 per step, plain to any model) gives the label flipped with
     probability `flip`, independently per channel and window. A model reading one channel
     can score at best 1 - flip (0.75); the majority of the `views` channels is right with
     probability P(Binomial(views, 1 - flip) > views / 2) (0.896 for 5 channels at 0.25), so
-    an ensemble of one-channel members beats its best member by about 0.15. Unlabeled: 500
-    driftless walks. Written through `moola data from-numpy`."""
+    an ensemble of one-channel members beats its best member by about 0.15.
+    `independent=False` flips every channel of a window together: the members err on the same
+    windows and an ensemble gains nothing (the control). Unlabeled: 500 driftless walks.
+    Written through `moola data from-numpy`."""
     rng = np.random.default_rng(seed)
     y = rng.permutation(np.arange(n) % 2)
-    seen = np.where(rng.random((n, views)) < flip, 1 - y[:, None], y[:, None])
+    flipped = rng.random((n, views if independent else 1)) < flip
+    seen = np.where(flipped, 1 - y[:, None], y[:, None]) * np.ones((1, views), dtype=int)
     X = np.stack([_trending_walks(rng, np.where(seen[:, c] == 1, 0.5, -0.5), t)
                   for c in range(views)], axis=2)
     U = np.stack([_trending_walks(rng, np.zeros(500), t) for _ in range(views)], axis=2)

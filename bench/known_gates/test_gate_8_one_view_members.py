@@ -16,7 +16,7 @@ from moola.gates.artifacts import train_model
 from moola.gates.criteria import replicated_metrics, skill_shown
 from moola.models import SimpleLSTM
 
-VIEWS = 7  # write_split_views' default
+VIEWS = 7  # moola.testing.write_split_views' default
 HIDDEN = 16
 
 

@@ -46,6 +46,18 @@ def test_parsimony_order_lists_first_then_chain_order():
         ["control", "baseline", "mine", "theirs"]
 
 
+def test_models_not_named_come_before_the_ensemble_that_may_contain_them():
+    """Seven user members and their ensemble indistinguishable: a member, not the ensemble
+    (moola.testing.write_split_views with independent=False read as the decision did)."""
+    order = ["control", "simple", "ensemble"]
+    key = order_key(order, ["control", "view0", "view1", "ensemble"])
+    assert sorted(["ensemble", "view1", "view0", "simple"], key=key) == \
+        ["simple", "view0", "view1", "ensemble"]
+    # the ensemble listed before a named model keeps its place; unnamed ones stay before it
+    key = order_key(["ensemble", "control"], ["control", "view0", "ensemble"])
+    assert sorted(["control", "view0", "ensemble"], key=key) == ["view0", "ensemble", "control"]
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_never_a_model_another_beats_significantly_and_parsimony_among_the_rest(seed):
     rng = np.random.default_rng(100 + seed)
