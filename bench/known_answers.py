@@ -187,16 +187,14 @@ def _vouched_f1(recs: dict[str, dict], gate: int) -> float | None:
     return m.get("macro_f1", r.get("macro_f1"))
 
 
-def _delta(recs: dict[str, dict], gate: int) -> tuple[float, list] | None:
-    """The gate's paired comparison: (delta, CI) of the vouched model minus its reference
-    (gate 2: baseline - control; 4: pretrained - random encoder; 5: augmented - finetuned;
-    6: pretrained - SimpleLSTM; 7: ensemble - best member)."""
+def _comparison(recs: dict[str, dict], gate: int) -> dict:
+    """The gate's paired comparison of the vouched model minus its reference (gate 2:
+    baseline - control; 3: the encoder's probe - a random encoder's; 4: pretrained - random
+    encoder; 5: augmented - finetuned; 6: pretrained - SimpleLSTM; 7: ensemble - best
+    member), with its CI and the difference the windows could detect; {} when absent."""
     c = (recs.get(G[gate]) or {}).get("comparison") or {}
-    if gate == 4:
-        c = c.get("pretraining") or {}
-    if gate == 3 or "delta" not in c:
-        return None
-    return c["delta"], c.get("delta_ci") or []
+    c = c.get({3: "vs_random_encoder", 4: "pretraining"}.get(gate, ""), c)
+    return c if "delta" in c else {}
 
 
 def judge(gate: int, must: str, recs: dict[str, dict], recommended: str | None,
@@ -221,8 +219,8 @@ def judge(gate: int, must: str, recs: dict[str, dict], recommended: str | None,
 
 def table(cases: list[Case], root_out: Path = OUT) -> str:
     lines = ["| gate | case | must | dataset | seeds | gate status | vouched model's macro-F1 "
-             "(median) | its paired delta per seed (CI) | recommended | met |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "(median) | its paired delta per seed (CI) | detectable (median) | recommended "
+             "| met |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for case in cases:
         tasks = [json.loads(p.read_text())
                  for p in sorted((root_out / case.name / "tasks").glob("*.json"))]
@@ -234,7 +232,7 @@ def table(cases: list[Case], root_out: Path = OUT) -> str:
                 if not runs:
                     continue
                 counts: dict[str, int] = {}
-                f1s, recs_named, met, deltas, unjudged = [], {}, 0, [], 0
+                f1s, recs_named, met, deltas, unjudged, detectable = [], {}, 0, [], 0, []
                 for t in sorted(runs, key=lambda t: t["seed"]):
                     recs = _records(t)
                     s = (recs.get(G[gate]) or {}).get("status", "absent")
@@ -242,11 +240,13 @@ def table(cases: list[Case], root_out: Path = OUT) -> str:
                     f = _vouched_f1(recs, gate)
                     if isinstance(f, (int, float)):
                         f1s.append(float(f))
-                    pair = _delta(recs, gate)
-                    if pair is not None:
-                        delta, ci = pair
+                    c = _comparison(recs, gate)
+                    if c:
+                        ci = c.get("delta_ci") or []
                         within = f" ({ci[0]:+.2f}..{ci[1]:+.2f})" if len(ci) == 2 else ""
-                        deltas.append(f"{delta:+.3f}{within}")
+                        deltas.append(f"{c['delta']:+.3f}{within}")
+                        if isinstance(c.get("detectable"), (int, float)):
+                            detectable.append(c["detectable"])
                     rec = t.get("recommended") or "nothing"
                     recs_named[rec] = recs_named.get(rec, 0) + 1
                     ok = judge(gate, must, recs, t.get("recommended"))
@@ -261,6 +261,7 @@ def table(cases: list[Case], root_out: Path = OUT) -> str:
                     f"| {gate} | {what} | {must} | {Path(d).name} | {seeds} | "
                     f"{', '.join(f'{k} {v}' for k, v in sorted(counts.items()))} | {f1} | "
                     f"{'; '.join(deltas) or '-'} | "
+                    f"{f'{statistics.median(detectable):.2f}' if detectable else '-'} | "
                     f"{', '.join(f'{k} {v}' for k, v in sorted(recs_named.items()))} | "
                     f"{result} |")
     return "\n".join(lines)
