@@ -23,11 +23,13 @@ trains for minutes; `--profile smoke --out DIR` checks the machinery in a minute
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +37,7 @@ from moola.testing import write_easy_trend, write_split_views
 
 ROOT = Path(__file__).resolve().parents[1]
 MOOLA = [sys.executable, "-m", "moola.cli"]
-OUT = Path("reports/known")
+OUT = Path("reports/known")  # under the checkout (ROOT)
 
 # destructive pseudo-samples: jitter of 3 price units, three per real window, no filter
 DESTRUCTIVE = """[augment]
@@ -61,6 +63,9 @@ DATASETS = {
                                     "time-shuffled-pool", "--out",
                                     "data/ctl-time-shuffled-pool", "--seed", "1"],
 }
+
+# datasets a generator of moola.testing writes: prefix -> generator(out, data seed from the name)
+GENERATED = {"data/ka-easy-trend-": write_easy_trend, "data/ka-split-views-": write_split_views}
 
 G = {2: "gate_2_control_minirocket", 3: "gate_3_pretrain_bilstm", 4: "gate_4_finetune_enhanced",
      5: "gate_5_augment", 6: "gate_6_baseline_simplelstm", 7: "gate_7_ensemble"}
@@ -119,7 +124,8 @@ CASES = [
          gate_files=["bench/known_gates/test_gate_8_one_view_members.py"],
          checks=[(7, "pass", "members that err on different windows (7 one-channel members)")]),
     # two data seeds of the generator (on GunPoint gate 3 fails at some seeds, which leaves
-    # gate 5 unjudged there); its gates 0-4 are the learnable case's, shared through the cache
+    # gate 5 unjudged there); on data/synthetic its gates 0-4 are the learnable case's, shared
+    # through the cache
     Case("destructive-augmentation", ["data/synthetic", "data/synthetic-s2"], config=DESTRUCTIVE,
          checks=[(5, "not pass", "destructive pseudo-samples (jitter 3.0, ratio 3, no filter)"),
                  (7, "not pass", "a member significantly worse than what it builds on")]),
@@ -128,8 +134,7 @@ CASES = [
 
 def prepare(datasets: list[str]) -> None:
     for d in datasets:
-        made = {"data/ka-easy-trend-": write_easy_trend, "data/ka-split-views-": write_split_views}
-        write = next((w for prefix, w in made.items() if d.startswith(prefix)), None)
+        write = next((w for prefix, w in GENERATED.items() if d.startswith(prefix)), None)
         if write and not (ROOT / d).is_dir():
             print(f"making {d}", flush=True)
             write(ROOT / d, int(d.rsplit("-", 1)[1]))
@@ -151,16 +156,33 @@ def run_case(case: Case, seeds: list[int], workers: int, profile: str, root_out:
         cfg = out / "gates.toml"
         cfg.write_text(case.config)
         cmd += ["--gates-config", str(cfg)]
-    if case.gate_files:  # the built-in gates and the case's own, in a suite of their own,
-        # inside the checkout (its conftest.py loads moola's plugin)
-        suite = Path("reports") / "known-suites" / case.name
-        (ROOT / suite).mkdir(parents=True, exist_ok=True)
-        files = [*(ROOT / "gates_tests").glob("test_*.py"), *(ROOT / g for g in case.gate_files)]
-        for f in files:
-            shutil.copyfile(f, ROOT / suite / f.name)
-        cmd += ["--gates", str(suite)]
+    if case.gate_files:
+        cmd += ["--gates", str(suite_for(case, out))]
     print("$", " ".join(cmd[2:]), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True)
+
+
+def suite_for(case: Case, out: Path) -> Path:
+    """The built-in gates and the case's own in a suite of their own, inside the checkout (its
+    conftest.py loads moola's plugin), one per output folder; rewritten whole (a new folder
+    swapped in), so a chain of another panel never reads a half-copied file, and nothing
+    stale stays. Returns it relative to the checkout."""
+    tag = hashlib.sha256(str(out).encode()).hexdigest()[:8]
+    suite = Path("reports") / "known-suites" / f"{case.name}-{tag}"
+    files = [*(ROOT / "gates_tests").glob("test_*.py"), *(ROOT / g for g in case.gate_files)]
+    final = ROOT / suite
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}-"))
+    for f in files:
+        shutil.copyfile(f, fresh / f.name)
+    if final.exists():
+        old = final.with_name(f".{final.name}-old-{fresh.name}")
+        final.rename(old)
+        fresh.rename(final)
+        shutil.rmtree(old)
+    else:
+        fresh.rename(final)
+    return suite
 
 
 def _records(task: dict) -> dict[str, dict]:
@@ -193,7 +215,9 @@ def _comparison(recs: dict[str, dict], gate: int) -> dict:
     encoder; 5: augmented - finetuned; 6: pretrained - SimpleLSTM; 7: ensemble - best
     member), with its CI and the difference the windows could detect; {} when absent."""
     c = (recs.get(G[gate]) or {}).get("comparison") or {}
-    c = c.get({3: "vs_random_encoder", 4: "pretraining"}.get(gate, ""), c)
+    nested = {3: "vs_random_encoder", 4: "pretraining"}.get(gate)
+    if nested:
+        c = c.get(nested) or {}
     return c if "delta" in c else {}
 
 
@@ -210,10 +234,10 @@ def judge(gate: int, must: str, recs: dict[str, dict], recommended: str | None,
         return status not in ("failed", "crashed", None)
     if must == "report":
         return False
-    if gate == 7:  # the bad member left out, or no ensemble vouched for
-        members = ((recs.get(G[7]) or {}).get("metrics") or {}).get("members_macro_f1") or {}
-        return bad_member not in members or (status != "passed"
-                                             and recommended != VOUCHED[gate])
+    metrics = (recs.get(G[gate]) or {}).get("metrics") or {}
+    if gate == 7 and "members_macro_f1" in metrics:  # the bad member left out of the ensemble
+        if bad_member not in metrics["members_macro_f1"]:
+            return True
     return status != "passed" and recommended != VOUCHED[gate]
 
 
@@ -275,17 +299,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--profile", default="standard",
                     help="standard (the known answers' size); smoke checks the machinery")
-    ap.add_argument("--out", type=Path, default=OUT, help="default reports/known (relative "
-                    "to the checkout)")
+    ap.add_argument("--out", type=Path, help="default reports/known, or reports/known-<profile> "
+                    "for another profile (a relative path is under the checkout)")
     ap.add_argument("--table-only", action="store_true", help="print the table of what ran")
     a = ap.parse_args(argv)
     # in the order asked (a case that shares cached work with another runs after it)
     cases = [next(c for c in CASES if c.name == n) for n in a.cases] if a.cases else CASES
+    # another profile's verdicts are no known answers: never mixed into the standard folder
+    out = a.out or (OUT if a.profile == "standard" else OUT.with_name(f"known-{a.profile}"))
+    out = out if out.is_absolute() else ROOT / out
     if not a.table_only:
         for case in cases:
             prepare(case.datasets)
-            run_case(case, a.seeds, a.workers, a.profile, a.out)
-    print(table(cases, a.out))
+            run_case(case, a.seeds, a.workers, a.profile, out)
+    print(table(cases, out))
     return 0
 
 

@@ -239,8 +239,8 @@ class GateThresholds:
     # the decision's order of simplicity: among the models no other beats significantly, the
     # first in this order is recommended. MiniRocket's linear model on fixed random features
     # first (deterministic, no GPU, cheapest to run and retrain), the ensemble last (several
-    # models to run); models not named here come after these, in chain order, but before the
-    # ensemble (which may contain them)
+    # models to run); models not named here take the ensemble's place, just before it (after
+    # every named one when the ensemble is last), in chain order: it may contain them
     parsimony_order: tuple[str, ...] = ("control", "simple", "baseline", "finetuned",
                                         "augmented", "ensemble")
 

@@ -18,8 +18,9 @@ pooled out-of-fold predictions of the same scored windows. The decision compares
    significantly (an ineligible one, e.g. without shown skill, is not compared).
 3. **Parsimony**: among those, the first in ``gates.parsimony_order`` (MiniRocket's linear
    model on fixed random features first, then SimpleLSTM, the baseline, the finetuned and the
-   augmented models, the ensemble; models not named come after the named ones, in chain order,
-   but before the ensemble, which may contain them and is never simpler than a member).
+   augmented models, the ensemble; models not named take the ensemble's place, just before it,
+   in chain order: after every named one when the ensemble is last, as by default. An
+   ensemble may contain them and is never simpler than a member).
 
 The per-window loss is the **class-balanced 0-1 loss** averaged over the candidate's seeds:
 window i of class c costs ``mean_r [pred_ri != y_i] * n / (K * n_c)``, so the mean loss over
@@ -83,9 +84,9 @@ def balanced_loss(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray
 
 
 def order_key(order: Sequence[str], chain: Sequence[str], ensemble: str = "ensemble"):
-    """Sort key of the parsimony order: listed names in that order, the rest in chain order
-    after them but before `ensemble` (when listed): an ensemble runs its members, a user's
-    models among them, so it is never the simpler of the two."""
+    """Sort key of the parsimony order: listed names in that order; the rest, in chain order,
+    just before `ensemble` (last when it is not listed): an ensemble runs its members, a
+    user's models among them, so it is never the simpler of the two."""
     rank = {n: i for i, n in enumerate(order)}
     later = {n: i for i, n in enumerate(chain)}
     unnamed = rank.get(ensemble, len(order)) - 0.5

@@ -123,8 +123,8 @@ def write_split_views(out: Path, seed: int, n: int = 300, views: int = 7,
     drift (+0.5 or -0.5 per step, plain to any model) gives the label flipped with
     probability `flip`, independently per channel and window. A model reading one channel
     can score at best 1 - flip (0.75); the majority of the `views` channels is right with
-    probability P(Binomial(views, 1 - flip) > views / 2) (0.896 for 5 channels at 0.25), so
-    an ensemble of one-channel members beats its best member by about 0.15.
+    probability P(Binomial(views, 1 - flip) > views / 2) (0.929 for the default 7 at 0.25),
+    so an ensemble of one-channel members beats its best member by about 0.15-0.18.
     `independent=False` flips every channel of a window together: the members err on the same
     windows and an ensemble gains nothing (the control). Unlabeled: 500 driftless walks.
     Written through `moola data from-numpy`."""
