@@ -242,53 +242,59 @@ def judge(gate: int, must: str, recs: dict[str, dict], recommended: str | None,
 
 
 def table(cases: list[Case], root_out: Path = OUT) -> str:
-    lines = ["| gate | case | must | dataset | seeds | gate status | vouched model's macro-F1 "
-             "(median) | its paired delta per seed (CI) | detectable (median) | recommended "
-             "| met |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    """The markdown table of what has run under `root_out`: a row per (gate, case, dataset),
+    by gate (module docstring)."""
+    rows: list[tuple[int, str]] = []
     for case in cases:
         tasks = [json.loads(p.read_text())
                  for p in sorted((root_out / case.name / "tasks").glob("*.json"))]
         for gate, must, what in case.checks:
             for d in case.datasets:
-                runs = [t for t in tasks if t.get("data_path", "").rstrip("/").endswith(d)
-                        or t.get("dataset") == Path(d).name]
-                runs = [t for t in runs if t.get("state") == "ran"]
-                if not runs:
-                    continue
-                counts: dict[str, int] = {}
-                f1s, recs_named, met, deltas, unjudged, detectable = [], {}, 0, [], 0, []
-                for t in sorted(runs, key=lambda t: t["seed"]):
-                    recs = _records(t)
-                    s = (recs.get(G[gate]) or {}).get("status", "absent")
-                    counts[s] = counts.get(s, 0) + 1
-                    f = _vouched_f1(recs, gate)
-                    if isinstance(f, (int, float)):
-                        f1s.append(float(f))
-                    c = _comparison(recs, gate)
-                    if c:
-                        ci = c.get("delta_ci") or []
-                        within = f" ({ci[0]:+.2f}..{ci[1]:+.2f})" if len(ci) == 2 else ""
-                        deltas.append(f"{c['delta']:+.3f}{within}")
-                        if isinstance(c.get("detectable"), (int, float)):
-                            detectable.append(c["detectable"])
-                    rec = t.get("recommended") or "nothing"
-                    recs_named[rec] = recs_named.get(rec, 0) + 1
-                    ok = judge(gate, must, recs, t.get("recommended"))
-                    met += bool(ok)
-                    unjudged += ok is None
-                seeds = ",".join(str(t["seed"]) for t in sorted(runs, key=lambda t: t["seed"]))
-                f1 = f"{statistics.median(f1s):.3f}" if f1s else "-"
-                word = "caught" if must == "not pass" else must.replace("not ", "did not ")
-                result = ("-" if must == "report" else f"{word} {met}/{len(runs) - unjudged}"
-                          + (f" ({unjudged} not judged)" if unjudged else ""))
-                lines.append(
-                    f"| {gate} | {what} | {must} | {Path(d).name} | {seeds} | "
-                    f"{', '.join(f'{k} {v}' for k, v in sorted(counts.items()))} | {f1} | "
-                    f"{'; '.join(deltas) or '-'} | "
-                    f"{f'{statistics.median(detectable):.2f}' if detectable else '-'} | "
-                    f"{', '.join(f'{k} {v}' for k, v in sorted(recs_named.items()))} | "
-                    f"{result} |")
-    return "\n".join(lines)
+                runs = [t for t in tasks if t.get("state") == "ran" and (
+                    t.get("data_path", "").rstrip("/").endswith(d)
+                    or t.get("dataset") == Path(d).name)]
+                if runs:
+                    rows.append((gate, _row(gate, must, what, Path(d).name,
+                                            sorted(runs, key=lambda t: t["seed"]))))
+    rows.sort(key=lambda r: r[0])  # stable: the cases' order within a gate
+    return "\n".join(["| gate | case | must | dataset | seeds | gate status | vouched model's "
+                      "macro-F1 (median) | its paired delta per seed (CI) | detectable "
+                      "(median) | recommended | met |",
+                      "|---|---|---|---|---|---|---|---|---|---|---|", *(r for _, r in rows)])
+
+
+def _row(gate: int, must: str, what: str, dataset: str, runs: list[dict]) -> str:
+    counts: dict[str, int] = {}
+    f1s, recs_named, met, deltas, unjudged, detectable = [], {}, 0, [], 0, []
+    for t in runs:
+        recs = _records(t)
+        s = (recs.get(G[gate]) or {}).get("status", "absent")
+        counts[s] = counts.get(s, 0) + 1
+        f = _vouched_f1(recs, gate)
+        if isinstance(f, (int, float)):
+            f1s.append(float(f))
+        c = _comparison(recs, gate)
+        if c:
+            ci = c.get("delta_ci") or []
+            within = f" ({ci[0]:+.2f}..{ci[1]:+.2f})" if len(ci) == 2 else ""
+            deltas.append(f"{c['delta']:+.3f}{within}")
+            if isinstance(c.get("detectable"), (int, float)):
+                detectable.append(c["detectable"])
+        rec = t.get("recommended") or "nothing"
+        recs_named[rec] = recs_named.get(rec, 0) + 1
+        ok = judge(gate, must, recs, t.get("recommended"))
+        met += bool(ok)
+        unjudged += ok is None
+    seeds = ",".join(str(t["seed"]) for t in runs)
+    f1 = f"{statistics.median(f1s):.3f}" if f1s else "-"
+    word = "caught" if must == "not pass" else must.replace("not ", "did not ")
+    result = ("-" if must == "report" else f"{word} {met}/{len(runs) - unjudged}"
+              + (f" ({unjudged} not judged)" if unjudged else ""))
+    return (f"| {gate} | {what} | {must} | {dataset} | {seeds} | "
+            f"{', '.join(f'{k} {v}' for k, v in sorted(counts.items()))} | {f1} | "
+            f"{'; '.join(deltas) or '-'} | "
+            f"{f'{statistics.median(detectable):.2f}' if detectable else '-'} | "
+            f"{', '.join(f'{k} {v}' for k, v in sorted(recs_named.items()))} | {result} |")
 
 
 def main(argv: list[str] | None = None) -> int:
