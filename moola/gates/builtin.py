@@ -214,6 +214,11 @@ def gate_2_control_minirocket(ctx: GateContext, control_model: TrainedModel,
               f"({mb['macro_f1']:.3f} vs {mc['macro_f1']:.3f})"))
     cmp.update(baseline_macro_f1=mb["macro_f1"], control_macro_f1=mc["macro_f1"],
                margin=g.control_margin)
+    if inconclusive and cmp["delta_ci"][1] < 0:
+        # behind for certain, by more than the margin or not: say the first plainly
+        inconclusive += ("; the deep baseline is significantly behind MiniRocket (the CI lies "
+                         "below 0), by how much these windows cannot tell: deploy the control "
+                         "or improve the baseline (the decision compares them directly)")
     ok = (f"the baseline is within {g.control_margin} macro-F1 of the control, significantly: "
           f"baseline {mb['macro_f1']:.3f} vs control {mc['macro_f1']:.3f} ({ci_text(cmp)})")
     return verdict_from_problems(ctx, gate, problems, ok, warnings, inconclusive,

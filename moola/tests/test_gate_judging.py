@@ -511,3 +511,22 @@ def test_gate_2_judges_the_control_alone_when_gate_1_was_left_out(ctx, monkeypat
     v = judged(ctx, "gate_2_control_minirocket", {"gate_1_smoke_enhanced": left_out})
     assert v.status == "passed" and "gate 1 was left out" in v.reason, v.reason
     assert v.metrics["skill_shown"] and v.metrics["model_failed"] is False and v.comparison is None
+
+
+def test_gate_2_says_when_the_baseline_is_significantly_behind_within_the_margin(ctx,
+                                                                                monkeypatch):
+    """Behind MiniRocket for certain (the CI below 0), but not by more than the margin for
+    certain (the CI reaches above it): inconclusive, saying the first plainly."""
+    control = {"y": Y_VAL, "pred": Y_VAL[None], "proba": _proba(Y_VAL)[None],
+               "score_idx": np.arange(30), "seeds": np.array([17]), "train_acc": [1.0, 1.0],
+               "artifact": {"key": "c"}}
+    behind = Y_VAL.copy()
+    behind[[0, 1, 2, 17, 18, 19]] = 1 - behind[[0, 1, 2, 17, 18, 19]]  # six windows wrong
+    monkeypatch.setattr(work, "control", lambda ctx: control)
+    _patch(monkeypatch, _classifier_work(behind), None)
+    ctx.cfg = ctx.cfg.replace("gates", control_margin=0.2)
+    v = judged(ctx, "gate_2_control_minirocket", {})
+    lo, hi = v.comparison["delta_ci"]
+    assert lo < -0.2 < hi < 0, v.comparison
+    assert v.status == "inconclusive", v.reason
+    assert "significantly behind MiniRocket" in v.reason, v.reason
