@@ -34,12 +34,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from moola.config import load_config
 from moola.data import load_dataset
 from moola.gates.work import build_enhanced, classifier_job, folds
+from moola.protocol.replicas import replica_seeds
 from moola.train import fit_classifier, seed_everything
 from moola.train.together import fit_together, replica_threads
 
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'R':>4} {'together s':>11} {'steps':>7} {'floor s':>8} {'x one':>7} "
               f"{'x floor':>8} {'model s':>8} {'x model':>8} {'s/replica':>10}")
         for r in args.replicas:
-            seeds = [base + 1000 * i for i in range(r)]
+            seeds = replica_seeds(base, r)  # the seeds a run of r replicas trains
             t, steps = together(ctx, fold, seeds, tmp, threads)
             floor = steps * unit
             model = steps * model_seconds_per_step(ctx, threads, r, cfg.train.batch_size, T, F)
