@@ -48,7 +48,7 @@ def test_parsimony_order_lists_first_then_chain_order():
 
 def test_models_not_named_come_before_the_ensemble_that_may_contain_them():
     """User members and their ensemble indistinguishable: a member comes first, not the
-    ensemble (the err-together control of gate 7's known answer, test_known_answers.py)."""
+    ensemble (the err-together control of gate 7's known answer, test_known_answers_gate_7.py)."""
     order = ["control", "simple", "ensemble"]
     key = order_key(order, ["control", "view0", "view1", "ensemble"])
     assert sorted(["ensemble", "view1", "view0", "simple"], key=key) == \
