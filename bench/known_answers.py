@@ -39,7 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 MOOLA = [sys.executable, "-m", "moola.cli"]
 OUT = Path("reports/known")  # under the checkout (ROOT)
 
-# destructive pseudo-samples: jitter of 3 price units, three per real window, no filter
+# destructive pseudo-samples: Gaussian noise of 3x each window's own standard deviation at
+# every step, three per real window, no filter. GunPoint's unlabeled pool (its 150 test
+# windows) is too small for gate 3's reconstruction test, which would stop the chain before
+# gate 5 at some seeds: it warns instead (the case is about gates 5 and 7)
 DESTRUCTIVE = """[augment]
 jitter_sigma = 3.0
 scaling_sigma = 0
@@ -47,13 +50,14 @@ time_warp_sigma = 0
 quality_min = 0
 ks_p_min = 0
 ratio = 3
+
+[gates]
+recon_policy = "warn"
 """
 
 # datasets: directory -> the command that makes it (run only when the directory is missing)
 DATASETS = {
     "data/synthetic": ["data", "synth", "--out", "data/synthetic"],
-    # a second data seed of the generator: a second dataset for the destructive case
-    "data/synthetic-s2": ["data", "synth", "--seed", "2", "--out", "data/synthetic-s2"],
     "data/GunPoint": ["data", "ucr", "GunPoint", "--out", "data/GunPoint"],
     "data/ArrowHead": ["data", "ucr", "ArrowHead", "--out", "data/ArrowHead"],
     "data/ctl-random-walk-pool": ["data", "control", "data/synthetic", "--kind",
@@ -123,10 +127,11 @@ CASES = [
                 '"gate_3_pretrain_bilstm"]\n',
          gate_files=["bench/known_gates/test_gate_8_one_view_members.py"],
          checks=[(7, "pass", "members that err on different windows (7 one-channel members)")]),
-    # two data seeds of the generator (on GunPoint gate 3 fails at some seeds, which leaves
-    # gate 5 unjudged there); on data/synthetic its gates 0-4 are the learnable case's, shared
-    # through the cache
-    Case("destructive-augmentation", ["data/synthetic", "data/synthetic-s2"], config=DESTRUCTIVE,
+    # the synthetic data and a real set whose classes are smooth shapes. Not a second data
+    # seed of the generator: there (data synth --seed 2) the same noise *helped* (+0.068,
+    # CI +0.01 to +0.14, docs/JUDGING.md), so it is no known bad case. On data/synthetic
+    # its gates 0-4 are the learnable case's, shared through the cache
+    Case("destructive-augmentation", ["data/synthetic", "data/GunPoint"], config=DESTRUCTIVE,
          checks=[(5, "not pass", "destructive pseudo-samples (jitter 3.0, ratio 3, no filter)"),
                  (7, "not pass", "a member significantly worse than what it builds on")]),
 ]
