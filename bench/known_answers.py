@@ -33,7 +33,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from moola.testing import write_easy_trend, write_split_views
+from moola.testing import (ONE_VIEW_MEMBERS, ONLY_VIEW_MEMBERS_CONFIG, REPO, write_easy_trend,
+                           write_split_views)
 
 ROOT = Path(__file__).resolve().parents[1]
 MOOLA = [sys.executable, "-m", "moola.cli"]
@@ -123,9 +124,8 @@ CASES = [
     # wrong on different ones: the ensemble (about 0.93) must beat its best member. The
     # built-in models, which read every channel, are left out (gates.skip)
     Case("members-erring-apart", ["data/ka-split-views-1"],
-         config='[gates]\nskip = ["gate_1_smoke_enhanced", "gate_2_control_minirocket", '
-                '"gate_3_pretrain_bilstm"]\n',
-         gate_files=["bench/known_gates/test_gate_8_one_view_members.py"],
+         config=ONLY_VIEW_MEMBERS_CONFIG,
+         gate_files=[str(ONE_VIEW_MEMBERS.relative_to(REPO))],
          checks=[(7, "pass", "members that err on different windows (7 one-channel members)")]),
     # the synthetic data and a real set whose classes are smooth shapes. Not a second data
     # seed of the generator: there (data synth --seed 2) the same noise *helped* (+0.068,

@@ -139,6 +139,13 @@ def write_split_views(out: Path, seed: int, n: int = 300, views: int = 7,
                        [f"view{c}" for c in range(views)])
 
 
+# gate 7's split-views known answer: the one-channel members (user gates) and the setting that
+# leaves the built-in models out (they read every channel: the majority itself)
+ONE_VIEW_MEMBERS = REPO / "bench" / "known_gates" / "test_gate_8_one_view_members.py"
+ONLY_VIEW_MEMBERS_CONFIG = ('[gates]\nskip = ["gate_1_smoke_enhanced", '
+                            '"gate_2_control_minirocket", "gate_3_pretrain_bilstm"]\n')
+
+
 def _trending_walks(rng: np.random.Generator, drift: np.ndarray, t: int) -> np.ndarray:
     """(len(drift), t): 100 + a random walk of unit steps + drift[i] per step."""
     steps = rng.normal(0, 1, (len(drift), t))

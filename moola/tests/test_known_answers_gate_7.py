@@ -12,8 +12,8 @@ import shutil
 
 import pytest
 
-from moola.testing import (REPO, read_results, run_gate_session, write_gate_suite,
-                           write_split_views)
+from moola.testing import (ONE_VIEW_MEMBERS, ONLY_VIEW_MEMBERS_CONFIG, read_results,
+                           run_gate_session, write_gate_suite, write_split_views)
 
 pytestmark = pytest.mark.slow
 
@@ -22,12 +22,9 @@ pytestmark = pytest.mark.slow
 def test_gate_7_passes_members_that_err_apart_and_not_members_that_err_together(tmp_path,
                                                                                 independent):
     root = write_gate_suite(tmp_path / "project")
-    shutil.copy(REPO / "bench" / "known_gates" / "test_gate_8_one_view_members.py", root)
+    shutil.copy(ONE_VIEW_MEMBERS, root)
     write_split_views(root / "views", seed=1, independent=independent)
-    # only the one-channel members: the built-in models read every channel (their majority)
-    (root / "views.toml").write_text(
-        '[gates]\nskip = ["gate_1_smoke_enhanced", "gate_2_control_minirocket", '
-        '"gate_3_pretrain_bilstm"]\n')
+    (root / "views.toml").write_text(ONLY_VIEW_MEMBERS_CONFIG)
     r = run_gate_session(root, "--profile", "smoke", "--data=views", "-p", "no:randomly",
                          "--gates-config", "views.toml")
     g7 = {x["gate"]: x for x in read_results(root)}["gate_7_ensemble"]
