@@ -14,7 +14,8 @@ Printed: one row per (gate, case, dataset): the gate's status counts over the se
 median pooled macro-F1 of the model the gate vouches for, what the decision recommended, and
 how many runs met the case's rule: for a must-not-pass case a run is *caught* when the gate
 did not pass and the model it vouches for was not recommended (gate 7: the ensemble left the
-bad member out, or did not pass and was not recommended); for a must-pass case, when the
+bad member out, gate 7 skipped itself with the bad member among those left out, or it did not
+pass and was not recommended); for a must-pass case, when the
 gate passed (gate 5's default augmentation: when it did not fail). A case may bring gates of
 its own (bench/known_gates/, user gates run beside the built-in ones). Not a test: each chain
 trains for minutes; `--profile smoke --out DIR` checks the machinery in a minute a chain.
@@ -229,8 +230,13 @@ def _comparison(recs: dict[str, dict], gate: int) -> dict:
 def judge(gate: int, must: str, recs: dict[str, dict], recommended: str | None,
           bad_member: str = "augmented") -> bool | None:
     """Whether one run met the case's rule (module docstring); None when the gate was not
-    judged (skipped: a gate it needs did not pass), which counts neither way."""
+    judged (skipped: a gate it needs did not pass), which counts neither way. Gate 7 skips
+    itself when fewer than two members are approved: a must-not-pass run is then caught if
+    the bad member is among those it left out (no ensemble was built from it)."""
     status = (recs.get(G[gate]) or {}).get("status")
+    metrics = (recs.get(G[gate]) or {}).get("metrics") or {}
+    if gate == 7 and must == "not pass" and status == "skipped":
+        return True if bad_member in (metrics.get("excluded") or {}) else None
     if status in ("skipped", None):
         return None
     if must == "pass":
@@ -239,7 +245,6 @@ def judge(gate: int, must: str, recs: dict[str, dict], recommended: str | None,
         return status not in ("failed", "crashed", None)
     if must == "report":
         return False
-    metrics = (recs.get(G[gate]) or {}).get("metrics") or {}
     if gate == 7 and "members_macro_f1" in metrics:  # the bad member left out of the ensemble
         if bad_member not in metrics["members_macro_f1"]:
             return True
