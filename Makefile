@@ -24,11 +24,9 @@ gates: install
 
 # -n auto --dist loadfile: one test module per worker (module fixtures are built once); the
 # tests mostly run gate sessions in subprocesses on one torch thread each, so on 2 cores two
-# workers take 0.7x the time of one (measured: 370 s vs 558 s). --no-loadscope-reorder: the
-# modules go out in collection order, slow ones first (moola/tests/conftest.py), not most tests
-# first, which left minute-long one-test modules for the end
+# workers take 0.7x the time of one (measured: 370 s vs 558 s)
 test: install
-	$(BIN)/pytest moola/tests gates_tests --profile smoke -n auto --dist loadfile --no-loadscope-reorder
+	$(BIN)/pytest moola/tests gates_tests --profile smoke -n auto --dist loadfile
 
 clean:
 	rm -rf $(VENV) .numba-cache .moola-cache reports/*
