@@ -139,11 +139,20 @@ def small_fs(tmp_path):
 
 
 def _fill(directory: Path, leave_bytes: int = 0) -> Path:
-    """Fill `directory`'s filesystem, leaving `leave_bytes` free."""
+    """Fill `directory`'s filesystem, leaving `leave_bytes` free. The session under test may
+    write between the free-space reading and this write; a full disk is the aim, so running
+    out of space here ends the filling (what was written stays)."""
     filler = directory / f"filler-{uuid.uuid4().hex[:6]}"
     free = os.statvfs(directory).f_bavail * os.statvfs(directory).f_frsize
-    with open(filler, "wb") as fh:
-        fh.write(b"\0" * max(free - leave_bytes, 0))
+    left = memoryview(b"\0" * max(free - leave_bytes, 0))
+    with open(filler, "wb", buffering=0) as fh:  # unbuffered: nothing left to flush on close
+        while left:
+            try:
+                left = left[fh.write(left):]
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
     return filler
 
 

@@ -20,8 +20,9 @@ pytestmark = pytest.mark.slow
 def test_every_model_reads_an_easy_trend_so_gate_2_passes_and_gate_6_does_not(tmp_path):
     root = write_gate_suite(tmp_path / "project")
     write_easy_trend(root / "easy", seed=1)
+    (root / "one_seed.toml").write_text("[protocol]\nseeds = 1\n")  # every model reads it at once
     r = run_gate_session(root, "--profile", "smoke", "--data=easy", "-p", "no:randomly",
-                         "-k", "not gate_5 and not gate_7")
+                         "-k", "not gate_5 and not gate_7", "--gates-config", "one_seed.toml")
     assert r.returncode == 0, r.stdout[-3000:]
     recs = {x["gate"]: x for x in read_results(root)}
     assert recs["gate_1_smoke_enhanced"]["metrics"]["macro_f1"] == 1.0

@@ -44,7 +44,7 @@ def test_help_shows_metavars_and_the_profiles_defaults(project):
         "--seed=N base seed; replicas train at N, N + 1000, ... (default 17)",
         "--fold=N split file splits/fold_<N>.json",
         "--max-epochs=N epochs of the shared supervised recipe, raised to fit train.min_steps "
-        "and a patience (each replica records the epochs it could run) (default 40; smoke 25, "
+        "and a patience (each replica records the epochs it could run) (default 40; smoke 15, "
         "full 60)",
         "--data=DIR dataset directory (default data/synthetic; smoke fixtures/smoke)",
         "--deterministic deterministic algorithms (slower) (default off)",

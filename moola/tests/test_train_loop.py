@@ -196,7 +196,7 @@ def test_settings_validate_and_come_from_config():
         LoopSettings(mode="low")
     cfg = load_config("smoke")
     tr = LoopSettings.from_config(cfg, "train")
-    assert (tr.max_epochs, tr.min_epochs, tr.log_every_n_steps) == (25, 5, 2)
+    assert (tr.max_epochs, tr.min_epochs, tr.log_every_n_steps) == (15, 5, 2)
     pre = LoopSettings.from_config(cfg, "pretrain", monitor="val_mse")
     assert (pre.max_epochs, pre.min_epochs, pre.grad_clip, pre.monitor) == (3, 1, 1.0, "val_mse")
     assert pre.checkpoint_save_top_k == cfg.train.checkpoint_save_top_k
