@@ -337,9 +337,10 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "model": {"hidden": 16, "layers": 1, "head_hidden": 16, "simple_hidden": 16},
         # batch 32: 3 steps per epoch on the 90 smoke windows; a step of these tiny LSTMs costs
         # about the same at 16 or 32 windows, so this halves the chain's training time. 15
-        # epochs, patience 5 (was 25 and 8, where most replicas ran every epoch): the test suite
-        # takes 0.83x the time (docs/PERFORMANCE.md); at seeds 1, 2, 3 and 17 no gate failed and
-        # gate 1 passed at p <= 0.001 (macro-F1 0.66-0.73; measured)
+        # epochs, patience 5 (was 25 and 8, where most replicas ran every epoch): with one-seed
+        # known-answer tests, the test suite fell from 499 s to 375 s (docs/PERFORMANCE.md); at
+        # seeds 1, 2, 3 and 17 no gate failed and gate 1 passed at p <= 0.001 (macro-F1
+        # 0.66-0.73; measured)
         "train": {"max_epochs": 15, "min_epochs": 5, "batch_size": 32, "lr": 1e-2,
                   "early_stop_patience": 5, "min_steps": 0},
         "pretrain": {"max_epochs": 3, "batch_size": 64, "early_stop_patience": 2},
