@@ -3,13 +3,14 @@ finish time of each pytest-xdist worker under `--dist loadfile`, simulated (xdis
 order: the modules with the most tests first).
 
     .venv/bin/pytest moola/tests gates_tests --profile smoke -n auto --dist loadfile \\
-        --durations=0 > tests.log
+        --durations=0 --durations-min=0 > tests.log
     .venv/bin/python bench/bench_test_durations.py tests.log [--workers 2] [--top 20]
 
 The simulation follows xdist's LoadScopeScheduling: each worker starts with one module, is sent
-the next whenever two or fewer of its tests are pending, and runs its tests in order. It ignores
-the tests faster than --durations-min (5 ms) and the session's start, so it runs a little short
-of the measured wall time; use it to compare orders or to find the modules worth shrinking.
+the next whenever two or fewer of its tests are pending, and runs its tests in order. It leaves
+out the session's start (and, without --durations-min=0, the phases under 5 ms, which also
+undercounts each module's tests), so it runs a little short of the measured wall time; use it
+to compare orders or to find the modules worth shrinking.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ def module_costs(log: str) -> "OrderedDict[str, list[float]]":
     for seconds, _, nodeid in LINE.findall(log):
         per_test[nodeid] = per_test.get(nodeid, 0.0) + float(seconds)
     modules: OrderedDict[str, list[float]] = OrderedDict()
-    for nodeid in sorted(per_test):  # collection order is alphabetical within a directory
+    # modules in alphabetical order (pytest collects a directory's files so; the tests within a
+    # module are kept in the log's order, which only breaks ties in the simulation)
+    for nodeid in sorted(per_test, key=lambda n: n.split("::")[0]):
         modules.setdefault(nodeid.split("::")[0], []).append(per_test[nodeid])
     return modules
 

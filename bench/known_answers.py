@@ -13,10 +13,9 @@ content-keyed cache shares upstream work between cases on the same dataset and s
 Printed: one row per (gate, case, dataset): the gate's status counts over the seeds, the
 median pooled macro-F1 of the model the gate vouches for, what the decision recommended, and
 how many runs met the case's rule: for a must-not-pass case a run is *caught* when the gate
-did not pass and the model it vouches for was not recommended (gate 7: the ensemble left the
-bad member out, gate 7 skipped itself with the bad member among those left out, or it did not
-pass and was not recommended); for a must-pass case, when the
-gate passed (gate 5's default augmentation: when it did not fail). A case may bring gates of
+did not pass and the model it vouches for was not recommended (gate 7: it left the bad member
+out of the ensemble, skipped itself with the bad member among those left out, or did not pass
+and the ensemble was not recommended); for a must-pass case, when the gate passed (gate 5's default augmentation: when it did not fail). A case may bring gates of
 its own (bench/known_gates/, user gates run beside the built-in ones). Not a test: each chain
 trains for minutes; `--profile smoke --out DIR` checks the machinery in a minute a chain.
 """
@@ -232,7 +231,8 @@ def judge(gate: int, must: str, recs: dict[str, dict], recommended: str | None,
     """Whether one run met the case's rule (module docstring); None when the gate was not
     judged (skipped: a gate it needs did not pass), which counts neither way. Gate 7 skips
     itself when fewer than two members are approved: a must-not-pass run is then caught if
-    the bad member is among those it left out (no ensemble was built from it)."""
+    the bad member is among those it left out (no ensemble was built from it), and not judged
+    (None) otherwise."""
     status = (recs.get(G[gate]) or {}).get("status")
     metrics = (recs.get(G[gate]) or {}).get("metrics") or {}
     if gate == 7 and must == "not pass" and status == "skipped":

@@ -53,7 +53,7 @@ def _schema_type(key: str) -> str:
 
 
 def _defaults_text(key: str, profiles: dict) -> str:
-    """'default 17', or 'default 40; smoke 25, full 60' where the `profiles` ({name: Config})
+    """'default 17', or 'default 40; smoke 15, full 60' where the `profiles` ({name: Config})
     differ."""
     section, name = key.split(".")
     values = {p: getattr(getattr(cfg, section), name) for p, cfg in profiles.items()}
