@@ -17,22 +17,22 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections import OrderedDict
 from pathlib import Path
 
 LINE = re.compile(r"^([\d.]+)s (setup|call|teardown)\s+(\S+)$", re.M)
 
 
-def module_costs(log: str) -> "OrderedDict[str, list[float]]":
-    """Each module's tests' durations (setup + call + teardown), in the log's order."""
+def module_costs(log: str) -> dict[str, list[float]]:
+    """Each module's tests' durations (setup + call + teardown). Modules in alphabetical order
+    (pytest collects a directory's files so); a module's tests in the log's order, which only
+    breaks ties in the simulation."""
     per_test: dict[str, float] = {}
     for seconds, _, nodeid in LINE.findall(log):
         per_test[nodeid] = per_test.get(nodeid, 0.0) + float(seconds)
-    modules: OrderedDict[str, list[float]] = OrderedDict()
-    # modules in alphabetical order (pytest collects a directory's files so; the tests within a
-    # module are kept in the log's order, which only breaks ties in the simulation)
-    for nodeid in sorted(per_test, key=lambda n: n.split("::")[0]):
-        modules.setdefault(nodeid.split("::")[0], []).append(per_test[nodeid])
+    modules: dict[str, list[float]] = {}
+    for module, seconds in sorted(((n.split("::")[0], s) for n, s in per_test.items()),
+                                  key=lambda ms: ms[0]):
+        modules.setdefault(module, []).append(seconds)
     return modules
 
 
@@ -40,17 +40,18 @@ def finish_times(modules: list[list[float]], workers: int) -> list[float]:
     """Each worker's finish time when the modules are handed out in this order."""
     queue, clock = list(modules), [0.0] * workers
     pending: list[list[float]] = [[] for _ in range(workers)]
-    for w in range(workers):  # one module each, then a second while two or fewer are pending
-        if queue:
-            pending[w] += queue.pop(0)
-    for w in range(workers):
+
+    def top_up(w: int) -> None:  # xdist sends the next module when <= 2 tests are pending
         if queue and len(pending[w]) <= 2:
             pending[w] += queue.pop(0)
+
+    for _ in range(2):  # one module each, then a second one each
+        for w in range(workers):
+            top_up(w)
     while any(pending):
         w = min((k for k in range(workers) if pending[k]), key=lambda k: clock[k])
         clock[w] += pending[w].pop(0)
-        if queue and len(pending[w]) <= 2:
-            pending[w] += queue.pop(0)
+        top_up(w)
     return clock
 
 

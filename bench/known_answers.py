@@ -15,9 +15,10 @@ median pooled macro-F1 of the model the gate vouches for, what the decision reco
 how many runs met the case's rule: for a must-not-pass case a run is *caught* when the gate
 did not pass and the model it vouches for was not recommended (gate 7: it left the bad member
 out of the ensemble, skipped itself with the bad member among those left out, or did not pass
-and the ensemble was not recommended); for a must-pass case, when the gate passed (gate 5's default augmentation: when it did not fail). A case may bring gates of
-its own (bench/known_gates/, user gates run beside the built-in ones). Not a test: each chain
-trains for minutes; `--profile smoke --out DIR` checks the machinery in a minute a chain.
+and the ensemble was not recommended); for a must-pass case, when the gate passed (gate 5's
+default augmentation: when it did not fail). A case may bring gates of its own
+(bench/known_gates/, user gates run beside the built-in ones). Not a test: each chain trains for
+minutes; `--profile smoke --out DIR` checks the machinery in a minute a chain.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ import json
 
 import pytest
 
-from moola.testing import read_results, run_gate_session, write_easy_trend, write_gate_suite
+from moola.testing import (ONE_SEED_PER_FOLD, read_results, run_gate_session, write_easy_trend,
+                           write_gate_suite)
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.slow
 def test_every_model_reads_an_easy_trend_so_gate_2_passes_and_gate_6_does_not(tmp_path):
     root = write_gate_suite(tmp_path / "project")
     write_easy_trend(root / "easy", seed=1)
-    (root / "one_seed.toml").write_text("[protocol]\nseeds = 1\n")  # every model reads it at once
+    (root / "one_seed.toml").write_text(ONE_SEED_PER_FOLD)  # every model reads it at once
     r = run_gate_session(root, "--profile", "smoke", "--data=easy", "-p", "no:randomly",
                          "-k", "not gate_5 and not gate_7", "--gates-config", "one_seed.toml")
     assert r.returncode == 0, r.stdout[-3000:]

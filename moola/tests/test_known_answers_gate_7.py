@@ -12,8 +12,8 @@ import shutil
 
 import pytest
 
-from moola.testing import (ONE_VIEW_MEMBERS, ONLY_VIEW_MEMBERS_CONFIG, read_results,
-                           run_gate_session, write_gate_suite, write_split_views)
+from moola.testing import (ONE_SEED_PER_FOLD, ONE_VIEW_MEMBERS, ONLY_VIEW_MEMBERS_CONFIG,
+                           read_results, run_gate_session, write_gate_suite, write_split_views)
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ def test_gate_7_passes_members_that_err_apart_and_not_members_that_err_together(
     write_split_views(root / "views", seed=1, independent=independent)
     # one training seed per fold (smoke trains two): seven members of 300 windows are the
     # slowest smoke chain, and the ensemble's gain (about +0.15) needs no seed averaging
-    (root / "views.toml").write_text(ONLY_VIEW_MEMBERS_CONFIG + "\n[protocol]\nseeds = 1\n")
+    (root / "views.toml").write_text(ONLY_VIEW_MEMBERS_CONFIG + "\n" + ONE_SEED_PER_FOLD)
     r = run_gate_session(root, "--profile", "smoke", "--data=views", "-p", "no:randomly",
                          "--gates-config", "views.toml")
     g7 = {x["gate"]: x for x in read_results(root)}["gate_7_ensemble"]
